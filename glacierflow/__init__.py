@@ -1,0 +1,1 @@
+"""glacierflow: glacier velocity from repeat satellite images."""

@@ -1,0 +1,248 @@
+"""Writing velocity granules in ITS_LIVE's layout (NetCDF4, CF-1.8) with a browse PNG.
+
+Files are written under a temporary name and renamed at the end, so a crash never leaves
+a partial granule behind. See ../shared/FORMATS.md for the conventions followed here.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import warnings
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import xarray as xr
+from PIL import Image
+from pyproj import CRS, Transformer
+
+from glacierflow.processing.io.scenes import SceneInfo
+from glacierflow.processing.tracking.grid import NodeGrid
+from glacierflow.processing.tracking.tracker import REASON_MEANINGS, Reason
+from glacierflow.processing.tracking.velocity import Velocity
+
+FILL_INT16 = -32767
+VERSION = "V02"
+_COMPRESSION = {"zlib": True, "complevel": 2, "shuffle": True}
+_TIME_FORMAT = "%Y%m%dT%H:%M:%S.%f"
+
+
+def granule_name(ref: SceneInfo, sec: SceneInfo, spacing: float, valid_percentage: float) -> str:
+    """ITS_LIVE's name: <id1>_X_<id2>_G0120V02_P{floor(valid%):03d}.nc (acquisition order)."""
+    first, second = sorted((ref, sec), key=lambda s: s.acquired)
+    return (
+        f"{first.scene_id}_X_{second.scene_id}_G{round(spacing):04d}{VERSION}"
+        f"_P{math.floor(valid_percentage):03d}.nc"
+    )
+
+
+@dataclass(frozen=True)
+class GranuleInputs:
+    """Everything that goes into one granule besides the velocity itself."""
+
+    ref: SceneInfo
+    sec: SceneInfo
+    crs: CRS
+    grid: NodeGrid
+    chip_size_m: tuple[np.ndarray, np.ndarray]  # width, height per node; 0 where none
+    interpolated: np.ndarray
+    reason: np.ndarray
+    parameters: dict[str, str | float | int]
+
+
+def _mapping_attrs(crs: CRS, grid: NodeGrid) -> dict[str, object]:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # PROJ strings are lossy; kept for ITS_LIVE
+        proj4 = crs.to_proj4()
+    cf = {k: v for k, v in crs.to_cf().items() if not isinstance(v, dict | list)}
+    if crs.utm_zone:
+        cf["grid_mapping_name"] = "universal_transverse_mercator"
+        cf["utm_zone_number"] = int(crs.utm_zone[:-1])
+    cf.update(
+        spatial_ref=crs.to_wkt(),
+        crs_wkt=crs.to_wkt(),
+        proj4text=proj4,
+        spatial_epsg=crs.to_epsg() or 0,
+        GeoTransform=" ".join(f"{v:g}" for v in grid.geotransform),
+    )
+    return cf
+
+
+def _int16(values: np.ndarray) -> np.ndarray:
+    out = np.full(values.shape, FILL_INT16, dtype=np.int16)
+    ok = np.isfinite(values)
+    out[ok] = np.clip(np.rint(values[ok]), -32766, 32767).astype(np.int16)
+    return out
+
+
+def _velocity_attrs(vel: Velocity, k: int, name: str) -> dict[str, object]:
+    stationary, slow = vel.stationary[k], vel.slow[k]
+    shift = {1: stationary.shift, 2: slow.shift}.get(vel.stable_shift_flag, 0.0)
+    return {
+        "standard_name": f"land_ice_surface_{name}_velocity",
+        "description": f"velocity component in {name} direction",
+        "units": "meter/year",
+        "grid_mapping": "mapping",
+        "error": vel.component_error(k),
+        "error_description": "RMS over stable ground after the shift correction (stationary if a "
+        "stable-surface mask was given, else the slowest 25% of vectors)",
+        "error_stationary": stationary.error,
+        "error_slow": slow.error,
+        "error_modeled": float(np.nanmedian(vel.vx_error if k == 0 else vel.vy_error))
+        if np.isfinite(vel.vx_error).any()
+        else np.nan,
+        "error_modeled_description": "median per-vector 1-sigma precision of the correlation fit",
+        "stable_shift": shift,
+        "stable_shift_flag": vel.stable_shift_flag,
+        "stable_shift_flag_description": "flag for applying velocity bias correction: 0 = no "
+        "correction; 1 = correction from overlapping stable surface mask; 2 = correction from "
+        "slowest 25% of overlapping velocities",
+        "stable_shift_stationary": stationary.shift,
+        "stable_count_stationary": stationary.count,
+        "stable_shift_slow": slow.shift,
+        "stable_count_slow": slow.count,
+    }
+
+
+def granule_dataset(vel: Velocity, inp: GranuleInputs) -> xr.Dataset:
+    """Assemble the granule as an xarray Dataset (encodings attached to the variables)."""
+    grid = inp.grid
+    ref, sec = sorted((inp.ref, inp.sec), key=lambda s: s.acquired)
+    dt = (sec.acquired - ref.acquired).total_seconds() / 86400
+    centre = ref.acquired + (sec.acquired - ref.acquired) / 2
+    lon, lat = Transformer.from_crs(inp.crs, "EPSG:4326", always_xy=True).transform(
+        float(grid.x.mean()), float(grid.y.mean())
+    )
+    dims = ("y", "x")
+
+    def gridded(values: np.ndarray, attrs: dict, fill: int = FILL_INT16) -> xr.Variable:
+        var = xr.Variable(dims, values, attrs=attrs)
+        var.encoding = {**_COMPRESSION, "_FillValue": fill}
+        return var
+
+    speed_attrs = {"units": "meter/year", "grid_mapping": "mapping"}
+    pair_info = {
+        "standard_name": "image_pair_information",
+        "id_img1": ref.scene_id,
+        "id_img2": sec.scene_id,
+        "acquisition_date_img1": ref.acquired.strftime(_TIME_FORMAT),
+        "acquisition_date_img2": sec.acquired.strftime(_TIME_FORMAT),
+        "date_center": centre.strftime(_TIME_FORMAT),
+        "date_dt": dt,
+        "mission_img1": ref.mission,
+        "mission_img2": sec.mission,
+        "satellite_img1": ref.satellite,
+        "satellite_img2": sec.satellite,
+        "sensor_img1": ref.sensor,
+        "sensor_img2": sec.sensor,
+        "time_standard_img1": "UTC",
+        "time_standard_img2": "UTC",
+        "latitude": round(lat, 2),
+        "longitude": round(lon, 2),
+        "roi_valid_percentage": round(vel.quality["valid_percentage"], 1),
+    }
+    data_vars = {
+        "vx": gridded(_int16(vel.vx), _velocity_attrs(vel, 0, "x")),
+        "vy": gridded(_int16(vel.vy), _velocity_attrs(vel, 1, "y")),
+        "v": gridded(
+            _int16(vel.v),
+            {"standard_name": "land_ice_surface_velocity", "description": "velocity magnitude", **speed_attrs},
+        ),
+        "v_error": gridded(
+            _int16(vel.v_error),
+            {"standard_name": "velocity_error", "description": "velocity magnitude error", **speed_attrs},
+        ),
+        "vx_error": gridded(
+            _int16(vel.vx_error),
+            {"description": "per-vector 1-sigma precision of vx from the correlation fit", **speed_attrs},
+        ),
+        "vy_error": gridded(
+            _int16(vel.vy_error),
+            {"description": "per-vector 1-sigma precision of vy from the correlation fit", **speed_attrs},
+        ),
+        "chip_size_width": gridded(
+            np.clip(inp.chip_size_m[0], 0, 65535).astype(np.uint16),
+            {"standard_name": "chip_size_width", "description": "width of search template (chip)", "units": "m", "grid_mapping": "mapping"},
+            fill=0,
+        ),
+        "chip_size_height": gridded(
+            np.clip(inp.chip_size_m[1], 0, 65535).astype(np.uint16),
+            {"standard_name": "chip_size_height", "description": "height of search template (chip)", "units": "m", "grid_mapping": "mapping"},
+            fill=0,
+        ),
+        "interp_mask": gridded(
+            inp.interpolated.astype(np.uint8),
+            {
+                "standard_name": "interpolated_value_mask",
+                "description": "true where values have been interpolated",
+                "flag_values": np.array([0, 1], dtype=np.uint8),
+                "flag_meanings": "measured interpolated",
+                "grid_mapping": "mapping",
+            },
+            fill=0,
+        ),
+        "reason": gridded(
+            inp.reason.astype(np.uint8),
+            {
+                "description": "why a node has no measured vector (glacierflow)",
+                "flag_values": np.array([int(r) for r in Reason], dtype=np.uint8),
+                "flag_meanings": REASON_MEANINGS,
+                "grid_mapping": "mapping",
+            },
+            fill=255,
+        ),
+        "mapping": xr.Variable((), np.int8(0), attrs=_mapping_attrs(inp.crs, grid)),
+        "img_pair_info": xr.Variable((), np.int8(0), attrs=pair_info),
+    }
+    coords = {
+        "x": xr.Variable("x", grid.x, {"standard_name": "projection_x_coordinate", "description": "x coordinate of projection", "units": "m"}),
+        "y": xr.Variable("y", grid.y, {"standard_name": "projection_y_coordinate", "description": "y coordinate of projection", "units": "m"}),
+    }
+    attrs = {
+        "Conventions": "CF-1.8",
+        "title": "glacierflow surface velocities",
+        "date_created": datetime.now(UTC).strftime("%d-%b-%Y %H:%M:%S"),
+        "scene_pair_type": "optical",
+        "satellite": " ".join(sorted({ref.satellite, sec.satellite})),
+        "motion_detection_method": "feature",
+        "motion_coordinates": "map",
+        "institution": "glacierflow",
+        "source": "glacierflow FFT normalized cross-correlation feature tracker",
+        "references": "ITS_LIVE-compatible layout; see glacierflow's README",
+        **{f"quality_{k}": v for k, v in vel.quality.items()},
+        **{f"parameter_{k}": v for k, v in inp.parameters.items()},
+    }
+    return xr.Dataset(data_vars, coords=coords, attrs=attrs)
+
+
+def _browse(ds: xr.Dataset) -> Image.Image:
+    """Speed on a log colour scale (dark blue slow -> yellow fast), transparent where empty."""
+    v = ds["v"].values.astype(np.float64)
+    empty = v == FILL_INT16
+    level = np.log10(np.clip(np.where(empty, 1, v), 1, 10_000)) / 4  # 1 m/yr .. 10 km/yr
+    stops = np.array([[13, 8, 135], [84, 2, 163], [156, 23, 158], [205, 74, 117], [237, 121, 83], [251, 184, 57], [240, 249, 33]])
+    pos = level * (len(stops) - 1)
+    lo = np.clip(np.floor(pos).astype(int), 0, len(stops) - 2)
+    frac = (pos - lo)[..., None]
+    rgb = (stops[lo] * (1 - frac) + stops[lo + 1] * frac).astype(np.uint8)
+    alpha = np.where(empty, 0, 255).astype(np.uint8)[..., None]
+    return Image.fromarray(np.concatenate([rgb, alpha], axis=2), mode="RGBA")
+
+
+def _atomic(path: Path, write) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_granule(ds: xr.Dataset, path: Path) -> Path:
+    """Write the browse PNG, then the granule (the granule's presence marks completion)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _atomic(path.with_suffix(".png"), lambda tmp: _browse(ds).save(tmp, format="PNG"))
+    _atomic(path, lambda tmp: ds.to_netcdf(tmp, engine="netcdf4", format="NETCDF4"))
+    return path

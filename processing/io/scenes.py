@@ -1,0 +1,176 @@
+"""Reading scenes: single-band GeoTIFFs/COGs by path or URL, read window by window.
+
+Everything a user can get wrong about an input is checked here, before any work, and
+reported as a `SceneError` that names the file and the problem.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import rasterio
+from rasterio.enums import Resampling
+from rasterio.errors import RasterioIOError
+from rasterio.vrt import WarpedVRT
+from rasterio.warp import transform_bounds
+from rasterio.windows import Window
+
+
+class SceneError(ValueError):
+    """An input image that cannot be used, with the reason."""
+
+
+@dataclass(frozen=True)
+class SceneInfo:
+    """What the granule needs to know about one image."""
+
+    path: str
+    scene_id: str
+    acquired: datetime
+    mission: str
+    satellite: str
+    sensor: str
+
+
+# Landsat Collection-2 and Sentinel-2 product names carry the platform.
+_LANDSAT = re.compile(r"^L([COTEM])0?(\d)_")
+_SENTINEL2 = re.compile(r"^S2([AB])_")
+
+
+def _platform(scene_id: str, tags: dict[str, str]) -> tuple[str, str, str]:
+    """(mission, satellite, sensor) as ITS_LIVE writes them: ("L", "8", "C"), ("S", "2A", "MSI")."""
+    if m := _LANDSAT.match(scene_id):
+        return "L", m.group(2), m.group(1)
+    if m := _SENTINEL2.match(scene_id):
+        return "S", f"2{m.group(1)}", "MSI"
+    return (
+        tags.get("MISSION", "unknown"),
+        tags.get("SATELLITE", "unknown"),
+        tags.get("SENSOR", "unknown"),
+    )
+
+
+def parse_time(text: str) -> datetime:
+    """ISO 8601 or TIFF ("YYYY:MM:DD HH:MM:SS") time; naive times are UTC."""
+    text = text.strip()
+    tiff = re.fullmatch(r"(\d{4}):(\d{2}):(\d{2})[ T](\d{2}:\d{2}:\d{2}(?:\.\d+)?)", text)
+    if tiff:
+        text = f"{tiff.group(1)}-{tiff.group(2)}-{tiff.group(3)}T{tiff.group(4)}"
+    try:
+        value = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError as err:
+        raise SceneError(f"cannot read the time {text!r}: use ISO 8601, e.g. 2024-07-01T12:00:00") from err
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _open(path: str) -> rasterio.DatasetReader:
+    try:
+        return rasterio.open(path)
+    except RasterioIOError as err:
+        reason = "no such file" if "://" not in path and not Path(path).exists() else str(err)
+        raise SceneError(f"{path}: cannot read it as an image ({reason})") from err
+
+
+def _check_content(path: str, ds: rasterio.DatasetReader) -> None:
+    """Reject images with no valid pixel or no texture, judged on a decimated read."""
+    shape = (min(ds.height, 512), min(ds.width, 512))
+    try:
+        sample = ds.read(1, out_shape=shape, masked=True, resampling=Resampling.nearest)
+    except RasterioIOError as err:
+        raise SceneError(f"{path}: the image data cannot be read ({err}); is the file truncated?") from err
+    values = sample.astype(np.float64).filled(np.nan)
+    finite = values[np.isfinite(values)]
+    if finite.size == 0:
+        raise SceneError(f"{path}: every pixel is nodata or NaN; there is nothing to track")
+    if np.ptp(finite) == 0:
+        raise SceneError(f"{path}: the image has no texture (every pixel is {finite[0]:g})")
+
+
+def describe(path: str, time_override: str | None = None) -> SceneInfo:
+    """Open and check one scene; read its acquisition time from the flag or its tags."""
+    with _open(path) as ds:
+        if ds.count != 1:
+            raise SceneError(f"{path}: has {ds.count} bands; give a single-band image")
+        if ds.crs is None or ds.transform.is_identity:
+            raise SceneError(f"{path}: is not georeferenced (no CRS or geotransform)")
+        tags = {k.upper(): v for k, v in ds.tags().items()}
+        _check_content(path, ds)
+    when = time_override or tags.get("TIFFTAG_DATETIME") or tags.get("ACQUISITION_TIME")
+    if not when:
+        raise SceneError(
+            f"{path}: no acquisition time (TIFFTAG_DATETIME or ACQUISITION_TIME tag); "
+            "pass it with --ref-time/--sec-time"
+        )
+    scene_id = Path(path.split("?")[0]).name.rsplit(".", 1)[0]
+    mission, satellite, sensor = _platform(scene_id, tags)
+    return SceneInfo(path, scene_id, parse_time(when), mission, satellite, sensor)
+
+
+@dataclass(frozen=True)
+class PairGeometry:
+    """The reference grid that both images are read on."""
+
+    crs: rasterio.crs.CRS
+    transform: rasterio.Affine
+    shape: tuple[int, int]
+
+
+class PairReader:
+    """Reads matching windows of REF and of SEC resampled onto REF's grid, NaN where
+    either has no data. Callable as the tracker's `BlockReader`."""
+
+    def __init__(self, ref: rasterio.DatasetReader, sec: rasterio.io.DatasetReaderBase):
+        self._ref = ref
+        self._sec = sec
+        self._lock = threading.Lock()  # a GDAL dataset must not be read from two threads
+        self.geometry = PairGeometry(ref.crs, ref.transform, (ref.height, ref.width))
+
+    @staticmethod
+    def _read(ds, r0: int, r1: int, c0: int, c1: int) -> np.ndarray:
+        out = np.full((r1 - r0, c1 - c0), np.nan, dtype=np.float32)
+        rr0, rr1 = max(r0, 0), min(r1, ds.height)
+        cc0, cc1 = max(c0, 0), min(c1, ds.width)
+        if rr1 > rr0 and cc1 > cc0:
+            window = Window(cc0, rr0, cc1 - cc0, rr1 - rr0)
+            data = ds.read(1, window=window, masked=True).astype(np.float32).filled(np.nan)
+            out[rr0 - r0 : rr1 - r0, cc0 - c0 : cc1 - c0] = data
+        return out
+
+    def __call__(self, r0: int, r1: int, c0: int, c1: int) -> tuple[np.ndarray, np.ndarray]:
+        with self._lock:
+            return self._read(self._ref, r0, r1, c0, c1), self._read(self._sec, r0, r1, c0, c1)
+
+
+@contextmanager
+def open_pair(ref_path: str, sec_path: str) -> Iterator[PairReader]:
+    """Open both scenes; SEC on another grid or CRS is warped onto REF's grid (cubic)."""
+    with ExitStack() as stack:
+        ref = stack.enter_context(_open(ref_path))
+        sec = stack.enter_context(_open(sec_path))
+        sec_bounds = transform_bounds(sec.crs, ref.crs, *sec.bounds, densify_pts=21)
+        rb = ref.bounds
+        if sec_bounds[0] >= rb.right or sec_bounds[2] <= rb.left or sec_bounds[1] >= rb.top or sec_bounds[3] <= rb.bottom:
+            raise SceneError(f"{ref_path} and {sec_path} do not overlap")
+        same_grid = sec.crs == ref.crs and sec.transform == ref.transform and sec.shape == ref.shape
+        if not same_grid:
+            sec = stack.enter_context(
+                WarpedVRT(
+                    sec,
+                    crs=ref.crs,
+                    transform=ref.transform,
+                    width=ref.width,
+                    height=ref.height,
+                    resampling=Resampling.cubic,
+                    src_nodata=sec.nodata,
+                    nodata=np.nan,
+                    dtype="float32",
+                )
+            )
+        yield PairReader(ref, sec)

@@ -1,0 +1,492 @@
+"""Coarse-to-fine feature tracking over a grid of nodes (pure computation, no file I/O).
+
+1. A sparse coarse grid searches the whole window (+-`search_radius_px`) with large chips;
+   incoherent coarse vectors are dropped and the rest, interpolated, seed the fine grid.
+2. Every fine node then searches only a small window around its seed, sized by how much
+   the seeds vary around it, with the smallest chip of the ladder; nodes whose result is
+   imprecise are tried again with the next (larger) chip.
+3. The sub-pixel estimator refines the peak; a normalized median (NDC-style) test rejects
+   incoherent vectors; small gaps are interpolated and flagged.
+
+Images are read strip by strip through a `BlockReader`, so memory stays flat as the
+scene grows, and strips run on a thread pool (numpy and FFTW release the GIL).
+Every node that yields no vector carries a `Reason`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from functools import cached_property
+from enum import IntEnum, StrEnum
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+from scipy import ndimage
+
+from glacierflow.processing.tracking.correlation import ncc_surfaces
+from glacierflow.processing.tracking.outliers import fill_small_gaps, incoherent
+from glacierflow.processing.tracking.preprocess import ImageFilter, prefilter, wiener_denoise
+from glacierflow.processing.tracking.subpixel import gauss_newton, peak_fit, peak_oversample
+
+
+class Reason(IntEnum):
+    """Why a node has no measured vector (0: it has one)."""
+
+    VALID = 0
+    NODATA = 1  # the chip or its match lies on nodata, cloud or outside the image
+    NO_TEXTURE = 2  # the reference chip is flat
+    LOW_CORRELATION = 3  # the best match is too weak
+    AMBIGUOUS = 4  # a second, distant peak is nearly as strong (coarse search)
+    SEARCH_EDGE = 5  # the best match is on the edge of the search window
+    IMPRECISE = 6  # the sub-pixel fit did not converge or is too uncertain at every chip size
+    INCOHERENT = 7  # disagrees with its neighbours (normalized median test)
+
+
+REASON_MEANINGS = " ".join(r.name.lower() for r in Reason)
+
+
+class SubpixelMethod(StrEnum):
+    """How the correlation peak is located below one pixel (see subpixel.py)."""
+
+    GAUSS_NEWTON = "gauss-newton"
+    FIT = "fit"
+    OVERSAMPLE = "oversample"
+
+
+@dataclass(frozen=True)
+class TrackerOptions:
+    """Tracking parameters in pixels (the CLI converts metres to pixels)."""
+
+    chip_sizes_px: tuple[int, ...] = (16, 32, 64)
+    search_radius_px: int = 25
+    coarse_stride: int = 4
+    coarse_chip_px: int = 64
+    image_filter: ImageFilter = ImageFilter.HIGH_PASS
+    filter_width_px: int = 21
+    denoise: bool = True
+    subpixel: SubpixelMethod = SubpixelMethod.GAUSS_NEWTON
+    min_zncc: float = 0.15
+    min_peak_ratio: float = 1.15
+    escalate_sigma_px: float = 0.1
+    reject_sigma_px: float = 0.5
+    max_nodata_fraction: float = 0.1
+    ndc_threshold: float = 2.0
+    ndc_noise_px: float = 0.1
+    max_gap_nodes: int = 4
+    threads: int = 1
+    strip_rows: int = 32
+
+    def __post_init__(self) -> None:
+        if not self.chip_sizes_px or min(self.chip_sizes_px) < 4:
+            raise ValueError("chip sizes must be at least 4 pixels")
+        if self.search_radius_px < 1:
+            raise ValueError("the search radius must be at least 1 pixel")
+
+
+BlockReader = Callable[[int, int, int, int], tuple[np.ndarray, np.ndarray]]
+"""read(row0, row1, col0, col1) -> (ref, sec) float32 blocks, NaN off-image or nodata."""
+
+
+def array_reader(ref: np.ndarray, sec: np.ndarray) -> BlockReader:
+    """A BlockReader over two in-memory images of the same shape (NaN = no data)."""
+    if ref.shape != sec.shape:
+        raise ValueError(f"the images differ in shape: {ref.shape} and {sec.shape}")
+
+    def read(r0: int, r1: int, c0: int, c1: int) -> tuple[np.ndarray, np.ndarray]:
+        blocks = []
+        for image in (ref, sec):
+            block = np.full((r1 - r0, c1 - c0), np.nan, dtype=np.float32)
+            rr0, rr1 = max(r0, 0), min(r1, image.shape[0])
+            cc0, cc1 = max(c0, 0), min(c1, image.shape[1])
+            if rr1 > rr0 and cc1 > cc0:
+                block[rr0 - r0 : rr1 - r0, cc0 - c0 : cc1 - c0] = image[rr0:rr1, cc0:cc1]
+            blocks.append(block)
+        return blocks[0], blocks[1]
+
+    return read
+
+
+@dataclass
+class TrackResult:
+    """Displacements (pixels, +rows down, +cols right) on the node grid, per-node metadata."""
+
+    rows: np.ndarray
+    cols: np.ndarray
+    sigma_rows: np.ndarray
+    sigma_cols: np.ndarray
+    zncc: np.ndarray
+    chip_px: np.ndarray
+    reason: np.ndarray
+    interpolated: np.ndarray
+    coarse_valid_fraction: float = 0.0
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def valid(self) -> np.ndarray:
+        return np.isfinite(self.rows) & np.isfinite(self.cols)
+
+
+@dataclass
+class _Matches:
+    """Per-node results of one search pass."""
+
+    shift: np.ndarray  # (N, 2) rows, cols
+    sigma: np.ndarray  # (N, 2)
+    zncc: np.ndarray
+    reason: np.ndarray
+
+    @classmethod
+    def empty(cls, n: int) -> _Matches:
+        return cls(
+            np.full((n, 2), np.nan),
+            np.full((n, 2), np.nan),
+            np.zeros(n, np.float32),
+            np.full(n, Reason.NODATA, np.uint8),
+        )
+
+
+@dataclass
+class _Block:
+    """A pre-filtered window of both images plus what the sub-pixel step needs."""
+
+    row0: int
+    col0: int
+    image_shape: tuple[int, int]
+    ref: np.ndarray
+    sec: np.ndarray
+    ref_nan: np.ndarray
+    sec_nan: np.ndarray
+    ref_raw: np.ndarray
+
+    @classmethod
+    def load(
+        cls,
+        read: BlockReader,
+        rows: tuple[int, int],
+        cols: tuple[int, int],
+        image_shape: tuple[int, int],
+        opts: TrackerOptions,
+    ) -> _Block:
+        ref_raw, sec_raw = read(rows[0], rows[1], cols[0], cols[1])
+        if opts.denoise:
+            ref_raw, sec_raw = wiener_denoise(ref_raw), wiener_denoise(sec_raw)
+        ref = prefilter(ref_raw, opts.image_filter, opts.filter_width_px)
+        sec = prefilter(sec_raw, opts.image_filter, opts.filter_width_px)
+        ref_nan, sec_nan = np.isnan(ref), np.isnan(sec)
+        return cls(
+            rows[0],
+            cols[0],
+            image_shape,
+            np.where(ref_nan, 0.0, ref).astype(np.float32),
+            np.where(sec_nan, 0.0, sec).astype(np.float32),
+            ref_nan,
+            sec_nan,
+            np.where(np.isnan(ref_raw), 0.0, ref_raw).astype(np.float32),
+        )
+
+    @cached_property
+    def ref_coef(self) -> np.ndarray:
+        """Cubic B-spline coefficients of the filtered reference (for sub-pixel fits)."""
+        return ndimage.spline_filter(self.ref, order=3, mode="mirror", output=np.float32)
+
+    @cached_property
+    def sec_coef(self) -> np.ndarray:
+        return ndimage.spline_filter(self.sec, order=3, mode="mirror", output=np.float32)
+
+
+def _patches(image: np.ndarray, top: np.ndarray, left: np.ndarray, size: int) -> np.ndarray:
+    return sliding_window_view(image, (size, size))[top, left]
+
+
+def _bucket(radius: np.ndarray, cap: int) -> np.ndarray:
+    """Round search radii up to a few sizes, so that chips batch together under one plan."""
+    sizes = np.array([4, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256])
+    sizes = np.unique(np.minimum(np.append(sizes, cap), cap))
+    return sizes[np.searchsorted(sizes, np.minimum(radius, cap))]
+
+
+def _search(
+    block: _Block,
+    node_rows: np.ndarray,
+    node_cols: np.ndarray,
+    seed: np.ndarray,
+    radius: np.ndarray,
+    chip: int,
+    opts: TrackerOptions,
+    coarse: bool,
+) -> _Matches:
+    """Match the chips centred on the given nodes; seeds and radii in whole pixels."""
+    n = len(node_rows)
+    out = _Matches.empty(n)
+    # chips centre on their node, but slide inward at the image's edge rather than reach
+    # off it, in REF and at the seeded match in SEC (the node then takes the displacement
+    # of the nearest chip that can be matched)
+    height, width = block.image_shape
+    top = np.floor(node_rows - chip / 2 + 0.5).astype(np.int64)
+    left = np.floor(node_cols - chip / 2 + 0.5).astype(np.int64)
+    top = np.clip(top, np.maximum(-seed[:, 0], 0), height - chip - np.maximum(seed[:, 0], 0))
+    left = np.clip(left, np.maximum(-seed[:, 1], 0), width - chip - np.maximum(seed[:, 1], 0))
+    top = np.clip(top, 0, max(height - chip, 0)) - block.row0
+    left = np.clip(left, 0, max(width - chip, 0)) - block.col0
+    nodata = _patches(block.ref_nan, top, left, chip).mean(axis=(1, 2)) > opts.max_nodata_fraction
+    raw = _patches(block.ref_raw, top, left, chip)
+    flat = raw.max(axis=(1, 2)) == raw.min(axis=(1, 2))
+    out.reason[flat] = Reason.NO_TEXTURE
+    out.reason[nodata] = Reason.NODATA
+    todo = np.flatnonzero(~nodata & ~flat)
+    templates = _patches(block.ref, top[todo], left[todo], chip)
+    integer = np.zeros((n, 2), dtype=np.int64)
+    surfaces_by_radius = {}
+    for r in np.unique(radius[todo]):
+        sel = todo[radius[todo] == r]
+        span = chip + 2 * r
+        windows = _patches(block.sec, top[sel] + seed[sel, 0] - r, left[sel] + seed[sel, 1] - r, span)
+        surfaces = ncc_surfaces(templates[np.searchsorted(todo, sel)], windows)
+        flat_idx = surfaces.reshape(len(sel), -1).argmax(axis=1)
+        peak = np.stack(np.divmod(flat_idx, surfaces.shape[2]), axis=1)
+        integer[sel] = seed[sel] - r + peak
+        on_edge = np.any((peak == 0) | (peak == 2 * r), axis=1)
+        out.reason[sel] = Reason.VALID
+        out.reason[sel[on_edge]] = Reason.SEARCH_EDGE
+        out.zncc[sel] = surfaces[np.arange(len(sel)), peak[:, 0], peak[:, 1]]
+        if coarse:
+            ratio = _peak_ratio(surfaces, peak, exclusion=max(2, chip // 8))
+            out.reason[sel[(ratio < opts.min_peak_ratio) & ~on_edge]] = Reason.AMBIGUOUS
+        surfaces_by_radius[int(r)] = (sel, surfaces, peak)
+    measured = todo[out.reason[todo] == Reason.VALID]
+    low = measured[out.zncc[measured] < opts.min_zncc]
+    out.reason[low] = Reason.LOW_CORRELATION
+    measured = todo[out.reason[todo] == Reason.VALID]
+    if coarse:
+        out.shift[measured] = integer[measured]
+        return out
+
+    start = integer.astype(np.float64)
+    if opts.subpixel is not SubpixelMethod.GAUSS_NEWTON:
+        estimate = peak_fit if opts.subpixel is SubpixelMethod.FIT else peak_oversample
+        for r, (sel, surfaces, peak) in surfaces_by_radius.items():
+            start[sel] = seed[sel] - r + estimate(surfaces, peak)
+    iterations = 6 if opts.subpixel is SubpixelMethod.GAUSS_NEWTON else 0
+    fit = gauss_newton(
+        block.ref_coef, block.sec_coef, top[measured], left[measured], chip, start[measured], iterations
+    )
+    moved = np.max(np.abs(fit.shift - integer[measured]), axis=1)
+    ok = fit.converged & (moved <= 1.5) & np.all(np.isfinite(fit.sigma), axis=1)
+    # the matched SEC chip must lie on data too
+    safe_shift = np.where(np.isfinite(fit.shift), fit.shift, 0.0)
+    match_top = top[measured] + np.rint(safe_shift[:, 0]).astype(np.int64)
+    match_left = left[measured] + np.rint(safe_shift[:, 1]).astype(np.int64)
+    inside = (
+        (match_top >= 0)
+        & (match_left >= 0)
+        & (match_top + chip <= block.sec.shape[0])
+        & (match_left + chip <= block.sec.shape[1])
+    )
+    sec_nodata = ok & ~inside
+    check = ok & inside
+    sec_nodata[check] = (
+        _patches(block.sec_nan, match_top[check], match_left[check], chip).mean(axis=(1, 2))
+        > opts.max_nodata_fraction
+    )
+    out.reason[measured[~ok]] = Reason.IMPRECISE
+    out.reason[measured[sec_nodata]] = Reason.NODATA
+    good = ok & ~sec_nodata
+    out.shift[measured[good]] = fit.shift[good]
+    out.sigma[measured[good]] = fit.sigma[good]
+    out.zncc[measured] = fit.zncc
+    return out
+
+
+def _peak_ratio(surfaces: np.ndarray, peak: np.ndarray, exclusion: int) -> np.ndarray:
+    """Best peak over the best value farther than `exclusion` pixels from it."""
+    n, h, w = surfaces.shape
+    rr = np.arange(h)[None, :, None]
+    cc = np.arange(w)[None, None, :]
+    near = (np.abs(rr - peak[:, 0, None, None]) <= exclusion) & (
+        np.abs(cc - peak[:, 1, None, None]) <= exclusion
+    )
+    second = np.where(near, -np.inf, surfaces).reshape(n, -1).max(axis=1)
+    best = surfaces[np.arange(n), peak[:, 0], peak[:, 1]]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(second > 0, best / second, np.inf)
+
+
+def _block_for(
+    read: BlockReader,
+    image_shape: tuple[int, int],
+    node_rows: np.ndarray,
+    node_cols: np.ndarray,
+    reach: int,
+    opts: TrackerOptions,
+) -> _Block:
+    """Read the window that holds every chip and search window of these nodes."""
+    margin = reach + max(opts.chip_sizes_px + (opts.coarse_chip_px,)) // 2 + opts.filter_width_px + 8
+    rows = (int(np.floor(node_rows.min())) - margin, int(np.ceil(node_rows.max())) + margin)
+    cols = (int(np.floor(node_cols.min())) - margin, int(np.ceil(node_cols.max())) + margin)
+    return _Block.load(read, rows, cols, image_shape, opts)
+
+
+def _coarse_strip(read, image_shape, rows, cols, seed, opts) -> _Matches:
+    rr, cc = np.meshgrid(rows, cols, indexing="ij")
+    n = rr.size
+    radius = np.full(n, opts.search_radius_px)
+    seed_flat = seed.reshape(n, 2)
+    reach = int(np.abs(seed_flat).max(initial=0)) + opts.search_radius_px
+    block = _block_for(read, image_shape, rows, cols, reach, opts)
+    return _search(block, rr.ravel(), cc.ravel(), seed_flat, radius, opts.coarse_chip_px, opts, coarse=True)
+
+
+def _coarse_field(read, image_shape, node_rows, node_cols, prior, opts, pool) -> tuple[np.ndarray, np.ndarray, float]:
+    """Integer displacement seeds (ny, nx, 2) on the fine grid, and per-node search radii."""
+    stride = opts.coarse_stride
+    offset = stride // 2
+    c_rows, c_cols = node_rows[offset::stride], node_cols[offset::stride]
+    if len(c_rows) == 0 or len(c_cols) == 0:
+        c_rows, c_cols = node_rows[: 1 + len(node_rows) // 2][-1:], node_cols[: 1 + len(node_cols) // 2][-1:]
+    prior_coarse = np.zeros((len(c_rows), len(c_cols), 2), dtype=np.int64)
+    if prior is not None:
+        prior_coarse = np.rint(
+            np.nan_to_num(prior[offset::stride, offset::stride][: len(c_rows), : len(c_cols)])
+        ).astype(np.int64)
+    strips = range(0, len(c_rows), max(1, opts.strip_rows // stride))
+    parts = list(
+        pool.map(
+            lambda s: _coarse_strip(
+                read, image_shape, c_rows[s : s + max(1, opts.strip_rows // stride)], c_cols,
+                prior_coarse[s : s + max(1, opts.strip_rows // stride)], opts,
+            ),
+            strips,
+        )
+    )
+    shift = np.concatenate([p.shift for p in parts]).reshape(len(c_rows), len(c_cols), 2)
+    good = np.all(np.isfinite(shift), axis=2)
+    bad = incoherent(shift[..., 0], shift[..., 1], opts.ndc_threshold, 1.0)
+    good &= ~bad
+    coarse_valid = float(good.mean()) if good.size else 0.0
+    ny, nx = len(node_rows), len(node_cols)
+    full = opts.search_radius_px
+    if not good.any():
+        seed = np.zeros((ny, nx, 2), dtype=np.int64) if prior is None else np.rint(np.nan_to_num(prior)).astype(np.int64)
+        return seed, np.full((ny, nx), full), coarse_valid
+    # fill rejected coarse nodes from their nearest good neighbour
+    _, (ir, ic) = ndimage.distance_transform_edt(~good, return_indices=True)
+    filled = shift[ir, ic]
+    spread = np.zeros(good.shape)
+    for k in range(2):
+        spread = np.maximum(
+            spread,
+            ndimage.maximum_filter(filled[..., k], 3, mode="nearest")
+            - ndimage.minimum_filter(filled[..., k], 3, mode="nearest"),
+        )
+    near_bad = ndimage.maximum_filter((~good).astype(np.uint8), 3, mode="nearest") > 0
+    # fine node (i, j) sits at coarse index (i - offset) / stride
+    fi = (np.arange(ny) - offset) / stride
+    fj = (np.arange(nx) - offset) / stride
+    gi, gj = np.meshgrid(fi, fj, indexing="ij")
+    coords = np.stack([gi, gj])
+    seed = np.stack(
+        [ndimage.map_coordinates(filled[..., k], coords, order=1, mode="nearest") for k in range(2)],
+        axis=2,
+    )
+    near = np.rint(coords).astype(np.int64)
+    near[0] = np.clip(near[0], 0, good.shape[0] - 1)
+    near[1] = np.clip(near[1], 0, good.shape[1] - 1)
+    radius = np.ceil(spread[near[0], near[1]]).astype(np.int64) + 3
+    radius[near_bad[near[0], near[1]]] = full
+    return np.rint(seed).astype(np.int64), np.minimum(radius, full), coarse_valid
+
+
+def _fine_strip(read, image_shape, rows, cols, seed, radius, opts) -> tuple[_Matches, np.ndarray]:
+    rr, cc = np.meshgrid(rows, cols, indexing="ij")
+    n = rr.size
+    seed_flat = seed.reshape(n, 2)
+    radius_flat = _bucket(radius.ravel(), opts.search_radius_px)
+    reach = int((np.abs(seed_flat).max(axis=1) + radius_flat).max(initial=0))
+    block = _block_for(read, image_shape, rows, cols, reach, opts)
+    best = _Matches.empty(n)
+    chip_used = np.zeros(n, dtype=np.int64)
+    pending = np.arange(n)
+    for step, chip in enumerate(opts.chip_sizes_px):
+        last = step == len(opts.chip_sizes_px) - 1
+        m = _search(block, rr.ravel()[pending], cc.ravel()[pending], seed_flat[pending], radius_flat[pending], chip, opts, coarse=False)
+        sigma = m.sigma.max(axis=1)  # NaN where there is no measurement
+        precise = (m.reason == Reason.VALID) & (sigma <= opts.escalate_sigma_px)
+        # keep this chip's answer where it is precise, or where nothing better came before
+        better = precise | (best.reason[pending] != Reason.VALID) | last
+        take = pending[better]
+        best.shift[take] = m.shift[better]
+        best.sigma[take] = m.sigma[better]
+        best.zncc[take] = m.zncc[better]
+        best.reason[take] = m.reason[better]
+        chip_used[take] = chip
+        retry = ~precise & (m.reason != Reason.NODATA)
+        pending = pending[retry]
+        if pending.size == 0:
+            break
+    sigma = best.sigma.max(axis=1)
+    best.reason[(best.reason == Reason.VALID) & ~(sigma <= opts.reject_sigma_px)] = Reason.IMPRECISE
+    invalid = best.reason != Reason.VALID
+    best.shift[invalid] = np.nan
+    best.sigma[invalid] = np.nan
+    return best, chip_used
+
+
+def track(
+    read: BlockReader,
+    image_shape: tuple[int, int],
+    node_rows: np.ndarray,
+    node_cols: np.ndarray,
+    opts: TrackerOptions,
+    prior: np.ndarray | None = None,
+) -> TrackResult:
+    """Track every node (pixel-edge coordinates of chip centres) of one image pair.
+
+    prior: optional (ny, nx, 2) displacement guess in pixels (rows, cols) from an earlier
+    velocity field; the coarse search is then centred on it.
+    """
+    ny, nx = len(node_rows), len(node_cols)
+    with ThreadPoolExecutor(max_workers=max(1, opts.threads)) as pool:
+        seed, radius, coarse_valid = _coarse_field(read, image_shape, node_rows, node_cols, prior, opts, pool)
+        strips = list(range(0, ny, opts.strip_rows))
+        parts = list(
+            pool.map(
+                lambda s: _fine_strip(
+                    read,
+                    image_shape,
+                    node_rows[s : s + opts.strip_rows],
+                    node_cols,
+                    seed[s : s + opts.strip_rows],
+                    radius[s : s + opts.strip_rows],
+                    opts,
+                ),
+                strips,
+            )
+        )
+    matches = _Matches(
+        np.concatenate([p[0].shift for p in parts]),
+        np.concatenate([p[0].sigma for p in parts]),
+        np.concatenate([p[0].zncc for p in parts]),
+        np.concatenate([p[0].reason for p in parts]),
+    )
+    chip = np.concatenate([p[1] for p in parts]).reshape(ny, nx)
+    rows = matches.shift[:, 0].reshape(ny, nx).copy()
+    cols = matches.shift[:, 1].reshape(ny, nx).copy()
+    reason = matches.reason.reshape(ny, nx).copy()
+    bad = incoherent(rows, cols, opts.ndc_threshold, opts.ndc_noise_px)
+    reason[bad] = Reason.INCOHERENT
+    rows[bad] = np.nan
+    cols[bad] = np.nan
+    interpolated = fill_small_gaps(rows, cols, reason != Reason.NODATA, opts.max_gap_nodes)
+    return TrackResult(
+        rows=rows,
+        cols=cols,
+        sigma_rows=matches.sigma[:, 0].reshape(ny, nx),
+        sigma_cols=matches.sigma[:, 1].reshape(ny, nx),
+        zncc=matches.zncc.reshape(ny, nx),
+        chip_px=np.where(reason == Reason.VALID, chip, 0) | np.where(interpolated, chip, 0),
+        reason=reason,
+        interpolated=interpolated,
+        coarse_valid_fraction=coarse_valid,
+    )

@@ -1,0 +1,56 @@
+from __future__ import annotations
+
+import numpy as np
+
+from glacierflow.processing.tracking.correlation import load_wisdom, ncc_surfaces, save_wisdom
+
+
+def _direct_ncc(template: np.ndarray, window: np.ndarray) -> np.ndarray:
+    c = template.shape[0]
+    n = window.shape[0] - c + 1
+    t = template - template.mean()
+    out = np.zeros((n, n))
+    for i in range(n):
+        for j in range(n):
+            w = window[i : i + c, j : j + c]
+            w = w - w.mean()
+            out[i, j] = (t * w).sum() / np.sqrt((t * t).sum() * (w * w).sum())
+    return out
+
+
+def test_matches_direct_computation() -> None:
+    rng = np.random.default_rng(0)
+    windows = rng.standard_normal((3, 30, 30)).astype(np.float32)
+    templates = windows[:, 5:17, 9:21] * 2.0 + 1.0  # gain and offset must not matter
+    surfaces = ncc_surfaces(templates, windows)
+    assert surfaces.shape == (3, 19, 19)
+    for k in range(3):
+        np.testing.assert_allclose(surfaces[k], _direct_ncc(templates[k], windows[k]), atol=2e-4)
+        assert np.unravel_index(surfaces[k].argmax(), surfaces[k].shape) == (5, 9)
+        assert surfaces[k, 5, 9] > 0.9999
+
+
+def test_more_chips_than_one_batch() -> None:
+    rng = np.random.default_rng(1)
+    windows = rng.standard_normal((300, 24, 24)).astype(np.float32)
+    surfaces = ncc_surfaces(windows[:, 4:12, 6:14].copy(), windows)
+    peaks = surfaces.reshape(300, -1).argmax(axis=1)
+    assert np.all(peaks == 4 * 17 + 6)
+
+
+def test_flat_template_gives_zero_not_nan() -> None:
+    windows = np.random.default_rng(2).standard_normal((2, 20, 20)).astype(np.float32)
+    templates = np.ones((2, 8, 8), dtype=np.float32)
+    surfaces = ncc_surfaces(templates, windows)
+    assert np.all(surfaces == 0)
+
+
+def test_wisdom_round_trip(tmp_path) -> None:
+    path = tmp_path / "wisdom.json"
+    ncc_surfaces(np.ones((1, 4, 4), np.float32), np.ones((1, 9, 9), np.float32))
+    save_wisdom(path)
+    assert path.stat().st_size > 0
+    load_wisdom(path)
+    path.write_text("not wisdom")
+    load_wisdom(path)  # a corrupt file is dropped, not fatal
+    assert not path.exists()
