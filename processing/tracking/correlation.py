@@ -44,23 +44,29 @@ def save_wisdom(path: Path) -> None:
 
 @dataclass
 class _Plans:
-    """Forward and inverse real 2-D FFT plans over a batch of L x L arrays."""
+    """Real 2-D FFT plans over a batch of L x L arrays: one forward plan per operand (each
+    owns a zero-padded input buffer, written in place) and one inverse."""
 
-    forward: pyfftw.FFTW
+    windows: pyfftw.FFTW
+    templates: pyfftw.FFTW
     inverse: pyfftw.FFTW
+    shapes: tuple[int, int] = (0, 0)  # (span, chip) the buffers were last written with
 
     @classmethod
     def build(cls, size: int) -> _Plans:
-        real = pyfftw.empty_aligned((BATCH, size, size), dtype="float32")
+        def forward() -> pyfftw.FFTW:
+            real = pyfftw.zeros_aligned((BATCH, size, size), dtype="float32")
+            return pyfftw.builders.rfftn(real, axes=(1, 2), threads=1, planner_effort=_PLANNER_EFFORT)
+
         spectrum = pyfftw.empty_aligned((BATCH, size, size // 2 + 1), dtype="complex64")
         with _plan_lock:
-            forward = pyfftw.builders.rfftn(
-                real, axes=(1, 2), threads=1, planner_effort=_PLANNER_EFFORT
-            )
+            windows, templates = forward(), forward()
             inverse = pyfftw.builders.irfftn(
                 spectrum, s=(size, size), axes=(1, 2), threads=1, planner_effort=_PLANNER_EFFORT
             )
-        return cls(forward, inverse)
+        windows.input_array[:] = 0.0
+        templates.input_array[:] = 0.0
+        return cls(windows, templates, inverse)
 
 
 def _plans(size: int) -> _Plans:
@@ -75,53 +81,63 @@ def fft_size(window: int) -> int:
     return next_fast_len(window, real=True)
 
 
-def _box_sums(stack: np.ndarray, chip: int) -> np.ndarray:
-    """Sums over every chip x chip box of each image in a stack (integral images)."""
-    n, h, w = stack.shape
-    integral = np.zeros((n, h + 1, w + 1), dtype=stack.dtype)
-    np.cumsum(stack, axis=1, out=integral[:, 1:, 1:])
-    np.cumsum(integral[:, 1:, 1:], axis=2, out=integral[:, 1:, 1:])
+def box_sums(image: np.ndarray, box: int) -> np.ndarray:
+    """Sums over every box x box square of the last two axes, indexed by top-left corner."""
+    *lead, h, w = image.shape
+    integral = np.zeros((*lead, h + 1, w + 1), dtype=np.float64)
+    np.cumsum(image, axis=-2, out=integral[..., 1:, 1:])
+    np.cumsum(integral[..., 1:, 1:], axis=-1, out=integral[..., 1:, 1:])
     return (
-        integral[:, chip:, chip:]
-        - integral[:, :-chip, chip:]
-        - integral[:, chip:, :-chip]
-        + integral[:, :-chip, :-chip]
+        integral[..., box:, box:]
+        - integral[..., :-box, box:]
+        - integral[..., box:, :-box]
+        + integral[..., :-box, :-box]
     )
 
 
-def ncc_surfaces(templates: np.ndarray, windows: np.ndarray) -> np.ndarray:
+def box_variance(image: np.ndarray, box: int) -> np.ndarray:
+    """n * variance of every box x box square (indexed by top-left): the NCC denominator term."""
+    centred = image - image.mean(axis=(-2, -1), keepdims=True)
+    sums = box_sums(centred, box)
+    return np.maximum(box_sums(centred * centred, box) - sums * sums / (box * box), 0.0)
+
+
+def ncc_surfaces(
+    templates: np.ndarray, windows: np.ndarray, window_var: np.ndarray | None = None
+) -> np.ndarray:
     """Normalized cross-correlation of each template over its search window.
 
     templates: (N, c, c); windows: (N, S, S) with S >= c; both free of NaN.
+    window_var: optional (N, S-c+1, S-c+1) `box_variance` of each window, when the caller
+    has it cheaper (from the whole image at once).
     Returns (N, S-c+1, S-c+1): entry [n, i, j] is the NCC of template n with the
     window n sub-image whose top-left corner is (i, j); 0 where either is flat.
     """
     n, chip, _ = templates.shape
     span = windows.shape[1]
     valid = span - chip + 1
-    size = fft_size(span)
-    plans = _plans(size)
+    plans = _plans(fft_size(span))
     out = np.empty((n, valid, valid), dtype=np.float32)
 
     centred = templates - templates.mean(axis=(1, 2), keepdims=True)
     template_norm = np.sqrt(np.einsum("nij,nij->n", centred, centred))
-    # remove each window's mean first, so that float32 integral images stay exact enough
-    windows = windows - windows.mean(axis=(1, 2), keepdims=True, dtype=np.float64).astype(np.float32)
-    window_sum = _box_sums(windows, chip)
-    window_sq = _box_sums(windows * windows, chip)
-    window_var = np.maximum(window_sq - window_sum**2 / (chip * chip), 0.0)
+    if window_var is None:
+        window_var = box_variance(windows, chip)
 
-    fwd_in = plans.forward.input_array
-    inv_in = plans.inverse.input_array
+    w_in, t_in = plans.windows.input_array, plans.templates.input_array
+    product = plans.inverse.input_array
+    if plans.shapes != (span, chip):  # other shapes share this FFT size: clear their data
+        w_in[:] = 0.0
+        t_in[:] = 0.0
+        plans.shapes = (span, chip)
     for start in range(0, n, BATCH):
         stop = min(start + BATCH, n)
         m = stop - start
-        fwd_in[:] = 0.0
-        fwd_in[:m, :span, :span] = windows[start:stop]
-        window_spectrum = plans.forward().copy()
-        fwd_in[:] = 0.0
-        fwd_in[:m, :chip, :chip] = centred[start:stop]
-        np.multiply(window_spectrum, np.conj(plans.forward()), out=inv_in)
+        # padding stays zero: only these regions are ever written
+        w_in[:m, :span, :span] = windows[start:stop]
+        t_in[:m, :chip, :chip] = centred[start:stop]
+        np.conjugate(plans.templates(), out=product)
+        product *= plans.windows()
         out[start:stop] = plans.inverse()[:m, :valid, :valid]
 
     denom = np.sqrt(window_var) * template_norm[:, None, None]

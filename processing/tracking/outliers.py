@@ -15,10 +15,17 @@ from numpy.lib.stride_tricks import sliding_window_view
 from scipy import ndimage
 
 
-def _neighbourhoods(field: np.ndarray, radius: int) -> np.ndarray:
-    """(H, W, k) neighbour values of each node, the node itself excluded; NaN off-grid."""
+def _neighbourhoods(field: np.ndarray, radius: int, edge: str) -> np.ndarray:
+    """(H, W, k) neighbour values of each node, the node itself excluded.
+
+    edge="nan": off-grid neighbours are NaN; edge="odd": they are extrapolated linearly
+    (point reflection), so that a node on the grid's edge sees a balanced neighbourhood.
+    """
     size = 2 * radius + 1
-    padded = np.pad(field, radius, constant_values=np.nan)
+    if edge == "odd":
+        padded = np.pad(field, radius, mode="reflect", reflect_type="odd")
+    else:
+        padded = np.pad(field, radius, constant_values=np.nan)
     windows = sliding_window_view(padded, (size, size)).reshape(*field.shape, size * size)
     centre = (size * size) // 2
     return np.delete(windows, centre, axis=2)
@@ -40,8 +47,8 @@ def incoherent(
     """
     result = np.zeros(rows.shape, dtype=bool)
     for field in (rows, cols):
-        nb = _neighbourhoods(field, radius)
-        enough = np.sum(np.isfinite(nb), axis=2) >= min_neighbours
+        enough = np.sum(np.isfinite(_neighbourhoods(field, radius, "nan")), axis=2) >= min_neighbours
+        nb = _neighbourhoods(field, radius, "odd")
         with warnings.catch_warnings(), np.errstate(all="ignore"):
             warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN neighbourhoods
             median = np.nanmedian(nb, axis=2)

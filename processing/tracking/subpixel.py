@@ -2,8 +2,8 @@
 
 - `peak_fit`: a Gaussian fitted through the peak and its four neighbours (fast, but
   biased toward whole pixels: "pixel locking").
-- `peak_oversample`: the NCC surface around the peak interpolated with the Dirichlet
-  (periodic sinc) kernel on a 1/`factor` pixel grid, as autoRIFT oversamples it.
+- `peak_oversample`: the NCC surface around the peak interpolated by a cubic spline on a
+  1/`factor` pixel grid (autoRIFT likewise oversamples around the peak).
 - `gauss_newton`: the continuous maximum of the zero-normalized cross-correlation,
   found by inverse-compositional Gauss-Newton on cubic B-spline images (as digital
   image correlation does). It also yields each vector's precision from the residual.
@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
+from scipy import ndimage
 
 # Cubic B-spline weights at a node (f = 0): value and first derivative.
 _VALUE_AT_NODE = np.array([1 / 6, 4 / 6, 1 / 6, 0.0], dtype=np.float32)
@@ -42,11 +43,27 @@ def _patches(image: np.ndarray, top: np.ndarray, left: np.ndarray, size: int) ->
     return views[rows, cols]
 
 
+def _row_pass(patches: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Per-chip 4-tap kernel along rows: (N, c+3, W) -> (N, c, W)."""
+    chip = patches.shape[1] - 3
+    out = weights[:, 0, None, None] * patches[:, :chip]
+    for k in range(1, 4):
+        out += weights[:, k, None, None] * patches[:, k : k + chip]
+    return out
+
+
+def _col_pass(rows: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Per-chip 4-tap kernel along columns: (N, c, c+3) -> (N, c, c)."""
+    chip = rows.shape[2] - 3
+    out = weights[:, 0, None, None] * rows[:, :, :chip]
+    for k in range(1, 4):
+        out += weights[:, k, None, None] * rows[:, :, k : k + chip]
+    return out
+
+
 def _separable(patches: np.ndarray, row_w: np.ndarray, col_w: np.ndarray) -> np.ndarray:
     """Apply per-chip 4-tap kernels along rows then columns: (N, c+3, c+3) -> (N, c, c)."""
-    chip = patches.shape[1] - 3
-    rows = sum(row_w[:, k, None, None] * patches[:, k : k + chip, :] for k in range(4))
-    return sum(col_w[:, k, None, None] * rows[:, :, k : k + chip] for k in range(4))
+    return _col_pass(_row_pass(patches, row_w), col_w)
 
 
 def bspline_slopes(frac: np.ndarray) -> np.ndarray:
@@ -59,20 +76,28 @@ def bspline_slopes(frac: np.ndarray) -> np.ndarray:
 
 
 def sample_spline(
-    coef: np.ndarray, top: np.ndarray, left: np.ndarray, chip: int, shift: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Values and row/column gradients of the cubic spline with coefficients `coef` on each
-    chip grid moved by `shift`.
+    coef: np.ndarray,
+    top: np.ndarray,
+    left: np.ndarray,
+    chip: int,
+    shift: np.ndarray,
+    gradients: bool = True,
+) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+    """Values (and row/column gradients) of the cubic spline with coefficients `coef` on
+    each chip grid moved by `shift`.
 
     Chip n covers rows top[n]..top[n]+chip-1 (likewise columns); shift (N, 2) is (rows, cols).
     """
     whole = np.floor(shift).astype(np.int64)
     frac = shift - whole
     patches = _patches(coef, top + whole[:, 0] - 1, left + whole[:, 1] - 1, chip + 3)
-    w_r, w_c = bspline_weights(frac[:, 0]), bspline_weights(frac[:, 1])
-    values = _separable(patches, w_r, w_c)
-    grad_r = _separable(patches, bspline_slopes(frac[:, 0]), w_c)
-    grad_c = _separable(patches, w_r, bspline_slopes(frac[:, 1]))
+    w_c = bspline_weights(frac[:, 1])
+    smooth_rows = _row_pass(patches, bspline_weights(frac[:, 0]))
+    values = _col_pass(smooth_rows, w_c)
+    if not gradients:
+        return values, None, None
+    grad_c = _col_pass(smooth_rows, bspline_slopes(frac[:, 1]))
+    grad_r = _col_pass(_row_pass(patches, bspline_slopes(frac[:, 0])), w_c)
     return values, grad_r, grad_c
 
 
@@ -98,14 +123,15 @@ def _dot(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def gauss_newton(
+    ref_image: np.ndarray,
     ref_coef: np.ndarray,
     sec_coef: np.ndarray,
     top: np.ndarray,
     left: np.ndarray,
     chip: int,
     start: np.ndarray,
-    iterations: int = 6,
-    tolerance: float = 2e-3,
+    iterations: int = 4,
+    tolerance: float = 5e-3,
 ) -> Refinement:
     """Maximise ZNCC over a continuous translation, starting at `start` (N, 2).
 
@@ -120,48 +146,48 @@ def gauss_newton(
     ref_patches = _patches(ref_coef, top - 1, left - 1, chip + 3)
     value_w = np.broadcast_to(_VALUE_AT_NODE, (n, 4))
     slope_w = np.broadcast_to(_SLOPE_AT_NODE, (n, 4))
-    template, norm = _normalise(_separable(ref_patches, value_w, value_w))
+    # an interpolating spline passes through the data: at the nodes it is the image itself
+    template, norm = _normalise(_patches(ref_image, top, left, chip))
     scale = (1.0 / np.maximum(norm, 1e-12))[:, None, None]
     tr = _separable(ref_patches, slope_w, value_w) * scale
     tc = _separable(ref_patches, value_w, slope_w) * scale
 
-    def evaluate(idx: np.ndarray, shift: np.ndarray):
-        values, wr, wc = sample_spline(sec_coef, top[idx], left[idx], chip, shift)
+    def evaluate(idx: np.ndarray, shift: np.ndarray, gradients: bool = True):
+        values, wr, wc = sample_spline(sec_coef, top[idx], left[idx], chip, shift, gradients)
         warped, wnorm = _normalise(values)
+        if not gradients:
+            return warped, None
         wscale = (1.0 / np.maximum(wnorm, 1e-12))[:, None, None]
         wr, wc = wr * wscale, wc * wscale
         a, b = tr[idx], tc[idx]
+        off = 0.5 * (_dot(a, wc) + _dot(b, wr))
         cross = np.stack(
-            [
-                np.stack([_dot(a, wr), 0.5 * (_dot(a, wc) + _dot(b, wr))], axis=1),
-                np.stack([0.5 * (_dot(a, wc) + _dot(b, wr)), _dot(b, wc)], axis=1),
-            ],
-            axis=1,
+            [np.stack([_dot(a, wr), off], axis=1), np.stack([off, _dot(b, wc)], axis=1)], axis=1
         )
         return warped, cross
 
+    # The curvature barely changes within the last pixel: it is measured once, at the
+    # start, and serves every step and the final precision.
+    everything = np.arange(n)
+    warped, cross = evaluate(everything, start.astype(np.float64))
+    good = (np.linalg.det(cross) > 1e-12) & (cross[:, 0, 0] > 0)
+    inverse = np.full((n, 2, 2), np.nan)
+    inverse[good] = np.linalg.inv(cross[good])
     shift = start.astype(np.float64).copy()
-    active = np.full(n, iterations > 0)
-    for _ in range(iterations):
+    active = good & (iterations > 0)
+    for it in range(iterations):
         idx = np.flatnonzero(active)
         if idx.size == 0:
             break
-        warped, cross = evaluate(idx, shift[idx])
-        err = warped - template[idx]
+        current = warped[idx] if it == 0 else evaluate(idx, shift[idx], gradients=False)[0]
+        err = current - template[idx]
         score = np.stack([_dot(tr[idx], err), _dot(tc[idx], err)], axis=1)
-        det = np.linalg.det(cross)
-        usable = (det > 1e-12) & (cross[:, 0, 0] > 0)
-        step = np.full((idx.size, 2), np.nan)
-        step[usable] = np.linalg.solve(cross[usable], score[usable, :, None])[..., 0]
-        step = np.clip(step, -1.0, 1.0)
+        step = np.clip(np.einsum("nij,nj->ni", inverse[idx], score), -1.0, 1.0)
         shift[idx] -= step
-        done = ~(np.abs(step).sum(axis=1) > tolerance)  # NaN counts as done
-        active[idx[done]] = False
+        active[idx[~(np.abs(step).sum(axis=1) > tolerance)]] = False
+    if iterations > 0:
+        warped = evaluate(everything, shift, gradients=False)[0]
 
-    everything = np.arange(n)
-    finite = np.all(np.isfinite(shift), axis=1)
-    safe = np.where(finite[:, None], shift, start)
-    warped, cross = evaluate(everything, safe)
     err = warped - template
     var = _dot(err, err) / max(chip * chip - 3, 1)
     plain = np.stack(
@@ -171,14 +197,10 @@ def gauss_newton(
         ],
         axis=1,
     )
-    good = finite & (np.linalg.det(cross) > 1e-12) & (cross[:, 0, 0] > 0)
-    sigma = np.full((n, 2), np.nan)
-    if good.any():
-        inv = np.linalg.inv(cross[good])
-        cov = var[good, None, None] * (inv @ plain[good] @ inv)
-        sigma[good] = np.sqrt(np.abs(np.diagonal(cov, axis1=1, axis2=2)))
+    cov = var[:, None, None] * (inverse @ plain @ inverse)
+    sigma = np.sqrt(np.abs(np.diagonal(cov, axis1=1, axis2=2)))
     zncc = 1.0 - 0.5 * _dot(err, err)
-    return Refinement(shift, sigma, zncc.astype(np.float32), good)
+    return Refinement(shift, sigma, zncc.astype(np.float32), good & np.all(np.isfinite(shift), axis=1))
 
 
 def _neighbours(surface: np.ndarray, peak: np.ndarray, radius: int) -> np.ndarray:
@@ -204,24 +226,23 @@ def peak_fit(surface: np.ndarray, peak: np.ndarray) -> np.ndarray:
     return peak + np.stack(offsets, axis=1)
 
 
-def _dirichlet_matrix(radius: int, factor: int) -> np.ndarray:
-    """Interpolation matrix from 2r+1 samples to offsets -1..1 step 1/factor (periodic sinc)."""
-    size = 2 * radius + 1
+def _bspline_matrix(radius: int, factor: int) -> np.ndarray:
+    """Cubic B-spline basis (Z x 2r+1) at offsets -1..1 step 1/factor around the centre."""
     offsets = np.arange(-factor, factor + 1) / factor
-    x = offsets[:, None] - (np.arange(size) - radius)[None, :]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        kernel = np.sin(np.pi * x) / (size * np.sin(np.pi * x / size))
-    kernel[np.isclose(x, 0.0)] = 1.0
-    return kernel
+    x = np.abs(offsets[:, None] + radius - np.arange(2 * radius + 1)[None, :])
+    return np.where(x < 1, 2 / 3 - x**2 + x**3 / 2, np.where(x < 2, (2 - x) ** 3 / 6, 0.0))
 
 
 def peak_oversample(
     surface: np.ndarray, peak: np.ndarray, radius: int = 3, factor: int = 16
 ) -> np.ndarray:
-    """Oversample the surface near its peak by `factor` and take the finer maximum."""
+    """Oversample the surface near its peak by `factor` (cubic spline through the
+    (2r+1)^2 samples around it) and take the finer maximum."""
     nb = _neighbours(surface, peak, radius).astype(np.float64)
-    kernel = _dirichlet_matrix(radius, factor)
-    fine = kernel @ nb @ kernel.T  # (N, Z, Z)
+    coef = ndimage.spline_filter1d(nb, order=3, axis=1, mode="mirror")
+    coef = ndimage.spline_filter1d(coef, order=3, axis=2, mode="mirror")
+    basis = _bspline_matrix(radius, factor)
+    fine = basis @ coef @ basis.T  # (N, Z, Z)
     flat = fine.reshape(len(peak), -1).argmax(axis=1)
     row, col = np.divmod(flat, fine.shape[2])
     inner = np.clip(np.stack([row, col], axis=1), 1, fine.shape[1] - 2)
