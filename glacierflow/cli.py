@@ -26,30 +26,76 @@ def main() -> None:
 @main.command()
 @click.argument("ref")
 @click.argument("sec")
-@click.option("-o", "--output", type=click.Path(path_type=Path), required=True,
-              help="Granule file (.nc), or a folder to write an ITS_LIVE-named granule into.")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(path_type=Path),
+    required=True,
+    help="Granule file (.nc), or a folder to write an ITS_LIVE-named granule into.",
+)
 @click.option("--ref-time", help="Acquisition time of REF (ISO 8601); default: its TIFF tags.")
 @click.option("--sec-time", help="Acquisition time of SEC (ISO 8601); default: its TIFF tags.")
-@click.option("--spacing", type=float, default=120.0, show_default=True, help="Grid posting, metres.")
-@click.option("--chip-min", type=float, default=240.0, show_default=True, help="Smallest chip, metres.")
-@click.option("--chip-max", type=float, default=960.0, show_default=True,
-              help="Largest chip of the ladder (doubling from --chip-min), metres.")
-@click.option("--max-speed", type=float, default=10_000.0, show_default=True,
-              help="Fastest expected motion, m/yr: sets the search window.")
-@click.option("--filter", "image_filter", type=click.Choice([f.value for f in ImageFilter]),
-              default=ImageFilter.HIGH_PASS.value, show_default=True, help="Pre-filter of both images.")
-@click.option("--subpixel", type=click.Choice([m.value for m in SubpixelMethod]),
-              default=SubpixelMethod.GAUSS_NEWTON.value, show_default=True,
-              help="Sub-pixel peak estimator.")
+@click.option(
+    "--spacing", type=float, default=120.0, show_default=True, help="Grid posting, metres."
+)
+@click.option(
+    "--chip-min", type=float, default=240.0, show_default=True, help="Smallest chip, metres."
+)
+@click.option(
+    "--chip-max",
+    type=float,
+    default=960.0,
+    show_default=True,
+    help="Largest chip of the ladder (doubling from --chip-min), metres.",
+)
+@click.option(
+    "--max-speed",
+    type=float,
+    default=10_000.0,
+    show_default=True,
+    help="Fastest expected motion, m/yr: sets the search window.",
+)
+@click.option(
+    "--filter",
+    "image_filter",
+    type=click.Choice([f.value for f in ImageFilter]),
+    default=ImageFilter.HIGH_PASS.value,
+    show_default=True,
+    help="Pre-filter of both images.",
+)
+@click.option(
+    "--subpixel",
+    type=click.Choice([m.value for m in SubpixelMethod]),
+    default=SubpixelMethod.GAUSS_NEWTON.value,
+    show_default=True,
+    help="Sub-pixel peak estimator.",
+)
 @click.option("--prior-vx", help="Prior vx raster (m/yr) to centre the search on.")
 @click.option("--prior-vy", help="Prior vy raster (m/yr) to centre the search on.")
 @click.option("--stable-mask", help="Raster, non-zero on stable ground, for the shift correction.")
-@click.option("--threads", type=click.IntRange(1, 64), default=None,
-              help="Worker threads [default: GLACIERFLOW_THREADS or 2].")
-def track(ref: str, sec: str, output: Path, ref_time: str | None, sec_time: str | None,
-          spacing: float, chip_min: float, chip_max: float, max_speed: float, image_filter: str,
-          subpixel: str, prior_vx: str | None, prior_vy: str | None, stable_mask: str | None,
-          threads: int | None) -> None:
+@click.option(
+    "--threads",
+    type=click.IntRange(1, 64),
+    default=None,
+    help="Worker threads [default: GLACIERFLOW_THREADS or 2].",
+)
+def track(
+    ref: str,
+    sec: str,
+    output: Path,
+    ref_time: str | None,
+    sec_time: str | None,
+    spacing: float,
+    chip_min: float,
+    chip_max: float,
+    max_speed: float,
+    image_filter: str,
+    subpixel: str,
+    prior_vx: str | None,
+    prior_vy: str | None,
+    stable_mask: str | None,
+    threads: int | None,
+) -> None:
     """Track features between REF and SEC (single-band GeoTIFFs, paths or URLs) and write a
     velocity granule. SEC on another grid or CRS is resampled onto REF's grid."""
     from glacierflow.processing.pipeline import TrackRequest, track_pair
@@ -58,11 +104,22 @@ def track(ref: str, sec: str, output: Path, ref_time: str | None, sec_time: str 
         raise click.UsageError("give both --prior-vx and --prior-vy, or neither")
     settings = get_settings()
     request = TrackRequest(
-        ref=ref, sec=sec, output=output, ref_time=ref_time, sec_time=sec_time, spacing_m=spacing,
-        chip_min_m=chip_min, chip_max_m=chip_max, max_speed_m_per_yr=max_speed,
-        image_filter=ImageFilter(image_filter), subpixel=SubpixelMethod(subpixel),
-        prior_vx=prior_vx, prior_vy=prior_vy, stable_mask=stable_mask,
-        threads=threads or settings.threads, wisdom=settings.fftw_wisdom,
+        ref=ref,
+        sec=sec,
+        output=output,
+        ref_time=ref_time,
+        sec_time=sec_time,
+        spacing_m=spacing,
+        chip_min_m=chip_min,
+        chip_max_m=chip_max,
+        max_speed_m_per_yr=max_speed,
+        image_filter=ImageFilter(image_filter),
+        subpixel=SubpixelMethod(subpixel),
+        prior_vx=prior_vx,
+        prior_vy=prior_vy,
+        stable_mask=stable_mask,
+        threads=threads or settings.threads,
+        wisdom=settings.fftw_wisdom,
     )
     try:
         report = track_pair(request, progress=_say)
@@ -70,9 +127,11 @@ def track(ref: str, sec: str, output: Path, ref_time: str | None, sec_time: str 
         _say(f"error: {err}")
         sys.exit(2)
     reasons = ", ".join(f"{k} {v}" for k, v in report.reasons.items() if v and k != "valid")
-    _say(f"{report.nodes} nodes, {report.valid_percentage:.1f} % valid"
-         + (f" (no vector: {reasons})" if reasons else "")
-         + f", {report.seconds['total']:.2f} s")
+    _say(
+        f"{report.nodes} nodes, {report.valid_percentage:.1f} % valid"
+        + (f" (no vector: {reasons})" if reasons else "")
+        + f", {report.seconds['total']:.2f} s"
+    )
     click.echo(str(report.path))
 
 

@@ -43,8 +43,14 @@ def run_demo(settings: Settings, say: Callable[[str], None] = print) -> Path:
         path = existing[0]
     else:
         request = TrackRequest(
-            ref=str(ref), sec=str(sec), output=granules, chip_min_m=120, chip_max_m=480,
-            max_speed_m_per_yr=2000, threads=settings.threads, wisdom=settings.fftw_wisdom,
+            ref=str(ref),
+            sec=str(sec),
+            output=granules,
+            chip_min_m=120,
+            chip_max_m=480,
+            max_speed_m_per_yr=2000,
+            threads=settings.threads,
+            wisdom=settings.fftw_wisdom,
         )
         report = track_pair(request, progress=say)
         say(f"wrote {report.path} in {report.seconds['total']:.2f} s ({report.nodes} nodes)")

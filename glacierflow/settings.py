@@ -14,7 +14,9 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="GLACIERFLOW_", env_file=".env", extra="ignore")
 
-    data_dir: Path = Field(Path("data"), description="granules, cubes, mosaics, the embedded database")
+    data_dir: Path = Field(
+        Path("data"), description="granules, cubes, mosaics, the embedded database"
+    )
     threads: int = Field(2, ge=1, description="worker threads for one tracking job")
     dask_scheduler: str | None = Field(None, description="tcp://host:port of a Dask scheduler")
 

@@ -18,7 +18,12 @@ from pyproj import CRS
 from rasterio.enums import Resampling
 from rasterio.vrt import WarpedVRT
 
-from glacierflow.processing.io.granule import GranuleInputs, granule_dataset, granule_name, write_granule
+from glacierflow.processing.io.granule import (
+    GranuleInputs,
+    granule_dataset,
+    granule_name,
+    write_granule,
+)
 from glacierflow.processing.io.scenes import SceneError, describe, open_pair
 from glacierflow.processing.tracking.correlation import load_wisdom, save_wisdom
 from glacierflow.processing.tracking.grid import NodeGrid, node_grid
@@ -68,23 +73,41 @@ def _chip_ladder(chip_min_px: int, chip_max_px: int) -> tuple[int, ...]:
 
 
 def _even_pixels(metres: float, pixel: float, what: str) -> int:
-    px = 2 * max(2, round(metres / pixel / 2))
+    """A chip size in whole, even pixels (at least 4): even chips centre on a pixel edge."""
     if metres <= 0:
         raise SceneError(f"{what} must be positive, got {metres:g} m")
-    return px
+    return 2 * max(2, round(metres / pixel / 2))
 
 
 def _sample_on_grid(path: str, crs: CRS, grid: NodeGrid, resampling: Resampling) -> np.ndarray:
     """Read a raster onto the node grid (any CRS), NaN outside it."""
-    transform = rasterio.Affine(grid.spacing, 0, grid.x[0] - grid.spacing / 2, 0, -grid.spacing, grid.y[0] + grid.spacing / 2)
-    with rasterio.open(path) as src, WarpedVRT(
-        src, crs=crs, transform=transform, width=len(grid.x), height=len(grid.y),
-        resampling=resampling, nodata=np.nan, dtype="float32",
-    ) as vrt:
+    transform = rasterio.Affine(
+        grid.spacing,
+        0,
+        grid.x[0] - grid.spacing / 2,
+        0,
+        -grid.spacing,
+        grid.y[0] + grid.spacing / 2,
+    )
+    with (
+        rasterio.open(path) as src,
+        WarpedVRT(
+            src,
+            crs=crs,
+            transform=transform,
+            width=len(grid.x),
+            height=len(grid.y),
+            resampling=resampling,
+            nodata=np.nan,
+            dtype="float32",
+        ) as vrt,
+    ):
         return vrt.read(1)
 
 
-def track_pair(req: TrackRequest, progress: Callable[[str], None] = lambda _: None) -> GranuleReport:
+def track_pair(
+    req: TrackRequest, progress: Callable[[str], None] = lambda _: None
+) -> GranuleReport:
     """Track one pair and write its granule; raises SceneError for unusable input."""
     clock = {"start": time.perf_counter()}
     ref_info = describe(req.ref, req.ref_time)

@@ -34,7 +34,9 @@ ORIGIN_Y = -2280000.0
 EPSG = 3413
 
 
-def fractal_texture(shape: tuple[int, int], rng: np.random.Generator, beta: float = 2.0) -> np.ndarray:
+def fractal_texture(
+    shape: tuple[int, int], rng: np.random.Generator, beta: float = 2.0
+) -> np.ndarray:
     """Zero-mean, unit-variance texture with amplitude spectrum ~ f^-beta/2, band-limited."""
     fy = np.fft.fftfreq(shape[0])[:, None]
     fx = np.fft.rfftfreq(shape[1])[None, :]
@@ -77,7 +79,11 @@ def uniform(d_rows: float, d_cols: float) -> Field:
 
 
 def channel_flow(
-    centre_row: float, half_width: float, peak_px: float, margin_px: float = 40.0, exponent: float = 4.0
+    centre_row: float,
+    half_width: float,
+    peak_px: float,
+    margin_px: float = 40.0,
+    exponent: float = 4.0,
 ) -> Field:
     """Ice flowing along +cols in a channel |row - centre| < half_width, stable ground outside.
 
@@ -88,7 +94,9 @@ def channel_flow(
     def field(rows: np.ndarray, cols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         eta = np.abs(np.asarray(rows, dtype=np.float64) - centre_row) / half_width
         inner = np.clip(1 - eta**exponent, 0, None)
-        ease = 0.5 * (1 + np.tanh((half_width - np.abs(rows - centre_row)) / max(margin_px, 1e-3) * 2))
+        ease = 0.5 * (
+            1 + np.tanh((half_width - np.abs(rows - centre_row)) / max(margin_px, 1e-3) * 2)
+        )
         speed = peak_px * inner * ease
         return np.zeros_like(speed), speed
 
@@ -166,7 +174,9 @@ def make_pair(
             break
     ref = tex[pad:-pad, pad:-pad].copy()
     coords = np.stack([p_rows - 0.5 + pad, p_cols - 0.5 + pad])
-    sec = ndimage.map_coordinates(coef, coords, order=5, mode="mirror", prefilter=False).astype(np.float32)
+    sec = ndimage.map_coordinates(coef, coords, order=5, mode="mirror", prefilter=False).astype(
+        np.float32
+    )
     if radiometric:
         ramp = np.linspace(-0.3, 0.3, shape[1])[None, :] + np.linspace(0, 0.2, shape[0])[:, None]
         sec = 0.7 * sec + 0.5 + ramp.astype(np.float32)  # gain 0.7, see the noise below

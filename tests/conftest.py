@@ -18,8 +18,13 @@ ITSLIVE_SAMPLES = SHARED / "itslive-samples"
 def track_synthetic(pair: synthetic.SyntheticPair, **options) -> tuple[TrackResult, np.ndarray]:
     """Track a synthetic pair on the 120 m grid; returns the result and the vector errors (px)."""
     grid = node_grid(pair.transform, pair.ref.shape, 120.0)
-    result = track(array_reader(pair.ref, pair.sec), pair.ref.shape, grid.rows, grid.cols,
-                   TrackerOptions(**options))
+    result = track(
+        array_reader(pair.ref, pair.sec),
+        pair.ref.shape,
+        grid.rows,
+        grid.cols,
+        TrackerOptions(**options),
+    )
     rr, cc = np.meshgrid(grid.rows, grid.cols, indexing="ij")
     true_rows, true_cols = pair.field(rr, cc)
     return result, np.hypot(result.rows - true_rows, result.cols - true_cols)

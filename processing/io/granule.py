@@ -148,28 +148,52 @@ def granule_dataset(vel: Velocity, inp: GranuleInputs) -> xr.Dataset:
         "vy": gridded(_int16(vel.vy), _velocity_attrs(vel, 1, "y")),
         "v": gridded(
             _int16(vel.v),
-            {"standard_name": "land_ice_surface_velocity", "description": "velocity magnitude", **speed_attrs},
+            {
+                "standard_name": "land_ice_surface_velocity",
+                "description": "velocity magnitude",
+                **speed_attrs,
+            },
         ),
         "v_error": gridded(
             _int16(vel.v_error),
-            {"standard_name": "velocity_error", "description": "velocity magnitude error", **speed_attrs},
+            {
+                "standard_name": "velocity_error",
+                "description": "velocity magnitude error",
+                **speed_attrs,
+            },
         ),
         "vx_error": gridded(
             _int16(vel.vx_error),
-            {"description": "per-vector 1-sigma precision of vx from the correlation fit", **speed_attrs},
+            {
+                "description": "per-vector 1-sigma precision of vx from the correlation fit",
+                **speed_attrs,
+            },
         ),
         "vy_error": gridded(
             _int16(vel.vy_error),
-            {"description": "per-vector 1-sigma precision of vy from the correlation fit", **speed_attrs},
+            {
+                "description": "per-vector 1-sigma precision of vy from the correlation fit",
+                **speed_attrs,
+            },
         ),
         "chip_size_width": gridded(
             np.clip(inp.chip_size_m[0], 0, 65535).astype(np.uint16),
-            {"standard_name": "chip_size_width", "description": "width of search template (chip)", "units": "m", "grid_mapping": "mapping"},
+            {
+                "standard_name": "chip_size_width",
+                "description": "width of search template (chip)",
+                "units": "m",
+                "grid_mapping": "mapping",
+            },
             fill=0,
         ),
         "chip_size_height": gridded(
             np.clip(inp.chip_size_m[1], 0, 65535).astype(np.uint16),
-            {"standard_name": "chip_size_height", "description": "height of search template (chip)", "units": "m", "grid_mapping": "mapping"},
+            {
+                "standard_name": "chip_size_height",
+                "description": "height of search template (chip)",
+                "units": "m",
+                "grid_mapping": "mapping",
+            },
             fill=0,
         ),
         "interp_mask": gridded(
@@ -197,8 +221,24 @@ def granule_dataset(vel: Velocity, inp: GranuleInputs) -> xr.Dataset:
         "img_pair_info": xr.Variable((), np.int8(0), attrs=pair_info),
     }
     coords = {
-        "x": xr.Variable("x", grid.x, {"standard_name": "projection_x_coordinate", "description": "x coordinate of projection", "units": "m"}),
-        "y": xr.Variable("y", grid.y, {"standard_name": "projection_y_coordinate", "description": "y coordinate of projection", "units": "m"}),
+        "x": xr.Variable(
+            "x",
+            grid.x,
+            {
+                "standard_name": "projection_x_coordinate",
+                "description": "x coordinate of projection",
+                "units": "m",
+            },
+        ),
+        "y": xr.Variable(
+            "y",
+            grid.y,
+            {
+                "standard_name": "projection_y_coordinate",
+                "description": "y coordinate of projection",
+                "units": "m",
+            },
+        ),
     }
     attrs = {
         "Conventions": "CF-1.8",
@@ -222,7 +262,17 @@ def _browse(ds: xr.Dataset) -> Image.Image:
     v = ds["v"].values.astype(np.float64)
     empty = v == FILL_INT16
     level = np.log10(np.clip(np.where(empty, 1, v), 1, 10_000)) / 4  # 1 m/yr .. 10 km/yr
-    stops = np.array([[13, 8, 135], [84, 2, 163], [156, 23, 158], [205, 74, 117], [237, 121, 83], [251, 184, 57], [240, 249, 33]])
+    stops = np.array(
+        [
+            [13, 8, 135],
+            [84, 2, 163],
+            [156, 23, 158],
+            [205, 74, 117],
+            [237, 121, 83],
+            [251, 184, 57],
+            [240, 249, 33],
+        ]
+    )
     pos = level * (len(stops) - 1)
     lo = np.clip(np.floor(pos).astype(int), 0, len(stops) - 2)
     frac = (pos - lo)[..., None]

@@ -66,7 +66,9 @@ def parse_time(text: str) -> datetime:
     try:
         value = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError as err:
-        raise SceneError(f"cannot read the time {text!r}: use ISO 8601, e.g. 2024-07-01T12:00:00") from err
+        raise SceneError(
+            f"cannot read the time {text!r}: use ISO 8601, e.g. 2024-07-01T12:00:00"
+        ) from err
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
@@ -88,14 +90,18 @@ def _check_content(path: str, ds: rasterio.DatasetReader) -> None:
         size = 64
         rows = np.linspace(0, max(ds.height - size, 0), 4).astype(int)
         cols = np.linspace(0, max(ds.width - size, 0), 4).astype(int)
-        windows = [Window(c, r, min(size, ds.width), min(size, ds.height)) for r in rows for c in cols]
+        windows = [
+            Window(c, r, min(size, ds.width), min(size, ds.height)) for r in rows for c in cols
+        ]
         samples = [ds.read(1, window=w, masked=True) for w in windows]
         if _has_texture(samples):
             return
         shape = (min(ds.height, 1024), min(ds.width, 1024))
         whole = ds.read(1, out_shape=shape, masked=True, resampling=Resampling.nearest)
     except RasterioIOError as err:
-        raise SceneError(f"{path}: the image data cannot be read ({err}); is the file truncated?") from err
+        raise SceneError(
+            f"{path}: the image data cannot be read ({err}); is the file truncated?"
+        ) from err
     values = whole.astype(np.float64).filled(np.nan)
     finite = values[np.isfinite(values)]
     if finite.size == 0:
@@ -173,7 +179,12 @@ def open_pair(ref_path: str, sec_path: str) -> Iterator[PairReader]:
         sec = stack.enter_context(_open(sec_path))
         sec_bounds = transform_bounds(sec.crs, ref.crs, *sec.bounds, densify_pts=21)
         rb = ref.bounds
-        if sec_bounds[0] >= rb.right or sec_bounds[2] <= rb.left or sec_bounds[1] >= rb.top or sec_bounds[3] <= rb.bottom:
+        if (
+            sec_bounds[0] >= rb.right
+            or sec_bounds[2] <= rb.left
+            or sec_bounds[1] >= rb.top
+            or sec_bounds[3] <= rb.bottom
+        ):
             raise SceneError(f"{ref_path} and {sec_path} do not overlap")
         same_grid = sec.crs == ref.crs and sec.transform == ref.transform and sec.shape == ref.shape
         if not same_grid:

@@ -56,7 +56,9 @@ class _Plans:
     def build(cls, size: int) -> _Plans:
         def forward() -> pyfftw.FFTW:
             real = pyfftw.zeros_aligned((BATCH, size, size), dtype="float32")
-            return pyfftw.builders.rfftn(real, axes=(1, 2), threads=1, planner_effort=_PLANNER_EFFORT)
+            return pyfftw.builders.rfftn(
+                real, axes=(1, 2), threads=1, planner_effort=_PLANNER_EFFORT
+            )
 
         spectrum = pyfftw.empty_aligned((BATCH, size, size // 2 + 1), dtype="complex64")
         with _plan_lock:

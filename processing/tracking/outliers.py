@@ -47,7 +47,9 @@ def incoherent(
     """
     result = np.zeros(rows.shape, dtype=bool)
     for field in (rows, cols):
-        enough = np.sum(np.isfinite(_neighbourhoods(field, radius, "nan")), axis=2) >= min_neighbours
+        enough = (
+            np.sum(np.isfinite(_neighbourhoods(field, radius, "nan")), axis=2) >= min_neighbours
+        )
         nb = _neighbourhoods(field, radius, "odd")
         with warnings.catch_warnings(), np.errstate(all="ignore"):
             warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN neighbourhoods

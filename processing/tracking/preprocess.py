@@ -23,7 +23,9 @@ class ImageFilter(StrEnum):
 def _local_mean(values: np.ndarray, valid: np.ndarray, width: int) -> np.ndarray:
     total = ndimage.uniform_filter(np.where(valid, values, 0.0), width, mode="constant")
     if valid.all():  # no hole: only the frame edge needs the normalization
-        weight = np.outer(_edge_weights(values.shape[0], width), _edge_weights(values.shape[1], width))
+        weight = np.outer(
+            _edge_weights(values.shape[0], width), _edge_weights(values.shape[1], width)
+        )
     else:
         weight = ndimage.uniform_filter(valid.astype(np.float32), width, mode="constant")
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -83,7 +85,9 @@ def _spectrum(image: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray, np.ndar
     values = np.where(valid, image - np.mean(image[valid]), 0.0).astype(np.float32)
     spectrum = fft.rfft2(values, workers=1)
     power = (spectrum.real**2 + spectrum.imag**2) / values.size
-    freq = np.hypot(np.fft.fftfreq(values.shape[0])[:, None], np.fft.rfftfreq(values.shape[1])[None, :])
+    freq = np.hypot(
+        np.fft.fftfreq(values.shape[0])[:, None], np.fft.rfftfreq(values.shape[1])[None, :]
+    )
     outer = freq > 0.45
     noise = float(np.median(power[outer])) if outer.any() else 0.0
     return spectrum, freq, noise, float(np.sum(values * values))

@@ -200,7 +200,9 @@ def gauss_newton(
     cov = var[:, None, None] * (inverse @ plain @ inverse)
     sigma = np.sqrt(np.abs(np.diagonal(cov, axis1=1, axis2=2)))
     zncc = 1.0 - 0.5 * _dot(err, err)
-    return Refinement(shift, sigma, zncc.astype(np.float32), good & np.all(np.isfinite(shift), axis=1))
+    return Refinement(
+        shift, sigma, zncc.astype(np.float32), good & np.all(np.isfinite(shift), axis=1)
+    )
 
 
 def _neighbours(surface: np.ndarray, peak: np.ndarray, radius: int) -> np.ndarray:
@@ -215,7 +217,10 @@ def peak_fit(surface: np.ndarray, peak: np.ndarray) -> np.ndarray:
     """Gaussian 3-point fit in each axis; parabolic where a value is not positive."""
     nb = _neighbours(surface, peak, 1).astype(np.float64)
     offsets = []
-    for lo, mid, hi in ((nb[:, 0, 1], nb[:, 1, 1], nb[:, 2, 1]), (nb[:, 1, 0], nb[:, 1, 1], nb[:, 1, 2])):
+    for lo, mid, hi in (
+        (nb[:, 0, 1], nb[:, 1, 1], nb[:, 2, 1]),
+        (nb[:, 1, 0], nb[:, 1, 1], nb[:, 1, 2]),
+    ):
         positive = (lo > 0) & (mid > 0) & (hi > 0)
         with np.errstate(divide="ignore", invalid="ignore"):
             llo, lmid, lhi = (np.log(np.where(positive, v, 1.0)) for v in (lo, mid, hi))

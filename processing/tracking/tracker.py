@@ -18,8 +18,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from functools import cached_property
 from enum import IntEnum, StrEnum
+from functools import cached_property
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
@@ -28,7 +28,12 @@ from scipy import ndimage
 from glacierflow.processing.tracking.correlation import box_variance, ncc_surfaces
 from glacierflow.processing.tracking.outliers import fill_small_gaps, incoherent
 from glacierflow.processing.tracking.preprocess import ImageFilter, prefilter, wiener_denoise
-from glacierflow.processing.tracking.subpixel import Refinement, gauss_newton, peak_fit, peak_oversample
+from glacierflow.processing.tracking.subpixel import (
+    Refinement,
+    gauss_newton,
+    peak_fit,
+    peak_oversample,
+)
 
 
 class Reason(IntEnum):
@@ -345,14 +350,27 @@ def _refine(
     size = max(64, 2**18 // (chip + 3) ** 2)
     parts = [
         gauss_newton(
-            block.ref, block.ref_coef, block.sec_coef, top[i : i + size], left[i : i + size],
-            chip, start[i : i + size], iterations,
+            block.ref,
+            block.ref_coef,
+            block.sec_coef,
+            top[i : i + size],
+            left[i : i + size],
+            chip,
+            start[i : i + size],
+            iterations,
         )
         for i in range(0, len(top), size)
     ]
-    if not parts:
-        return gauss_newton(block.ref, block.ref_coef, block.sec_coef, top, left, chip, start, iterations)
-    return Refinement(*(np.concatenate([getattr(p, f) for p in parts]) for f in ("shift", "sigma", "zncc", "converged")))
+    if not parts:  # nothing to refine
+        return gauss_newton(
+            block.ref, block.ref_coef, block.sec_coef, top, left, chip, start, iterations
+        )
+    return Refinement(
+        *(
+            np.concatenate([getattr(p, f) for p in parts])
+            for f in ("shift", "sigma", "zncc", "converged")
+        )
+    )
 
 
 def _peak_ratio(surfaces: np.ndarray, peak: np.ndarray, exclusion: int) -> np.ndarray:
@@ -405,32 +423,49 @@ def _coarse_strip(
     shape = (image_shape[0] // f, image_shape[1] // f)
     block = _block_for(read, shape, rr.ravel(), cc.ravel(), reach, opts, f)
     found = _search(
-        block, rr.ravel(), cc.ravel(), seed_reduced, np.full(n, radius),
-        max(8, opts.coarse_chip_px // f), opts, coarse=True,
+        block,
+        rr.ravel(),
+        cc.ravel(),
+        seed_reduced,
+        np.full(n, radius),
+        max(8, opts.coarse_chip_px // f),
+        opts,
+        coarse=True,
     )
     return found.shift * f
 
 
-def _coarse_field(read, image_shape, node_rows, node_cols, prior, opts, pool) -> tuple[np.ndarray, np.ndarray, float]:
-    """Integer displacement seeds (ny, nx, 2) on the fine grid, and per-node search radii."""
+def _coarse_field(
+    read: BlockReader,
+    image_shape: tuple[int, int],
+    node_rows: np.ndarray,
+    node_cols: np.ndarray,
+    prior: np.ndarray | None,
+    opts: TrackerOptions,
+    pool: ThreadPoolExecutor,
+) -> tuple[np.ndarray, np.ndarray, float]:
+    """Integer displacement seeds (ny, nx, 2) on the fine grid, per-node search radii and
+    the fraction of coarse nodes that found a coherent match."""
     stride = opts.coarse_stride
-    offset = stride // 2
+    offset = min(stride // 2, len(node_rows) - 1, len(node_cols) - 1)
     c_rows, c_cols = node_rows[offset::stride], node_cols[offset::stride]
-    if len(c_rows) == 0 or len(c_cols) == 0:
-        c_rows, c_cols = node_rows[: 1 + len(node_rows) // 2][-1:], node_cols[: 1 + len(node_cols) // 2][-1:]
     prior_coarse = np.zeros((len(c_rows), len(c_cols), 2), dtype=np.int64)
     if prior is not None:
         prior_coarse = np.rint(
             np.nan_to_num(prior[offset::stride, offset::stride][: len(c_rows), : len(c_cols)])
         ).astype(np.int64)
-    strips = range(0, len(c_rows), max(1, opts.strip_rows // stride))
+    rows_per_strip = max(1, opts.strip_rows // stride)
     parts = list(
         pool.map(
             lambda s: _coarse_strip(
-                read, image_shape, c_rows[s : s + max(1, opts.strip_rows // stride)], c_cols,
-                prior_coarse[s : s + max(1, opts.strip_rows // stride)], opts,
+                read,
+                image_shape,
+                c_rows[s : s + rows_per_strip],
+                c_cols,
+                prior_coarse[s : s + rows_per_strip],
+                opts,
             ),
-            strips,
+            range(0, len(c_rows), rows_per_strip),
         )
     )
     shift = np.concatenate(parts).reshape(len(c_rows), len(c_cols), 2)
@@ -441,7 +476,11 @@ def _coarse_field(read, image_shape, node_rows, node_cols, prior, opts, pool) ->
     ny, nx = len(node_rows), len(node_cols)
     full = opts.search_radius_px
     if not good.any():
-        seed = np.zeros((ny, nx, 2), dtype=np.int64) if prior is None else np.rint(np.nan_to_num(prior)).astype(np.int64)
+        seed = (
+            np.zeros((ny, nx, 2), dtype=np.int64)
+            if prior is None
+            else np.rint(np.nan_to_num(prior)).astype(np.int64)
+        )
         return seed, np.full((ny, nx), full), coarse_valid
     # fill rejected coarse nodes from their nearest good neighbour
     _, (ir, ic) = ndimage.distance_transform_edt(~good, return_indices=True)
@@ -460,7 +499,10 @@ def _coarse_field(read, image_shape, node_rows, node_cols, prior, opts, pool) ->
     gi, gj = np.meshgrid(fi, fj, indexing="ij")
     coords = np.stack([gi, gj])
     seed = np.stack(
-        [ndimage.map_coordinates(filled[..., k], coords, order=1, mode="nearest") for k in range(2)],
+        [
+            ndimage.map_coordinates(filled[..., k], coords, order=1, mode="nearest")
+            for k in range(2)
+        ],
         axis=2,
     )
     near = np.rint(coords).astype(np.int64)
@@ -471,7 +513,16 @@ def _coarse_field(read, image_shape, node_rows, node_cols, prior, opts, pool) ->
     return np.rint(seed).astype(np.int64), np.minimum(radius, full), coarse_valid
 
 
-def _fine_strip(read, image_shape, rows, cols, seed, radius, opts) -> tuple[_Matches, np.ndarray]:
+def _fine_strip(
+    read: BlockReader,
+    image_shape: tuple[int, int],
+    rows: np.ndarray,
+    cols: np.ndarray,
+    seed: np.ndarray,
+    radius: np.ndarray,
+    opts: TrackerOptions,
+) -> tuple[_Matches, np.ndarray]:
+    """Track one strip of fine nodes up the chip ladder; also returns the chip used."""
     rr, cc = np.meshgrid(rows, cols, indexing="ij")
     n = rr.size
     seed_flat = seed.reshape(n, 2)
@@ -482,12 +533,25 @@ def _fine_strip(read, image_shape, rows, cols, seed, radius, opts) -> tuple[_Mat
     chip_used = np.zeros(n, dtype=np.int64)
     pending = np.arange(n)
     for step, chip in enumerate(opts.chip_sizes_px):
-        last = step == len(opts.chip_sizes_px) - 1
-        m = _search(block, rr.ravel()[pending], cc.ravel()[pending], seed_flat[pending], radius_flat[pending], chip, opts, coarse=False)
+        m = _search(
+            block,
+            rr.ravel()[pending],
+            cc.ravel()[pending],
+            seed_flat[pending],
+            radius_flat[pending],
+            chip,
+            opts,
+            coarse=False,
+        )
         sigma = m.sigma.max(axis=1)  # NaN where there is no measurement
         precise = (m.reason == Reason.VALID) & (sigma <= opts.escalate_sigma_px)
-        # keep this chip's answer where it is precise, or where nothing better came before
-        better = precise | (best.reason[pending] != Reason.VALID) | last
+        # a larger chip's answer replaces the smaller one's only if it is better: valid
+        # where that was not, or more precise (a failure keeps the first reason found)
+        before = best.reason[pending] == Reason.VALID
+        before_sigma = best.sigma[pending].max(axis=1)
+        better = (m.reason == Reason.VALID) & (~before | (sigma < before_sigma))
+        if step == 0:
+            better[:] = True
         take = pending[better]
         best.shift[take] = m.shift[better]
         best.sigma[take] = m.sigma[better]
@@ -521,7 +585,9 @@ def track(
     """
     ny, nx = len(node_rows), len(node_cols)
     with ThreadPoolExecutor(max_workers=max(1, opts.threads)) as pool:
-        seed, radius, coarse_valid = _coarse_field(read, image_shape, node_rows, node_cols, prior, opts, pool)
+        seed, radius, coarse_valid = _coarse_field(
+            read, image_shape, node_rows, node_cols, prior, opts, pool
+        )
         strips = list(range(0, ny, opts.strip_rows))
         parts = list(
             pool.map(
@@ -547,10 +613,13 @@ def track(
     rows = matches.shift[:, 0].reshape(ny, nx).copy()
     cols = matches.shift[:, 1].reshape(ny, nx).copy()
     reason = matches.reason.reshape(ny, nx).copy()
-    bad = incoherent(rows, cols, opts.ndc_threshold, opts.ndc_noise_px)
-    reason[bad] = Reason.INCOHERENT
-    rows[bad] = np.nan
-    cols[bad] = np.nan
+    for _ in range(3):  # removing outliers can leave others exposed: repeat until stable
+        bad = incoherent(rows, cols, opts.ndc_threshold, opts.ndc_noise_px)
+        if not bad.any():
+            break
+        reason[bad] = Reason.INCOHERENT
+        rows[bad] = np.nan
+        cols[bad] = np.nan
     interpolated = fill_small_gaps(rows, cols, reason != Reason.NODATA, opts.max_gap_nodes)
     return TrackResult(
         rows=rows,

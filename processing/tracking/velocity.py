@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy.stats import gaussian_kde
 
-from glacierflow.processing.tracking.tracker import TrackResult
+from glacierflow.processing.tracking.tracker import Reason, TrackResult
 
 DAYS_PER_YEAR = 365.25
 _MIN_STABLE = 10
@@ -135,7 +135,9 @@ def to_velocity(
         "valid_percentage": float(100 * valid.mean()) if valid.size else 0.0,
         "measured_percentage": float(100 * measured.mean()) if measured.size else 0.0,
         "interpolated_percentage": float(100 * result.interpolated.mean()) if valid.size else 0.0,
-        "outlier_percentage": float(100 * (result.reason == 7).mean()) if valid.size else 0.0,
+        "outlier_percentage": float(100 * (result.reason == Reason.INCOHERENT).mean())
+        if valid.size
+        else 0.0,
         "coarse_valid_percentage": 100 * result.coarse_valid_fraction,
     }
     quality.update(glaft_static_terrain(vx[used], vy[used]))

@@ -33,7 +33,9 @@ def _chips(ref: np.ndarray, chip: int) -> tuple[np.ndarray, np.ndarray]:
 def test_gauss_newton_recovers_the_shift(shifted) -> None:
     ref, sec = shifted
     top, left = _chips(ref, 16)
-    coef = [ndimage.spline_filter(im, order=3, mode="mirror", output=np.float32) for im in (ref, sec)]
+    coef = [
+        ndimage.spline_filter(im, order=3, mode="mirror", output=np.float32) for im in (ref, sec)
+    ]
     start = np.zeros((len(top), 2))
     fit = gauss_newton(ref, coef[0], coef[1], top, left, 16, start, iterations=6)
     err = np.hypot(*(fit.shift - SHIFT).T)
@@ -47,7 +49,9 @@ def test_gauss_newton_recovers_the_shift(shifted) -> None:
 def test_gauss_newton_with_zero_iterations_only_evaluates(shifted) -> None:
     ref, sec = shifted
     top, left = _chips(ref, 16)
-    coef = [ndimage.spline_filter(im, order=3, mode="mirror", output=np.float32) for im in (ref, sec)]
+    coef = [
+        ndimage.spline_filter(im, order=3, mode="mirror", output=np.float32) for im in (ref, sec)
+    ]
     start = np.tile(SHIFT, (len(top), 1))
     fit = gauss_newton(ref, coef[0], coef[1], top, left, 16, start, iterations=0)
     np.testing.assert_array_equal(fit.shift, start)
@@ -61,7 +65,10 @@ def test_surface_estimators_land_within_a_fifth_of_a_pixel(shifted, estimator) -
     radius = 4
     templates = np.stack([ref[t : t + 16, c : c + 16] for t, c in zip(top, left, strict=True)])
     windows = np.stack(
-        [sec[t - radius : t + 16 + radius, c - radius : c + 16 + radius] for t, c in zip(top, left, strict=True)]
+        [
+            sec[t - radius : t + 16 + radius, c - radius : c + 16 + radius]
+            for t, c in zip(top, left, strict=True)
+        ]
     )
     surfaces = ncc_surfaces(templates, windows)
     flat = surfaces.reshape(len(top), -1).argmax(axis=1)

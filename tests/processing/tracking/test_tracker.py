@@ -59,7 +59,9 @@ def test_heavy_noise_still_mostly_valid(texture: str) -> None:
 
 
 def test_radiometric_change_does_not_hurt() -> None:
-    pair = synthetic.make_pair(SHAPE, SMOOTH_FIELDS["uniform"], noise=0.02, seed=4, radiometric=True)
+    pair = synthetic.make_pair(
+        SHAPE, SMOOTH_FIELDS["uniform"], noise=0.02, seed=4, radiometric=True
+    )
     result, err = track_synthetic(pair)
     assert result.valid.mean() >= 0.99
     assert _rmse(err, result.valid) <= 0.025
@@ -100,8 +102,14 @@ def test_prior_centres_the_search() -> None:
     from glacierflow.processing.tracking.tracker import TrackerOptions, array_reader, track
 
     grid = node_grid(pair.transform, pair.ref.shape, 120.0)
-    result = track(array_reader(pair.ref, pair.sec), pair.ref.shape, grid.rows, grid.cols,
-                   TrackerOptions(search_radius_px=6), prior=prior)
+    result = track(
+        array_reader(pair.ref, pair.sec),
+        pair.ref.shape,
+        grid.rows,
+        grid.cols,
+        TrackerOptions(search_radius_px=6),
+        prior=prior,
+    )
     assert result.valid.mean() > 0.95
     err = np.hypot(result.rows - 0.2, result.cols - 12.4)[result.valid]
     assert np.max(err) < 0.5

@@ -10,9 +10,14 @@ from glacierflow.processing.tracking.velocity import to_velocity
 def _result(rows: np.ndarray, cols: np.ndarray) -> TrackResult:
     shape = rows.shape
     return TrackResult(
-        rows=rows, cols=cols, sigma_rows=np.full(shape, 0.01), sigma_cols=np.full(shape, 0.01),
-        zncc=np.ones(shape, np.float32), chip_px=np.full(shape, 16),
-        reason=np.zeros(shape, np.uint8), interpolated=np.zeros(shape, bool),
+        rows=rows,
+        cols=cols,
+        sigma_rows=np.full(shape, 0.01),
+        sigma_cols=np.full(shape, 0.01),
+        zncc=np.ones(shape, np.float32),
+        chip_px=np.full(shape, 16),
+        reason=np.zeros(shape, np.uint8),
+        interpolated=np.zeros(shape, bool),
     )
 
 
