@@ -49,13 +49,7 @@ def _tiled_pair_files(size: int, folder: Path) -> tuple[Path, Path]:
     sec = np.tile(shifted.astype(np.float32), reps) + 0.02 * rng.standard_normal(
         (size, size)
     ).astype(np.float32)
-    pair = synthetic.SyntheticPair(
-        ref,
-        sec,
-        synthetic.uniform(0.3, 2.6),
-        synthetic.datetime(2024, 7, 1, 12),
-        synthetic.datetime(2024, 7, 17, 12),
-    )
+    pair = synthetic.SyntheticPair(field=synthetic.uniform(0.3, 2.6), ref=ref, sec=sec)
     return synthetic.write_geotiffs(pair, folder, f"memory{size}")
 
 

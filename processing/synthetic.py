@@ -119,15 +119,17 @@ def vortex(centre: tuple[float, float], radius: float, peak_px: float) -> Field:
     return field
 
 
-@dataclass
-class SyntheticPair:
-    """Two images, the field that relates them and their geolocation."""
+REF_TIME = datetime(2024, 7, 1, 12)
+SEC_TIME = datetime(2024, 7, 17, 12)  # Landsat's 16-day repeat
 
-    ref: np.ndarray
-    sec: np.ndarray
+
+@dataclass
+class Motion:
+    """A known displacement field over a geolocated image grid between two times."""
+
     field: Field
-    ref_time: datetime
-    sec_time: datetime
+    ref_time: datetime = REF_TIME
+    sec_time: datetime = SEC_TIME
     pixel_size: float = PIXEL_SIZE_M
     origin: tuple[float, float] = (ORIGIN_X, ORIGIN_Y)
     epsg: int = EPSG
@@ -139,6 +141,14 @@ class SyntheticPair:
         return from_origin(self.origin[0], self.origin[1], self.pixel_size, self.pixel_size)
 
 
+@dataclass(kw_only=True)
+class SyntheticPair(Motion):
+    """Two images related by a known motion."""
+
+    ref: np.ndarray
+    sec: np.ndarray
+
+
 def make_pair(
     shape: tuple[int, int] = (1000, 1000),
     field: Field | None = None,
@@ -147,8 +157,8 @@ def make_pair(
     seed: int = 0,
     radiometric: bool = False,
     clouds: int = 0,
-    ref_time: datetime = datetime(2024, 7, 1, 12),
-    sec_time: datetime = datetime(2024, 7, 17, 12),
+    ref_time: datetime = REF_TIME,
+    sec_time: datetime = SEC_TIME,
 ) -> SyntheticPair:
     """Build a pair: `noise` is the noise standard deviation relative to the texture's.
 
@@ -187,7 +197,13 @@ def make_pair(
         r = rng.uniform(20, 60)
         cy, cx = rng.uniform(0, shape[0]), rng.uniform(0, shape[1])
         sec[(rows + 0.5 - cy) ** 2 + (cols + 0.5 - cx) ** 2 < r * r] = np.nan
-    return SyntheticPair(ref.astype(np.float32), sec.astype(np.float32), field, ref_time, sec_time)
+    return SyntheticPair(
+        field=field,
+        ref_time=ref_time,
+        sec_time=sec_time,
+        ref=ref.astype(np.float32),
+        sec=sec.astype(np.float32),
+    )
 
 
 def write_geotiffs(pair: SyntheticPair, folder: Path, name: str = "synthetic") -> tuple[Path, Path]:
@@ -244,8 +260,8 @@ class Accuracy:
         )
 
 
-def granule_accuracy(granule, pair: SyntheticPair, include_interpolated: bool = False) -> Accuracy:
-    """Compare a granule's vx/vy (an xarray Dataset) with the pair's true field at its nodes."""
+def granule_accuracy(granule, pair: Motion, include_interpolated: bool = False) -> Accuracy:
+    """Compare a granule's vx/vy (an xarray Dataset) with the true field at its nodes."""
     x, y = granule["x"].values, granule["y"].values
     cols = (x - pair.origin[0]) / pair.pixel_size
     rows = (pair.origin[1] - y) / pair.pixel_size

@@ -65,9 +65,20 @@ def _mapping_attrs(crs: CRS, grid: NodeGrid) -> dict[str, object]:
         crs_wkt=crs.to_wkt(),
         proj4text=proj4,
         spatial_epsg=crs.to_epsg() or 0,
-        GeoTransform=" ".join(f"{v:g}" for v in grid.geotransform),
+        GeoTransform=" ".join(repr(float(v)) for v in grid.geotransform),
     )
     return cf
+
+
+def _coordinate(name: str, values: np.ndarray) -> xr.Variable:
+    attrs = {
+        "standard_name": f"projection_{name}_coordinate",
+        "description": f"{name} coordinate of projection",
+        "units": "m",
+    }
+    var = xr.Variable(name, values, attrs)
+    var.encoding = {"_FillValue": None}  # CF: coordinates have no fill value
+    return var
 
 
 def _int16(values: np.ndarray) -> np.ndarray:
@@ -89,7 +100,11 @@ def _velocity_attrs(vel: Velocity, k: int, name: str) -> dict[str, object]:
         "error_description": "RMS over stable ground after the shift correction (stationary if a "
         "stable-surface mask was given, else the slowest 25% of vectors)",
         "error_stationary": stationary.error,
+        "error_stationary_description": "RMSE over stable surfaces (the stable-surface mask), "
+        "after the shift correction",
         "error_slow": slow.error,
+        "error_slow_description": "RMSE over the slowest 25% of retrieved velocities, after the "
+        "shift correction",
         "error_modeled": float(np.nanmedian(vel.vx_error if k == 0 else vel.vy_error))
         if np.isfinite(vel.vx_error).any()
         else np.nan,
@@ -281,18 +296,18 @@ def _browse(ds: xr.Dataset) -> Image.Image:
     return Image.fromarray(np.concatenate([rgb, alpha], axis=2), mode="RGBA")
 
 
-def _atomic(path: Path, write) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def write_granule(ds: xr.Dataset, path: Path) -> Path:
-    """Write the browse PNG, then the granule (the granule's presence marks completion)."""
+    """Write the granule and its browse PNG under temporary names, then rename both: a
+    crash or an error leaves the previous files (or none), never a partial one."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    _atomic(path.with_suffix(".png"), lambda tmp: _browse(ds).save(tmp, format="PNG"))
-    _atomic(path, lambda tmp: ds.to_netcdf(tmp, engine="netcdf4", format="NETCDF4"))
+    png = path.with_suffix(".png")
+    staged = [p.with_name(f".{p.name}.{os.getpid()}.tmp") for p in (path, png)]
+    try:
+        ds.to_netcdf(staged[0], engine="netcdf4", format="NETCDF4")
+        _browse(ds).save(staged[1], format="PNG")
+        os.replace(staged[1], png)
+        os.replace(staged[0], path)  # last: the granule's presence marks completion
+    finally:
+        for tmp in staged:
+            tmp.unlink(missing_ok=True)
     return path

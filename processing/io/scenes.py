@@ -131,9 +131,13 @@ def describe(path: str, time_override: str | None = None) -> SceneInfo:
             f"{path}: no acquisition time (TIFFTAG_DATETIME or ACQUISITION_TIME tag); "
             "pass it with --ref-time/--sec-time"
         )
+    try:
+        acquired = parse_time(when)
+    except SceneError as err:
+        raise SceneError(f"{path}: {err}") from err
     scene_id = Path(path.split("?")[0]).name.rsplit(".", 1)[0]
     mission, satellite, sensor = _platform(scene_id, tags)
-    return SceneInfo(path, scene_id, parse_time(when), mission, satellite, sensor)
+    return SceneInfo(path, scene_id, acquired, mission, satellite, sensor)
 
 
 @dataclass(frozen=True)
@@ -149,26 +153,41 @@ class PairReader:
     """Reads matching windows of REF and of SEC resampled onto REF's grid, NaN where
     either has no data. Callable as the tracker's `BlockReader`."""
 
-    def __init__(self, ref: rasterio.DatasetReader, sec: rasterio.io.DatasetReaderBase):
+    def __init__(
+        self,
+        ref: rasterio.DatasetReader,
+        sec: rasterio.io.DatasetReaderBase,
+        paths: tuple[str, str],
+    ):
         self._ref = ref
         self._sec = sec
+        self._paths = paths
         self._lock = threading.Lock()  # a GDAL dataset must not be read from two threads
         self.geometry = PairGeometry(ref.crs, ref.transform, (ref.height, ref.width))
 
     @staticmethod
-    def _read(ds, r0: int, r1: int, c0: int, c1: int) -> np.ndarray:
+    def _read(ds, path: str, r0: int, r1: int, c0: int, c1: int) -> np.ndarray:
         out = np.full((r1 - r0, c1 - c0), np.nan, dtype=np.float32)
         rr0, rr1 = max(r0, 0), min(r1, ds.height)
         cc0, cc1 = max(c0, 0), min(c1, ds.width)
         if rr1 > rr0 and cc1 > cc0:
             window = Window(cc0, rr0, cc1 - cc0, rr1 - rr0)
-            data = ds.read(1, window=window, masked=True).astype(np.float32).filled(np.nan)
-            out[rr0 - r0 : rr1 - r0, cc0 - c0 : cc1 - c0] = data
+            try:
+                data = ds.read(1, window=window, masked=True)
+            except RasterioIOError as err:
+                raise SceneError(
+                    f"{path}: rows {rr0}-{rr1}, columns {cc0}-{cc1} cannot be read ({err}); "
+                    "is the file damaged?"
+                ) from err
+            out[rr0 - r0 : rr1 - r0, cc0 - c0 : cc1 - c0] = data.astype(np.float32).filled(np.nan)
         return out
 
     def __call__(self, r0: int, r1: int, c0: int, c1: int) -> tuple[np.ndarray, np.ndarray]:
         with self._lock:
-            return self._read(self._ref, r0, r1, c0, c1), self._read(self._sec, r0, r1, c0, c1)
+            return (
+                self._read(self._ref, self._paths[0], r0, r1, c0, c1),
+                self._read(self._sec, self._paths[1], r0, r1, c0, c1),
+            )
 
 
 @contextmanager
@@ -201,4 +220,4 @@ def open_pair(ref_path: str, sec_path: str) -> Iterator[PairReader]:
                     dtype="float32",
                 )
             )
-        yield PairReader(ref, sec)
+        yield PairReader(ref, sec, (ref_path, sec_path))

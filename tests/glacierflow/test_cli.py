@@ -1,0 +1,139 @@
+"""The `glacierflow` command line, run for real in a subprocess (`python -m glacierflow.cli`).
+
+Each run gets its own GLACIERFLOW_DATA_DIR and working directory, so that neither the
+FFTW wisdom cache nor a stray .env of the checkout is shared with other tests.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import xarray as xr
+
+from glacierflow import cli
+from glacierflow.processing import synthetic
+
+TRACK_OPTIONS = [
+    "--output", "--ref-time", "--sec-time", "--spacing", "--chip-min", "--chip-max",
+    "--max-speed", "--filter", "--subpixel", "--prior-vx", "--prior-vy", "--stable-mask",
+    "--threads",
+]  # fmt: skip
+SMALL_CHIPS = ["--chip-min", "120", "--chip-max", "480", "--max-speed", "2000"]
+
+
+def _run(tmp_path: Path, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "GLACIERFLOW_DATA_DIR": str(tmp_path / "data"), "GLACIERFLOW_THREADS": "1"}
+    return subprocess.run(
+        [sys.executable, "-m", "glacierflow.cli", *args],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=timeout, check=False,
+    )  # fmt: skip
+
+
+@pytest.fixture
+def scenes(tmp_path: Path) -> tuple[Path, Path]:
+    pair = synthetic.make_pair((300, 300), seed=31)
+    return synthetic.write_geotiffs(pair, tmp_path / "scenes", "cli")
+
+
+def test_help_lists_the_commands(tmp_path: Path) -> None:
+    run = _run(tmp_path, "--help")
+    assert run.returncode == 0, run.stderr
+    commands = run.stdout.split("Commands:")[1]
+    assert re.search(r"^\s+track\s", commands, re.M)
+    assert re.search(r"^\s+demo\s", commands, re.M)
+
+
+def test_track_help_mentions_every_option(tmp_path: Path) -> None:
+    run = _run(tmp_path, "track", "--help")
+    assert run.returncode == 0, run.stderr
+    declared = {opt for p in cli.track.params for opt in p.opts if opt.startswith("--")}
+    assert set(TRACK_OPTIONS) <= declared
+    for option in sorted(declared):
+        assert re.search(rf"{option}\b", run.stdout), option
+    assert "REF" in run.stdout and "SEC" in run.stdout
+
+
+def test_track_writes_a_granule_and_prints_its_path(
+    scenes: tuple[Path, Path], tmp_path: Path
+) -> None:
+    out = tmp_path / "granules"
+    run = _run(tmp_path, "track", str(scenes[0]), str(scenes[1]), "-o", str(out), *SMALL_CHIPS)
+    assert run.returncode == 0, run.stderr
+    printed = run.stdout.strip().splitlines()
+    assert len(printed) == 1  # stdout is the path alone; progress goes to stderr
+    path = Path(printed[0])
+    assert path.parent == out and path.is_file()
+    assert path.name.startswith("cli_ref_X_cli_sec_G0120V02_P")
+    assert path.with_suffix(".png").is_file()
+    assert "% valid" in run.stderr
+
+
+def test_track_options_reach_the_granule(scenes: tuple[Path, Path], tmp_path: Path) -> None:
+    target = tmp_path / "pair.nc"
+    run = _run(
+        tmp_path, "track", str(scenes[0]), str(scenes[1]), "-o", str(target), *SMALL_CHIPS,
+        "--ref-time", "2024-07-01T00:00", "--sec-time", "2024-07-09T00:00",
+        "--filter", "wallis", "--subpixel", "fit", "--threads", "2",
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    assert Path(run.stdout.strip()) == target
+    with xr.open_dataset(target) as ds:
+        assert ds["img_pair_info"].attrs["date_dt"] == pytest.approx(8.0)
+        assert ds.attrs["parameter_image_filter"] == "wallis"
+        assert ds.attrs["parameter_subpixel"] == "fit"
+        assert ds.attrs["parameter_chip_sizes_px"] == "16 32 64"
+
+
+def test_track_missing_file_fails_cleanly(scenes: tuple[Path, Path], tmp_path: Path) -> None:
+    missing = tmp_path / "scenes" / "not_there.tif"
+    out = tmp_path / "granules"
+    run = _run(tmp_path, "track", str(missing), str(scenes[1]), "-o", str(out))
+    assert run.returncode != 0
+    assert str(missing) in run.stderr
+    assert "Traceback" not in run.stderr
+    assert run.stdout == ""
+    assert not out.exists() or not any(out.iterdir())
+
+
+def test_track_refuses_a_pair_in_the_wrong_order(scenes: tuple[Path, Path], tmp_path: Path) -> None:
+    run = _run(tmp_path, "track", str(scenes[1]), str(scenes[0]), "-o", str(tmp_path / "out"))
+    assert run.returncode != 0
+    assert "not after" in run.stderr and str(scenes[1]) in run.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_track_wants_both_prior_components(scenes: tuple[Path, Path], tmp_path: Path) -> None:
+    run = _run(
+        tmp_path, "track", str(scenes[0]), str(scenes[1]), "-o", str(tmp_path / "out"),
+        "--prior-vx", str(scenes[0]),
+    )  # fmt: skip
+    assert run.returncode == 2
+    assert "--prior-vy" in run.stderr
+
+
+@pytest.mark.slow
+def test_demo_runs_then_reuses(tmp_path: Path) -> None:
+    """The demo region is 1200 x 1200 px of dead-leaves texture; building it takes seconds."""
+    first = _run(tmp_path, "demo", timeout=120)
+    assert first.returncode == 0, first.stderr
+    assert re.search(r"^accuracy .*RMSE", first.stderr, re.M), first.stderr
+    granules = list((tmp_path / "data" / "demo" / "granules").glob("*.nc"))
+    assert len(granules) == 1
+    assert sorted(p.name for p in (tmp_path / "data" / "demo" / "scenes").iterdir()) == [
+        "demo_ref.tif",
+        "demo_sec.tif",
+    ]
+    stamp = granules[0].stat().st_mtime_ns
+
+    second = _run(tmp_path, "demo", timeout=120)
+    assert second.returncode == 0, second.stderr
+    assert "reusing" in second.stderr
+    assert "writing synthetic scenes" not in second.stderr
+    assert re.search(r"^accuracy ", second.stderr, re.M)
+    assert granules[0].stat().st_mtime_ns == stamp
+    assert list((tmp_path / "data" / "demo" / "granules").glob("*.nc")) == granules

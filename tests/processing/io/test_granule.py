@@ -1,0 +1,298 @@
+"""Granules against ITS_LIVE: a granule tracked from a small synthetic pair is compared with
+the real ITS_LIVE v02 sample granule (variables, dtypes, fill values, attributes, encoding,
+grid), then read back with xarray; and a failed write leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from datetime import datetime
+from pathlib import Path
+
+import netCDF4
+import numpy as np
+import pytest
+import xarray as xr
+from PIL import Image
+
+from glacierflow.processing import synthetic
+from glacierflow.processing.io.granule import FILL_INT16, write_granule
+from glacierflow.processing.pipeline import GranuleReport, TrackRequest, track_pair
+
+ITSLIVE_VARIABLES = [
+    "vx", "vy", "v", "v_error", "chip_size_width", "chip_size_height", "interp_mask",
+    "mapping", "img_pair_info",
+]  # fmt: skip
+GRIDDED = [v for v in ITSLIVE_VARIABLES if v not in ("mapping", "img_pair_info")]
+# what ../shared/FORMATS.md requires of img_pair_info and of vx/vy
+PAIR_INFO_ATTRS = [
+    "id_img1", "id_img2", "acquisition_date_img1", "acquisition_date_img2", "date_center",
+    "date_dt", "mission_img1", "mission_img2", "satellite_img1", "satellite_img2", "sensor_img1",
+    "sensor_img2", "time_standard_img1", "time_standard_img2", "latitude", "longitude",
+    "roi_valid_percentage",
+]  # fmt: skip
+VELOCITY_ATTRS = [
+    "error", "error_stationary", "error_modeled", "error_slow", "stable_shift",
+    "stable_shift_flag", "stable_shift_stationary", "stable_count_stationary",
+    "stable_shift_slow", "stable_count_slow", "units", "grid_mapping",
+]  # fmt: skip
+NAME = re.compile(r"^(?P<id1>.+)_X_(?P<id2>.+)_G0120V02_P(?P<valid>\d{3})\.nc$")
+
+
+@pytest.fixture(scope="module")
+def pair() -> synthetic.SyntheticPair:
+    return synthetic.make_pair((300, 300), seed=11, clouds=1)  # the cloud leaves fill values
+
+
+def _request(ref: Path, sec: Path, output: Path) -> TrackRequest:
+    # synthetic pixels are 7.5 m: 16-64 px chips, a search of a few pixels
+    return TrackRequest(
+        ref=str(ref), sec=str(sec), output=output,
+        chip_min_m=120, chip_max_m=480, max_speed_m_per_yr=2000,
+    )  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def granule(
+    pair: synthetic.SyntheticPair, tmp_path_factory: pytest.TempPathFactory
+) -> GranuleReport:
+    folder = tmp_path_factory.mktemp("granule")
+    ref, sec = synthetic.write_geotiffs(pair, folder / "scenes", "syn")
+    return track_pair(_request(ref, sec, folder / "out"))
+
+
+@pytest.fixture(scope="module")
+def ours(granule: GranuleReport) -> netCDF4.Dataset:
+    with netCDF4.Dataset(granule.path) as ds:
+        yield ds
+
+
+@pytest.fixture(scope="module")
+def sample(itslive_granule: Path) -> netCDF4.Dataset:
+    with netCDF4.Dataset(itslive_granule) as ds:
+        yield ds
+
+
+def _floats(text: str) -> list[float]:
+    return [float(v) for v in text.split()]
+
+
+# -- naming and files ------------------------------------------------------------------------
+
+
+def test_name_follows_itslive_when_output_is_a_folder(granule: GranuleReport) -> None:
+    files = sorted(p.name for p in granule.path.parent.iterdir())
+    assert files == [granule.path.name, granule.path.with_suffix(".png").name]  # no leftovers
+    match = NAME.match(granule.path.name)
+    assert match, granule.path.name
+    assert (match["id1"], match["id2"]) == ("syn_ref", "syn_sec")
+    assert int(match["valid"]) == math.floor(granule.valid_percentage)
+    assert 50 < granule.valid_percentage < 100  # the cloud costs some nodes, not most
+
+
+def test_sample_name_matches_the_same_pattern(itslive_granule: Path) -> None:
+    """The pattern checked above is ITS_LIVE's own."""
+    assert NAME.match(itslive_granule.name)
+
+
+def test_browse_png_sits_beside_the_granule(granule: GranuleReport, ours: netCDF4.Dataset) -> None:
+    vx = ours["vx"]
+    vx.set_auto_mask(False)
+    raw = vx[:]
+    with Image.open(granule.path.with_suffix(".png")) as png:
+        assert png.format == "PNG"
+        assert png.mode == "RGBA"
+        assert png.size == (ours.dimensions["x"].size, ours.dimensions["y"].size)
+        alpha = np.asarray(png)[..., 3]
+    np.testing.assert_array_equal(alpha == 0, raw == FILL_INT16)  # transparent where empty
+
+
+def test_output_path_ending_in_nc_is_used_as_is(granule: GranuleReport, tmp_path: Path) -> None:
+    scenes = granule.path.parents[1] / "scenes"
+    target = tmp_path / "new" / "pair.nc"
+    report = track_pair(_request(scenes / "syn_ref.tif", scenes / "syn_sec.tif", target))
+    assert report.path == target
+    assert sorted(p.name for p in target.parent.iterdir()) == ["pair.nc", "pair.png"]
+
+
+# -- conformance with the real ITS_LIVE granule --------------------------------------------
+
+
+def test_itslive_variables_are_present(ours: netCDF4.Dataset, sample: netCDF4.Dataset) -> None:
+    for name in ITSLIVE_VARIABLES:
+        assert name in sample.variables, name  # the list is ITS_LIVE's
+        assert name in ours.variables, name
+    assert ours["vx"].dimensions == sample["vx"].dimensions == ("y", "x")
+
+
+@pytest.mark.parametrize("name", ITSLIVE_VARIABLES)
+def test_dtype_and_fill_value_match_itslive(
+    ours: netCDF4.Dataset, sample: netCDF4.Dataset, name: str
+) -> None:
+    mine, theirs = ours[name], sample[name]
+    if name in ("mapping", "img_pair_info"):
+        # the sample's are string scalars; newer ITS_LIVE products (and ours) use int8
+        assert theirs.dtype is str
+        assert mine.dtype == np.int8 and mine.dimensions == ()
+        return
+    assert mine.dtype == theirs.dtype
+    assert mine.getncattr("_FillValue") == theirs.getncattr("_FillValue")
+    assert np.asarray(mine.getncattr("_FillValue")).dtype == theirs.dtype
+
+
+@pytest.mark.parametrize("name", ["vx", "vy"])
+def test_velocity_attributes_include_all_of_itslive(
+    ours: netCDF4.Dataset, sample: netCDF4.Dataset, name: str
+) -> None:
+    missing = set(sample[name].ncattrs()) - set(ours[name].ncattrs())
+    assert not missing
+
+
+@pytest.mark.parametrize("name", ["vx", "vy"])
+def test_velocity_attributes_required_by_formats(
+    ours: netCDF4.Dataset, sample: netCDF4.Dataset, name: str
+) -> None:
+    for attr in VELOCITY_ATTRS:
+        assert attr in sample[name].ncattrs(), attr
+        assert attr in ours[name].ncattrs(), attr
+    assert ours[name].units == sample[name].units == "meter/year"
+    assert ours[name].grid_mapping == "mapping"
+    assert ours[name].stable_shift_flag in (0, 1, 2)
+
+
+def test_img_pair_info_attributes(
+    ours: netCDF4.Dataset, sample: netCDF4.Dataset, pair: synthetic.SyntheticPair
+) -> None:
+    info = ours["img_pair_info"]
+    for attr in PAIR_INFO_ATTRS:
+        assert attr in sample["img_pair_info"].ncattrs(), attr
+        assert attr in info.ncattrs(), attr
+    fmt = "%Y%m%dT%H:%M:%S.%f"
+    assert datetime.strptime(info.acquisition_date_img1, fmt) == pair.ref_time
+    assert datetime.strptime(info.acquisition_date_img2, fmt) == pair.sec_time
+    assert (
+        datetime.strptime(info.date_center, fmt)
+        == pair.ref_time + (pair.sec_time - pair.ref_time) / 2
+    )
+    # the sample writes its dates the same way
+    datetime.strptime(sample["img_pair_info"].acquisition_date_img1, fmt)
+    assert info.date_dt == pytest.approx(16.0)
+    assert (info.id_img1, info.id_img2) == ("syn_ref", "syn_sec")
+    assert info.time_standard_img1 == info.time_standard_img2 == "UTC"
+    assert 60 < info.latitude < 80 and -60 < info.longitude < -40  # west Greenland
+
+
+def test_mapping_attributes(ours: netCDF4.Dataset, sample: netCDF4.Dataset) -> None:
+    for attr in [
+        "grid_mapping_name",
+        "spatial_ref",
+        "crs_wkt",
+        "proj4text",
+        "spatial_epsg",
+        "GeoTransform",
+    ]:
+        assert attr in sample["mapping"].ncattrs(), attr
+        assert attr in ours["mapping"].ncattrs(), attr
+    assert (
+        ours["mapping"].grid_mapping_name
+        == sample["mapping"].grid_mapping_name
+        == "polar_stereographic"
+    )
+    assert ours["mapping"].spatial_epsg == synthetic.EPSG
+
+
+@pytest.mark.parametrize("name", [*GRIDDED, "vx_error", "vy_error", "reason"])
+def test_compression_is_zlib_2_with_shuffle(
+    ours: netCDF4.Dataset, sample: netCDF4.Dataset, name: str
+) -> None:
+    expected = {"zlib": True, "shuffle": True, "complevel": 2}
+    if name in sample.variables:
+        assert {k: sample[name].filters()[k] for k in expected} == expected
+    assert {k: ours[name].filters()[k] for k in expected} == expected
+
+
+def test_grid_is_itslive_aligned(ours: netCDF4.Dataset, sample: netCDF4.Dataset) -> None:
+    for ds in (sample, ours):
+        x, y = ds["x"][:].data, ds["y"][:].data
+        assert x.dtype == y.dtype == np.float64
+        np.testing.assert_array_equal(x % 120, 52.5)
+        np.testing.assert_array_equal(y % 120, 67.5)
+        np.testing.assert_array_equal(np.diff(x), 120.0)
+        np.testing.assert_array_equal(np.diff(y), -120.0)  # north-up
+
+
+def test_sample_geotransform_is_centre_based(sample: netCDF4.Dataset) -> None:
+    """What the granule's GeoTransform means, on ITS_LIVE's own file."""
+    x, y = sample["x"][:].data, sample["y"][:].data
+    assert _floats(sample["mapping"].GeoTransform) == [x[0], 120.0, 0.0, y[0], 0.0, -120.0]
+
+
+def test_geotransform_is_centre_based(ours: netCDF4.Dataset) -> None:
+    x, y = ours["x"][:].data, ours["y"][:].data
+    assert _floats(ours["mapping"].GeoTransform) == [x[0], 120.0, 0.0, y[0], 0.0, -120.0]
+
+
+def test_global_attributes(ours: netCDF4.Dataset, sample: netCDF4.Dataset) -> None:
+    assert ours.Conventions == sample.Conventions == "CF-1.8"
+    for attr in ["title", "date_created", "scene_pair_type", "satellite", "motion_detection_method",
+                 "institution", "source", "references"]:  # fmt: skip
+        assert attr in sample.ncattrs(), attr
+        assert attr in ours.ncattrs(), attr
+    assert ours.scene_pair_type == "optical"
+
+
+# -- reading it back ---------------------------------------------------------------------------
+
+
+def test_xarray_decodes_fill_as_nan(granule: GranuleReport, ours: netCDF4.Dataset) -> None:
+    vx_var = ours["vx"]
+    vx_var.set_auto_mask(False)
+    raw = vx_var[:]
+    fill = raw == FILL_INT16
+    assert fill.any() and not fill.all()  # the cloud
+    with xr.open_dataset(granule.path) as ds:
+        assert set(ITSLIVE_VARIABLES) <= set(ds.variables)
+        vx = ds["vx"].values
+        assert np.issubdtype(vx.dtype, np.floating)
+        np.testing.assert_array_equal(np.isnan(vx), fill)
+        np.testing.assert_array_equal(vx[~fill], raw[~fill])
+        assert ds["vx"].attrs["grid_mapping"] == "mapping"
+
+
+# -- crash safety ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"not": "serialisable"},  # refused by xarray before the file exists
+        np.array([{"not": "serialisable"}], dtype=object),  # refused by netCDF4 mid-write
+    ],
+    ids=["dict", "object-array"],
+)
+def test_failed_write_leaves_no_granule_and_no_temporary(
+    granule: GranuleReport, tmp_path: Path, bad: object
+) -> None:
+    with xr.open_dataset(granule.path, mask_and_scale=False) as ds:
+        broken = ds.load()
+    broken["vx"].attrs["bad"] = bad
+    target = tmp_path / "out" / "broken.nc"
+    with pytest.raises(TypeError):
+        write_granule(broken, target)
+    left = [p.name for p in target.parent.iterdir()]
+    assert not [n for n in left if n.endswith(".nc") or ".tmp" in n or n.startswith(".")], left
+
+
+def test_failed_rewrite_keeps_the_previous_granule(granule: GranuleReport, tmp_path: Path) -> None:
+    with xr.open_dataset(granule.path, mask_and_scale=False) as ds:
+        good = ds.load()
+    target = tmp_path / "granule.nc"
+    write_granule(good, target)
+    before = target.read_bytes()
+    broken = good.copy()
+    broken["vx"].attrs = {**good["vx"].attrs, "bad": np.array([{}], dtype=object)}
+    with pytest.raises(TypeError):
+        write_granule(broken, target)
+    assert target.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["granule.nc", "granule.png"]

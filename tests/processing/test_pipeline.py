@@ -1,0 +1,235 @@
+"""Pair -> granule end to end (`track_pair`): accuracy against the known field, the time
+order of the pair, the stable-ground mask and a velocity prior, all through files on disk.
+
+Synthetic pixels are 7.5 m and 16 days apart, so 1 px of motion is ~171 m/yr; chips of
+120-480 m are 16-64 px.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+import xarray as xr
+from rasterio.warp import Resampling, calculate_default_transform, reproject
+
+from glacierflow.processing import synthetic
+from glacierflow.processing.io.scenes import SceneError
+from glacierflow.processing.pipeline import GranuleReport, TrackRequest, track_pair
+
+YEARS = 16 / 365.25
+M_PER_YR_PER_PX = synthetic.PIXEL_SIZE_M / YEARS
+
+
+def _track(ref: Path, sec: Path, output: Path, **options) -> GranuleReport:
+    settings = {"chip_min_m": 120, "chip_max_m": 480, "max_speed_m_per_yr": 2000, **options}
+    return track_pair(TrackRequest(ref=str(ref), sec=str(sec), output=output, **settings))
+
+
+def _with_shift_restored(ds: xr.Dataset) -> xr.Dataset:
+    """The velocities before the stable-ground shift correction, from the recorded shift.
+
+    A uniform shift has no stable ground: the slowest 25 % move like the rest, so the
+    correction (as in ITS_LIVE) removes the motion; the granule records what it removed.
+    """
+    return ds.assign(
+        vx=ds["vx"] + ds["vx"].attrs["stable_shift"], vy=ds["vy"] + ds["vy"].attrs["stable_shift"]
+    )
+
+
+def _raster_like(path: Path, data: np.ndarray, pair: synthetic.SyntheticPair, **profile) -> Path:
+    """A single-band GeoTIFF on the pair's grid (or another, via transform=)."""
+    options = {"crs": f"EPSG:{pair.epsg}", "transform": pair.transform, **profile}
+    with rasterio.open(
+        path, "w", driver="GTiff", height=data.shape[0], width=data.shape[1], count=1,
+        dtype=data.dtype, **options,
+    ) as dst:  # fmt: skip
+        dst.write(data, 1)
+    return path
+
+
+def _left_half_stable(rows: np.ndarray, cols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Rock on the left half (cols < 150), ice moving 1.5 px east beyond cols 180."""
+    ramp = np.clip((np.asarray(cols, dtype=np.float64) - 150) / 30, 0, 1)
+    speed = 1.5 * ramp * ramp * (3 - 2 * ramp)  # smoothstep
+    return np.zeros_like(speed), speed
+
+
+# -- accuracy --------------------------------------------------------------------------------
+
+
+def test_uniform_shift_is_measured_accurately(tmp_path: Path) -> None:
+    pair = synthetic.make_pair((600, 600), synthetic.uniform(0.3, -0.7), noise=0.02, seed=21)
+    ref, sec = synthetic.write_geotiffs(pair, tmp_path / "scenes", "acc")
+    report = _track(ref, sec, tmp_path / "out")
+    assert report.valid_percentage >= 99
+    with xr.open_dataset(report.path) as ds:
+        assert ds["vx"].attrs["stable_shift_flag"] == 2  # no mask: the slowest 25 %
+        # the whole motion was taken for a stable-ground shift...
+        assert ds["vx"].attrs["stable_shift"] == pytest.approx(-0.7 * M_PER_YR_PER_PX, abs=5)
+        assert ds["vy"].attrs["stable_shift"] == pytest.approx(-0.3 * M_PER_YR_PER_PX, abs=5)
+        # ...and what the tracker measured is within 0.05 px of the truth
+        accuracy = synthetic.granule_accuracy(_with_shift_restored(ds), pair)
+    assert accuracy.measured >= 0.95 * report.nodes
+    assert accuracy.rmse_px < 0.05, accuracy.summary()
+    assert accuracy.max_px < 0.5, accuracy.summary()
+
+
+def test_glacier_beside_stable_rock_is_accurate_as_written(tmp_path: Path) -> None:
+    """With real stable ground the shift correction must not bias the written velocities."""
+    field = synthetic.channel_flow(centre_row=300, half_width=150, peak_px=4.0, margin_px=40)
+    pair = synthetic.make_pair((600, 600), field, noise=0.02, seed=22)
+    ref, sec = synthetic.write_geotiffs(pair, tmp_path / "scenes", "glacier")
+    report = _track(ref, sec, tmp_path / "out")
+    with xr.open_dataset(report.path) as ds:
+        assert abs(ds["vx"].attrs["stable_shift"]) < 0.05 * M_PER_YR_PER_PX
+        accuracy = synthetic.granule_accuracy(ds, pair)
+        assert float(ds["v"].max()) == pytest.approx(4.0 * M_PER_YR_PER_PX, rel=0.05)
+    assert accuracy.valid_fraction >= 0.98
+    assert accuracy.rmse_px < 0.05, accuracy.summary()
+
+
+def test_sec_in_another_crs_is_tracked_on_ref_grid(tmp_path: Path) -> None:
+    field = synthetic.channel_flow(centre_row=200, half_width=100, peak_px=3.0, margin_px=30)
+    pair = synthetic.make_pair((400, 400), field, noise=0.02, seed=27)
+    ref, sec = synthetic.write_geotiffs(pair, tmp_path / "scenes", "utm")
+    sec_utm = tmp_path / "scenes" / "utm_sec_32624.tif"
+    with rasterio.open(sec) as src:
+        transform, width, height = calculate_default_transform(
+            src.crs, "EPSG:32624", src.width, src.height, *src.bounds
+        )
+        profile = {**src.profile, "crs": "EPSG:32624", "transform": transform}
+        with rasterio.open(sec_utm, "w", **{**profile, "width": width, "height": height}) as dst:
+            reproject(
+                rasterio.band(src, 1), rasterio.band(dst, 1),
+                resampling=Resampling.cubic, src_nodata=np.nan, dst_nodata=np.nan,
+            )  # fmt: skip
+            dst.update_tags(**src.tags())
+    report = _track(ref, sec_utm, tmp_path / "out")
+    with xr.open_dataset(report.path) as ds:
+        assert ds["mapping"].attrs["spatial_epsg"] == synthetic.EPSG  # REF's grid
+        accuracy = synthetic.granule_accuracy(ds, pair)
+    # two cubic resamplings cost little: ~0.04 px on the original grid too
+    assert accuracy.valid_fraction >= 0.98
+    assert accuracy.rmse_px < 0.06, accuracy.summary()
+
+
+# -- the pair's times --------------------------------------------------------------------------
+
+
+@pytest.fixture
+def scenes(tmp_path: Path) -> tuple[Path, Path]:
+    pair = synthetic.make_pair((300, 300), seed=23)
+    return synthetic.write_geotiffs(pair, tmp_path / "scenes", "order")
+
+
+def test_secondary_must_be_later(scenes: tuple[Path, Path], tmp_path: Path) -> None:
+    ref, sec = scenes
+    with pytest.raises(SceneError, match="not after") as info:
+        _track(sec, ref, tmp_path / "out")  # swapped
+    assert str(ref) in str(info.value) and str(sec) in str(info.value)
+    assert not (tmp_path / "out").exists()  # refused before any work
+
+
+def test_identical_times_are_refused(scenes: tuple[Path, Path], tmp_path: Path) -> None:
+    ref, sec = scenes
+    when = "2024-07-01T12:00:00"
+    with pytest.raises(SceneError, match="not after"):
+        _track(ref, sec, tmp_path / "out", ref_time=when, sec_time=when)
+    assert not (tmp_path / "out").exists()
+
+
+def test_time_overrides_set_the_interval(scenes: tuple[Path, Path], tmp_path: Path) -> None:
+    """Twice the interval, half the speed: the flags are what the velocities are computed from."""
+    ref, sec = scenes
+    base = _track(ref, sec, tmp_path / "a.nc")
+    longer = _track(
+        ref, sec, tmp_path / "b.nc", ref_time="2024-07-01T12:00", sec_time="2024-08-02T12:00"
+    )
+    with xr.open_dataset(base.path) as a, xr.open_dataset(longer.path) as b:
+        assert b["img_pair_info"].attrs["date_dt"] == pytest.approx(32.0)
+        restored_a, restored_b = _with_shift_restored(a), _with_shift_restored(b)
+        np.testing.assert_allclose(restored_b["vx"], restored_a["vx"] / 2, atol=1.0)
+
+
+# -- stable-ground mask and prior ----------------------------------------------------------
+
+
+def test_stable_mask_sets_flag_1_and_keeps_the_motion(tmp_path: Path) -> None:
+    pair = synthetic.make_pair((300, 300), _left_half_stable, noise=0.02, seed=24)
+    ref, sec = synthetic.write_geotiffs(pair, tmp_path / "scenes", "mask")
+    mask = np.zeros((300, 300), np.uint8)
+    mask[:, :150] = 1
+    mask_path = _raster_like(tmp_path / "rock.tif", mask, pair)
+
+    report = _track(ref, sec, tmp_path / "out", stable_mask=str(mask_path))
+    with xr.open_dataset(report.path) as ds:
+        attrs = ds["vx"].attrs
+        assert attrs["stable_shift_flag"] == 1
+        # exactly the measured (not interpolated) nodes of the left half were used
+        left = ds["x"].values < synthetic.ORIGIN_X + 150 * synthetic.PIXEL_SIZE_M
+        measured = (ds["interp_mask"].fillna(0).values != 1) & np.isfinite(ds["vx"].values)
+        assert attrs["stable_count_stationary"] == (measured & left[None, :]).sum() > 100
+        assert abs(attrs["stable_shift_stationary"]) < 0.05 * M_PER_YR_PER_PX
+        accuracy = synthetic.granule_accuracy(ds, pair)
+        ice = ds["vx"].sel(x=slice(synthetic.ORIGIN_X + 200 * synthetic.PIXEL_SIZE_M, None))
+        assert float(ice.median()) == pytest.approx(1.5 * M_PER_YR_PER_PX, rel=0.03)
+    assert accuracy.rmse_px < 0.05, accuracy.summary()
+
+
+def test_without_a_mask_the_flag_is_2(scenes: tuple[Path, Path], tmp_path: Path) -> None:
+    report = _track(*scenes, tmp_path / "out")
+    with xr.open_dataset(report.path) as ds:
+        assert ds["vx"].attrs["stable_shift_flag"] == 2
+        assert ds["vx"].attrs["stable_count_stationary"] == 0
+
+
+def test_prior_reaches_motion_beyond_the_search_window(tmp_path: Path) -> None:
+    pair = synthetic.make_pair((300, 300), synthetic.uniform(0.2, 12.4), noise=0.02, seed=25)
+    ref, sec = synthetic.write_geotiffs(pair, tmp_path / "scenes", "prior")
+    # 300 m/yr is ~2 px in 16 days; the motion is 12.4 px (~2120 m/yr)
+    slow = {"max_speed_m_per_yr": 300}
+    alone = _track(ref, sec, tmp_path / "alone", **slow)
+    assert alone.valid_percentage < 10
+
+    # the prior on a coarser 75 m grid, 12 px east: within the search of the truth
+    coarse = rasterio.transform.from_origin(synthetic.ORIGIN_X, synthetic.ORIGIN_Y, 75, 75)
+    vx = np.full((30, 30), 12.0 * M_PER_YR_PER_PX, np.float32)
+    prior_vx = _raster_like(tmp_path / "prior_vx.tif", vx, pair, transform=coarse)
+    prior_vy = _raster_like(tmp_path / "prior_vy.tif", np.zeros_like(vx), pair, transform=coarse)
+    report = _track(
+        ref, sec, tmp_path / "out", prior_vx=str(prior_vx), prior_vy=str(prior_vy), **slow
+    )
+    assert report.valid_percentage > 95
+    with xr.open_dataset(report.path) as ds:
+        accuracy = synthetic.granule_accuracy(_with_shift_restored(ds), pair)
+    assert accuracy.rmse_px < 0.05, accuracy.summary()
+    assert accuracy.max_px < 0.5, accuracy.summary()
+
+
+# -- damaged input -----------------------------------------------------------------------------
+
+
+def test_damaged_tile_outside_the_checked_windows_names_the_file(tmp_path: Path) -> None:
+    pair = synthetic.make_pair((600, 600), seed=26)
+    good, sec = synthetic.write_geotiffs(pair, tmp_path / "scenes", "damaged")
+    # 16 px tiles: tile (5, 5) covers pixels 80-95, between the checked windows (0-63, 178-241)
+    ref = tmp_path / "scenes" / "damaged_tile.tif"
+    with rasterio.open(good) as src:
+        profile = {**src.profile, "blockxsize": 16, "blockysize": 16}
+        with rasterio.open(ref, "w", **profile) as dst:
+            dst.write(src.read(1), 1)
+            dst.update_tags(**src.tags())
+    with rasterio.open(ref) as ds:
+        offset = int(ds.get_tag_item("BLOCK_OFFSET_5_5", "TIFF", bidx=1))
+        size = int(ds.get_tag_item("BLOCK_SIZE_5_5", "TIFF", bidx=1))
+    data = bytearray(ref.read_bytes())
+    data[offset : offset + size] = b"\xff" * size  # not a deflate stream any more
+    ref.write_bytes(bytes(data))
+
+    with pytest.raises(SceneError) as info:
+        _track(ref, sec, tmp_path / "out")
+    assert str(ref) in str(info.value)
+    assert not list(tmp_path.glob("out/*.nc"))
