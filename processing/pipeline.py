@@ -152,7 +152,15 @@ def track_pair(
             f"search +-{search} px, dt {dt_days:.2f} days"
         )
         clock["read"] = time.perf_counter()
-        result = track(reader, geo.shape, grid.rows, grid.cols, opts, prior)
+        reported = [-1]
+
+        def strips_done(done: int, total: int) -> None:
+            tenth = 10 * done // total
+            if tenth > reported[0] and total > 1:
+                reported[0] = tenth
+                progress(f"  {100 * done // total:3d} % ({done}/{total} strips)")
+
+        result = track(reader, geo.shape, grid.rows, grid.cols, opts, prior, strips_done)
     clock["track"] = time.perf_counter()
     if req.wisdom:
         save_wisdom(req.wisdom)

@@ -293,7 +293,9 @@ def _browse(ds: xr.Dataset) -> Image.Image:
     frac = (pos - lo)[..., None]
     rgb = (stops[lo] * (1 - frac) + stops[lo + 1] * frac).astype(np.uint8)
     alpha = np.where(empty, 0, 255).astype(np.uint8)[..., None]
-    return Image.fromarray(np.concatenate([rgb, alpha], axis=2), mode="RGBA")
+    image = Image.fromarray(np.concatenate([rgb, alpha], axis=2), mode="RGBA")
+    scale = max(1, -(-512 // max(image.size)))  # at least ~512 px across, cells kept sharp
+    return image.resize((image.width * scale, image.height * scale), Image.Resampling.NEAREST)
 
 
 def write_granule(ds: xr.Dataset, path: Path) -> Path:

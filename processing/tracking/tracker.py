@@ -15,6 +15,7 @@ Every node that yields no vector carries a `Reason`.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -577,11 +578,13 @@ def track(
     node_cols: np.ndarray,
     opts: TrackerOptions,
     prior: np.ndarray | None = None,
+    progress: Callable[[int, int], None] = lambda done, total: None,
 ) -> TrackResult:
     """Track every node (pixel-edge coordinates of chip centres) of one image pair.
 
     prior: optional (ny, nx, 2) displacement guess in pixels (rows, cols) from an earlier
     velocity field; the coarse search is then centred on it.
+    progress: called with (strips done, strips in all) as the fine search advances.
     """
     ny, nx = len(node_rows), len(node_cols)
     with ThreadPoolExecutor(max_workers=max(1, opts.threads)) as pool:
@@ -589,20 +592,25 @@ def track(
             read, image_shape, node_rows, node_cols, prior, opts, pool
         )
         strips = list(range(0, ny, opts.strip_rows))
-        parts = list(
-            pool.map(
-                lambda s: _fine_strip(
-                    read,
-                    image_shape,
-                    node_rows[s : s + opts.strip_rows],
-                    node_cols,
-                    seed[s : s + opts.strip_rows],
-                    radius[s : s + opts.strip_rows],
-                    opts,
-                ),
-                strips,
+        done = [0]
+        lock = threading.Lock()
+
+        def fine(s: int) -> tuple[_Matches, np.ndarray]:
+            out = _fine_strip(
+                read,
+                image_shape,
+                node_rows[s : s + opts.strip_rows],
+                node_cols,
+                seed[s : s + opts.strip_rows],
+                radius[s : s + opts.strip_rows],
+                opts,
             )
-        )
+            with lock:
+                done[0] += 1
+                progress(done[0], len(strips))
+            return out
+
+        parts = list(pool.map(fine, strips))
     matches = _Matches(
         np.concatenate([p[0].shift for p in parts]),
         np.concatenate([p[0].sigma for p in parts]),

@@ -6,6 +6,9 @@ Valid scenes are synthetic pairs written as GeoTIFFs; bad ones are crafted with 
 
 from __future__ import annotations
 
+import functools
+import http.server
+import multiprocessing
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -284,3 +287,62 @@ def test_sec_in_another_crs_is_read_on_ref_grid(
     # two cubic resamplings of a band-limited texture (std 1); a one-pixel offset gives ~0.35
     assert np.sqrt(np.mean(diff**2)) < 0.06
     assert np.abs(diff).max() < 0.3
+
+
+class _RangeHandler(http.server.SimpleHTTPRequestHandler):
+    """Serves byte ranges, as object stores and COG hosts do (GDAL's /vsicurl/ needs them)."""
+
+    def do_GET(self) -> None:
+        header = self.headers.get("Range")
+        path = Path(self.translate_path(self.path))
+        if not header or not path.is_file():
+            return super().do_GET()
+        data = path.read_bytes()
+        start, _, end = header.removeprefix("bytes=").partition("-")
+        first, last = int(start), min(int(end) if end else len(data) - 1, len(data) - 1)
+        self.send_response(206)
+        self.send_header("Content-Range", f"bytes {first}-{last}/{len(data)}")
+        self.send_header("Content-Length", str(last - first + 1))
+        self.send_header("Accept-Ranges", "bytes")
+        self.end_headers()
+        self.wfile.write(data[first : last + 1])
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+def _serve(directory: str, ports: multiprocessing.Queue) -> None:
+    handler = functools.partial(_RangeHandler, directory=directory)
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    ports.put(server.server_address[1])
+    server.serve_forever()
+
+
+@pytest.fixture
+def http_folder(tmp_path: Path):
+    """A real HTTP server on loopback serving tmp_path; yields its base URL.
+
+    It runs in its own process: GDAL holds the GIL while it waits for the answer.
+    """
+    ports: multiprocessing.Queue = multiprocessing.Queue()
+    server = multiprocessing.get_context("fork").Process(
+        target=_serve, args=(str(tmp_path), ports), daemon=True
+    )
+    server.start()
+    try:
+        yield f"http://127.0.0.1:{ports.get(timeout=10)}"
+    finally:
+        server.terminate()
+        server.join(5)
+
+
+def test_scenes_are_read_by_url(tmp_path: Path, http_folder: str) -> None:
+    pair = synthetic.make_pair((300, 300), synthetic.uniform(0.4, -0.6), seed=3)
+    ref, sec = synthetic.write_geotiffs(pair, tmp_path, "web")
+    info = describe(f"{http_folder}/{ref.name}")
+    assert info.scene_id == "web_ref" and info.acquired.year == 2024
+    with open_pair(f"{http_folder}/{ref.name}", f"{http_folder}/{sec.name}") as reader:
+        ref_block, _ = reader(0, 300, 0, 300)
+    np.testing.assert_array_equal(ref_block, pair.ref)
+    with pytest.raises(SceneError, match=r"missing\.tif"):
+        describe(f"{http_folder}/missing.tif")
