@@ -15,7 +15,9 @@ SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 ITSLIVE_SAMPLES = SHARED / "itslive-samples"
 
 
-def track_synthetic(pair: synthetic.SyntheticPair, **options) -> tuple[TrackResult, np.ndarray]:
+def track_synthetic(
+    pair: synthetic.SyntheticPair, prior: np.ndarray | None = None, **options
+) -> tuple[TrackResult, np.ndarray]:
     """Track a synthetic pair on the 120 m grid; returns the result and the vector errors (px)."""
     grid = node_grid(pair.transform, pair.ref.shape, 120.0)
     result = track(
@@ -24,6 +26,7 @@ def track_synthetic(pair: synthetic.SyntheticPair, **options) -> tuple[TrackResu
         grid.rows,
         grid.cols,
         TrackerOptions(**options),
+        prior=prior,
     )
     rr, cc = np.meshgrid(grid.rows, grid.cols, indexing="ij")
     true_rows, true_cols = pair.field(rr, cc)

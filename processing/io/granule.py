@@ -137,6 +137,15 @@ def granule_dataset(vel: Velocity, inp: GranuleInputs) -> xr.Dataset:
         var.encoding = {**_COMPRESSION, "_FillValue": fill}
         return var
 
+    def chip_size(side: str, metres: np.ndarray) -> xr.Variable:
+        attrs = {
+            "standard_name": f"chip_size_{side}",
+            "description": f"{side} of search template (chip)",
+            "units": "m",
+            "grid_mapping": "mapping",
+        }
+        return gridded(np.clip(metres, 0, 65535).astype(np.uint16), attrs, fill=0)
+
     speed_attrs = {"units": "meter/year", "grid_mapping": "mapping"}
     pair_info = {
         "standard_name": "image_pair_information",
@@ -191,26 +200,8 @@ def granule_dataset(vel: Velocity, inp: GranuleInputs) -> xr.Dataset:
                 **speed_attrs,
             },
         ),
-        "chip_size_width": gridded(
-            np.clip(inp.chip_size_m[0], 0, 65535).astype(np.uint16),
-            {
-                "standard_name": "chip_size_width",
-                "description": "width of search template (chip)",
-                "units": "m",
-                "grid_mapping": "mapping",
-            },
-            fill=0,
-        ),
-        "chip_size_height": gridded(
-            np.clip(inp.chip_size_m[1], 0, 65535).astype(np.uint16),
-            {
-                "standard_name": "chip_size_height",
-                "description": "height of search template (chip)",
-                "units": "m",
-                "grid_mapping": "mapping",
-            },
-            fill=0,
-        ),
+        "chip_size_width": chip_size("width", inp.chip_size_m[0]),
+        "chip_size_height": chip_size("height", inp.chip_size_m[1]),
         "interp_mask": gridded(
             inp.interpolated.astype(np.uint8),
             {

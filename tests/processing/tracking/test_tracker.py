@@ -98,18 +98,7 @@ def test_prior_centres_the_search() -> None:
     shape = track_synthetic(pair, search_radius_px=6)[0].rows.shape
     prior = np.zeros((*shape, 2))
     prior[..., 1] = 12.0
-    from glacierflow.processing.tracking.grid import node_grid
-    from glacierflow.processing.tracking.tracker import TrackerOptions, array_reader, track
-
-    grid = node_grid(pair.transform, pair.ref.shape, 120.0)
-    result = track(
-        array_reader(pair.ref, pair.sec),
-        pair.ref.shape,
-        grid.rows,
-        grid.cols,
-        TrackerOptions(search_radius_px=6),
-        prior=prior,
-    )
+    result, _ = track_synthetic(pair, prior=prior, search_radius_px=6)
     assert result.valid.mean() > 0.95
     err = np.hypot(result.rows - 0.2, result.cols - 12.4)[result.valid]
     assert np.max(err) < 0.5
