@@ -135,6 +135,77 @@ def track(
     click.echo(str(report.path))
 
 
+@main.group()
+def catalog() -> None:
+    """The STAC catalog (PostgreSQL + PostGIS + pgstac).
+
+    DATABASE_URL (or PG* variables) names the server; without it a private cluster runs
+    under GLACIERFLOW_DATA_DIR/postgres for the duration of the command.
+    """
+
+
+@catalog.command("init")
+def catalog_init() -> None:
+    """Create or upgrade the pgstac schema and the collections (safe to run again)."""
+    from glacierflow.catalog.database import DatabaseError, catalog_database
+    from glacierflow.catalog.loader import init_catalog
+
+    settings = get_settings()
+    try:
+        with catalog_database(settings.data_dir) as dsn:
+            ids = init_catalog(dsn, settings.collection_ids)
+    except DatabaseError as err:
+        _say(f"error: {err}")
+        sys.exit(2)
+    _say(f"catalog ready: collections {', '.join(ids)}")
+
+
+@catalog.command("load")
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+def catalog_load(paths: tuple[Path, ...]) -> None:
+    """Load granule files (or folders of them) as STAC items; re-loading changes nothing.
+
+    Files that are not granules are named with the reason; the rest still load, and the
+    command then exits non-zero.
+    """
+    from glacierflow.catalog.database import DatabaseError, catalog_database
+    from glacierflow.catalog.loader import init_catalog, load_granules
+
+    settings = get_settings()
+    files = [f for p in paths for f in (sorted(p.rglob("*.nc")) if p.is_dir() else [p])]
+    try:
+        with catalog_database(settings.data_dir) as dsn:
+            init_catalog(dsn, settings.collection_ids)
+            report = load_granules(dsn, files, settings.collection_id("granules"))
+    except DatabaseError as err:
+        _say(f"error: {err}")
+        sys.exit(2)
+    for path, reason in report.rejected.items():
+        _say(f"skipped {path}: {reason}")
+    _say(f"loaded {len(report.loaded)} granule item(s)")
+    if report.rejected:
+        sys.exit(1)
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=int)
+def serve(host: str, port: int) -> None:
+    """Serve the HTTP API: /stac (STAC API), /healthz, /docs."""
+    from glacierflow.catalog.database import DatabaseError, catalog_database
+    from glacierflow.catalog.loader import init_catalog
+    from glacierflow.services.server import run
+
+    settings = get_settings()
+    try:
+        with catalog_database(settings.data_dir) as dsn:
+            init_catalog(dsn, settings.collection_ids)
+            run(settings, dsn, host, port, say=_say)
+    except DatabaseError as err:
+        _say(f"error: {err}")
+        sys.exit(2)
+
+
 @main.command()
 def demo() -> None:
     """Build the synthetic demo region end to end and report its accuracy.

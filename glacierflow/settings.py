@@ -19,6 +19,17 @@ class Settings(BaseSettings):
     )
     threads: int = Field(2, ge=1, description="worker threads for one tracking job")
     dask_scheduler: str | None = Field(None, description="tcp://host:port of a Dask scheduler")
+    collection_ids: dict[str, str] = Field(
+        default_factory=dict,
+        description='collection ids by kind, e.g. {"granules": "itslive-granules"} (JSON)',
+    )
+    cors_origins: list[str] = Field(["*"], description="origins allowed to call the HTTP API")
+    stac_transactions_api_key: str | None = Field(
+        None, description="enables STAC transactions, for requests carrying this X-API-Key"
+    )
+
+    def collection_id(self, kind: str) -> str:
+        return self.collection_ids.get(kind, kind)
 
     @property
     def fftw_wisdom(self) -> Path:

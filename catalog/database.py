@@ -1,0 +1,167 @@
+"""Where the catalog lives: PostgreSQL + PostGIS + pgstac.
+
+`DATABASE_URL` (or the standard PG* variables) names an existing server; without them
+glacierflow runs a private cluster in its data directory from the system's PostgreSQL
+binaries, on a free port, and stops it when the command that started it ends.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+
+INSTALL_HINT = (
+    "install PostgreSQL with PostGIS (Debian/Ubuntu: apt-get install postgresql-15 "
+    "postgresql-15-postgis-3), or set DATABASE_URL to a server that has them"
+)
+
+
+class DatabaseError(RuntimeError):
+    """The catalog database cannot be reached, started or set up; says what to do."""
+
+
+def external_dsn(environ: dict[str, str] | None = None) -> str | None:
+    """The DSN of an external server from DATABASE_URL or PGHOST/PGPORT/..., if any."""
+    env = os.environ if environ is None else environ
+    if env.get("DATABASE_URL"):
+        return env["DATABASE_URL"]
+    if env.get("PGHOST"):
+        user = env.get("PGUSER", "postgres")
+        password = f":{env['PGPASSWORD']}" if env.get("PGPASSWORD") else ""
+        port = env.get("PGPORT", "5432")
+        name = env.get("PGDATABASE", "postgres")
+        return f"postgresql://{user}{password}@{env['PGHOST']}:{port}/{name}"
+    return None
+
+
+def _server_binaries() -> Path:
+    candidates = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"), reverse=True)
+    if candidates:
+        return candidates[0].parent
+    found = shutil.which("initdb")
+    if found:
+        return Path(found).resolve().parent
+    raise DatabaseError(f"no PostgreSQL server binaries (initdb) found: {INSTALL_HINT}")
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@dataclass
+class EmbeddedCluster:
+    """A private PostgreSQL cluster under `directory` (data, socket and log inside it)."""
+
+    directory: Path
+
+    @property
+    def data(self) -> Path:
+        return self.directory / "data"
+
+    def _run(self, *args: str) -> subprocess.CompletedProcess:
+        """Run a server binary; as root it runs as `postgres`, which PostgreSQL requires."""
+        command = [str(_server_binaries() / args[0]), *args[1:]]
+        if os.geteuid() == 0:
+            command = ["runuser", "-u", "postgres", "--", *command]
+        return subprocess.run(command, capture_output=True, text=True, check=False)
+
+    def _running_port(self) -> int | None:
+        pid_file = self.data / "postmaster.pid"
+        if not pid_file.exists():
+            return None
+        lines = pid_file.read_text().splitlines()
+        try:
+            os.kill(int(lines[0]), 0)
+            return int(lines[3])
+        except (ProcessLookupError, PermissionError, ValueError, IndexError):
+            return None
+
+    def start(self) -> tuple[str, bool]:
+        """Start the cluster (creating it the first time); returns (dsn, started_here)."""
+        port = self._running_port()
+        if port:
+            return self.dsn(port), False
+        self.directory.mkdir(parents=True, exist_ok=True)
+        if os.geteuid() == 0:
+            shutil.chown(self.directory, "postgres", "postgres")
+        if not (self.data / "PG_VERSION").exists():
+            done = self._run(
+                "initdb", "-D", str(self.data), "-U", "postgres", "--auth=trust", "-E", "UTF8"
+            )
+            if done.returncode != 0:
+                raise DatabaseError(f"initdb failed in {self.data}: {done.stderr.strip()}")
+        port = _free_port()
+        options = f"-p {port} -k {self.directory} -c listen_addresses=127.0.0.1"
+        log = self.directory / "postgres.log"
+        done = self._run(
+            "pg_ctl", "-D", str(self.data), "-o", options, "-l", str(log), "-w", "start"
+        )
+        if done.returncode != 0:
+            tail = log.read_text()[-2000:] if log.exists() else done.stderr
+            raise DatabaseError(
+                f"the private PostgreSQL in {self.data} did not start: {tail.strip()}"
+            )
+        return self.dsn(port), True
+
+    def stop(self) -> None:
+        self._run("pg_ctl", "-D", str(self.data), "-m", "fast", "-w", "stop")
+
+    @staticmethod
+    def dsn(port: int) -> str:
+        return f"postgresql://postgres@127.0.0.1:{port}/postgres"
+
+
+def check_postgis(dsn: str) -> None:
+    """Fail early, with the fix, where the server lacks the extensions pgstac needs."""
+    try:
+        with psycopg.connect(dsn, connect_timeout=10) as conn:
+            names = {
+                row[0]
+                for row in conn.execute(
+                    "SELECT name FROM pg_available_extensions WHERE name = ANY(%s)",
+                    (["postgis", "btree_gist", "unaccent"],),
+                )
+            }
+    except psycopg.OperationalError as err:
+        raise DatabaseError(f"cannot connect to the catalog database: {err}") from err
+    missing = {"postgis", "btree_gist", "unaccent"} - names
+    if missing:
+        raise DatabaseError(
+            f"the database server lacks {', '.join(sorted(missing))}: {INSTALL_HINT}"
+        )
+
+
+def migrate(dsn: str) -> str:
+    """Create or upgrade the pgstac schema (idempotent); returns the pgstac version."""
+    from pypgstac.db import PgstacDB
+    from pypgstac.migrate import Migrate
+
+    check_postgis(dsn)
+    with PgstacDB(dsn=dsn) as db:
+        return Migrate(db).run_migration()
+
+
+@contextmanager
+def catalog_database(data_dir: Path) -> Iterator[str]:
+    """The catalog's DSN: the external server's, or a private cluster's for the duration."""
+    dsn = external_dsn()
+    if dsn:
+        yield dsn
+        return
+    cluster = EmbeddedCluster(data_dir / "postgres")
+    dsn, started = cluster.start()
+    try:
+        yield dsn
+    finally:
+        if started:
+            cluster.stop()

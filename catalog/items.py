@@ -1,0 +1,185 @@
+"""STAC items built from the files themselves, never from guesses.
+
+A granule item carries its valid-data footprint (lon/lat, split at the antimeridian),
+`datetime` = the pair's centre date with `start_datetime`/`end_datetime` = the two
+acquisitions, `date_dt`, `percent_valid_pixels`, the platforms, `proj:*`, the quality
+figures the tracker recorded, and the granule (`data`) and browse image (`thumbnail`) as
+assets. The id is the granule's name, so loading the same file twice is idempotent.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import antimeridian
+import netCDF4
+import numpy as np
+import pystac
+import rasterio.features
+import rasterio.transform
+import shapely
+from affine import Affine
+from pyproj import CRS, Transformer
+from shapely.geometry import mapping, shape
+
+from glacierflow.catalog.collections import _PROJECTION, _SAT
+
+REQUIRED_VARIABLES = ("vx", "vy", "v", "mapping", "img_pair_info")
+_TIME_FORMAT = "%Y%m%dT%H:%M:%S.%f"
+
+
+class NotAGranuleError(ValueError):
+    """A file that is not a velocity granule, with the reason."""
+
+
+def _time(text: str) -> datetime:
+    for fmt in (_TIME_FORMAT, "%Y%m%dT%H:%M:%S"):
+        try:
+            return datetime.strptime(str(text), fmt).replace(tzinfo=UTC)
+        except ValueError:
+            continue
+    raise NotAGranuleError(f"unreadable date {text!r}")
+
+
+def _footprint(valid: np.ndarray, transform: Affine, crs: CRS, spacing: float) -> dict[str, Any]:
+    """Outline of the valid cells (the whole grid where none is valid), in lon/lat."""
+    if valid.any():
+        polygons = [
+            shape(geom)
+            for geom, value in rasterio.features.shapes(
+                valid.astype(np.uint8), mask=valid, transform=transform
+            )
+            if value
+        ]
+        outline = shapely.union_all(polygons).simplify(spacing, preserve_topology=True)
+    else:
+        h, w = valid.shape
+        outline = shapely.box(*rasterio.transform.array_bounds(h, w, transform))
+    outline = shapely.segmentize(outline, 10 * spacing)  # keep its shape when reprojected
+    to_lonlat = Transformer.from_crs(crs, "EPSG:4326", always_xy=True)
+    lonlat = shapely.transform(outline, lambda xy: np.column_stack(to_lonlat.transform(*xy.T)))
+    fixed = antimeridian.fix_shape(mapping(lonlat))
+    return dict(fixed)
+
+
+def granule_item(
+    path: Path, collection_id: str = "granules", href: str | None = None
+) -> pystac.Item:
+    """The STAC item of one granule file; raises NotAGranuleError naming what is wrong."""
+    try:
+        ds = netCDF4.Dataset(path)
+    except OSError as err:
+        raise NotAGranuleError(f"not a NetCDF file ({err})") from err
+    with ds:
+        missing = [name for name in REQUIRED_VARIABLES if name not in ds.variables]
+        if missing:
+            raise NotAGranuleError(f"not a velocity granule: no {', '.join(missing)} variable")
+        info = ds["img_pair_info"]
+        mapping_var = ds["mapping"]
+        try:
+            crs = CRS.from_wkt(str(mapping_var.getncattr("crs_wkt")))
+            centre = _time(info.getncattr("date_center"))
+            start = _time(info.getncattr("acquisition_date_img1"))
+            end = _time(info.getncattr("acquisition_date_img2"))
+            date_dt = float(info.getncattr("date_dt"))
+        except (AttributeError, KeyError, ValueError) as err:
+            raise NotAGranuleError(f"not a velocity granule: {err}") from err
+        x = np.asarray(ds["x"][:], dtype=np.float64)
+        y = np.asarray(ds["y"][:], dtype=np.float64)
+        v = ds["v"]
+        v.set_auto_mask(False)
+        fill = v.getncattr("_FillValue") if "_FillValue" in v.ncattrs() else None
+        values = np.asarray(v[:])
+        valid = values != fill if fill is not None else np.isfinite(values)
+        pair = {k: info.getncattr(k) for k in info.ncattrs()}
+        vx_attrs = {k: ds["vx"].getncattr(k) for k in ds["vx"].ncattrs()}
+        vy_attrs = {k: ds["vy"].getncattr(k) for k in ds["vy"].ncattrs()}
+        quality = {
+            k.removeprefix("quality_"): ds.getncattr(k)
+            for k in ds.ncattrs()
+            if k.startswith("quality_")
+        }
+        has_browse = path.with_suffix(".png").exists()
+
+    spacing = float(abs(x[1] - x[0])) if len(x) > 1 else 120.0
+    transform = Affine(spacing, 0, x[0] - spacing / 2, 0, -spacing, y[0] + spacing / 2)
+    geometry = _footprint(valid, transform, crs, spacing)
+    bbox = list(shapely.bounds(shape(geometry)))
+    percent = float(pair.get("roi_valid_percentage", 100.0 * valid.mean()))
+    epsg = crs.to_epsg()
+    properties: dict[str, Any] = {
+        "start_datetime": start.isoformat(),
+        "end_datetime": end.isoformat(),
+        "date_dt": date_dt,
+        "percent_valid_pixels": percent,
+        "platform": f"{pair.get('mission_img1', '')}{pair.get('satellite_img1', '')}",
+        "constellation": pair.get("mission_img1"),
+        "instruments": sorted({str(pair.get("sensor_img1")), str(pair.get("sensor_img2"))}),
+        "gsd": spacing,
+        "proj:code": f"EPSG:{epsg}" if epsg else None,
+        "proj:shape": [len(y), len(x)],
+        "proj:transform": list(transform)[:6],
+        "proj:bbox": [
+            x[0] - spacing / 2,
+            y[-1] - spacing / 2,
+            x[-1] + spacing / 2,
+            y[0] + spacing / 2,
+        ],
+        "stable_shift_flag": int(vx_attrs.get("stable_shift_flag", 0)),
+        "stable_shift_vx": _number(vx_attrs.get("stable_shift")),
+        "stable_shift_vy": _number(vy_attrs.get("stable_shift")),
+        "error_vx": _number(vx_attrs.get("error")),
+        "error_vy": _number(vy_attrs.get("error")),
+    }
+    for key in ("mission", "satellite", "sensor", "id"):
+        for n in (1, 2):
+            properties[f"{key}_img{n}"] = str(pair.get(f"{key}_img{n}", ""))
+    properties.update({f"glacierflow:{k}": _number(v) for k, v in quality.items()})
+    item = pystac.Item(
+        id=path.stem,
+        geometry=_plain(geometry),
+        bbox=_plain(bbox),
+        datetime=centre,
+        properties=_plain(properties),
+        collection=collection_id,
+        stac_extensions=[_PROJECTION, _SAT],
+    )
+    item.add_asset(
+        "data",
+        pystac.Asset(
+            href=href or str(path.resolve()),
+            title="Velocity granule (NetCDF4)",
+            media_type="application/x-netcdf",
+            roles=["data"],
+        ),
+    )
+    if has_browse:
+        png = (href.rsplit(".", 1)[0] + ".png") if href else str(path.with_suffix(".png").resolve())
+        item.add_asset(
+            "thumbnail",
+            pystac.Asset(
+                href=png,
+                title="Speed",
+                media_type=pystac.MediaType.PNG,
+                roles=["thumbnail", "overview"],
+            ),
+        )
+    return item
+
+
+def _plain(value: Any) -> Any:
+    """JSON-ready copy: numpy scalars and arrays (from netCDF4, shapely) become Python's."""
+    return json.loads(
+        json.dumps(value, default=lambda o: o.tolist() if hasattr(o, "tolist") else str(o))
+    )
+
+
+def _number(value: Any) -> float | None:
+    try:
+        out = float(value)
+    except (TypeError, ValueError):
+        return None
+    return out if np.isfinite(out) else None
