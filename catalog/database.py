@@ -7,6 +7,7 @@ binaries, on a free port, and stops it when the command that started it ends.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import socket
@@ -151,6 +152,32 @@ def migrate(dsn: str) -> str:
         return Migrate(db).run_migration()
 
 
+FALLBACK_ROOT = Path("/var/lib/glacierflow/clusters")
+
+
+def cluster_directory(data_dir: Path) -> Path:
+    """Where the private cluster of `data_dir` lives: `data_dir/postgres`, unless glacierflow
+    runs as root in a folder the `postgres` user cannot reach (e.g. under /root); PostgreSQL
+    will not run as root, so the cluster then lives under /var/lib/glacierflow."""
+    preferred = (data_dir / "postgres").resolve()
+    if os.geteuid() != 0:
+        return preferred
+    preferred.mkdir(parents=True, exist_ok=True)
+    shutil.chown(preferred, "postgres", "postgres")
+    reach = subprocess.run(
+        ["runuser", "-u", "postgres", "--", "test", "-w", str(preferred)], check=False
+    )
+    if reach.returncode == 0:
+        return preferred
+    digest = hashlib.sha1(str(preferred).encode()).hexdigest()[:12]
+    fallback = FALLBACK_ROOT / digest
+    FALLBACK_ROOT.mkdir(parents=True, exist_ok=True)
+    (preferred / "WHERE_IS_THE_DATABASE.txt").write_text(
+        f"The postgres user cannot reach this folder, so the catalog's cluster is in {fallback}\n"
+    )
+    return fallback
+
+
 @contextmanager
 def catalog_database(data_dir: Path) -> Iterator[str]:
     """The catalog's DSN: the external server's, or a private cluster's for the duration."""
@@ -158,7 +185,7 @@ def catalog_database(data_dir: Path) -> Iterator[str]:
     if dsn:
         yield dsn
         return
-    cluster = EmbeddedCluster(data_dir / "postgres")
+    cluster = EmbeddedCluster(cluster_directory(data_dir))
     dsn, started = cluster.start()
     try:
         yield dsn

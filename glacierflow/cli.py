@@ -207,14 +207,28 @@ def serve(host: str, port: int) -> None:
 
 
 @main.command()
-def demo() -> None:
-    """Build the synthetic demo region end to end and report its accuracy.
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=int)
+@click.option(
+    "--serve/--no-serve",
+    default=True,
+    show_default=True,
+    help="Serve the result until interrupted (Ctrl-C), or stop once it is built.",
+)
+def demo(host: str, port: int, serve: bool) -> None:
+    """Build the synthetic demo region end to end, report its accuracy, catalog it and
+    serve it (STAC API at /stac).
 
     Scenes and granules go under GLACIERFLOW_DATA_DIR/demo; a second run reuses them.
     """
+    from glacierflow.catalog.database import DatabaseError
     from glacierflow.demo import run_demo
 
-    run_demo(get_settings(), say=_say)
+    try:
+        run_demo(get_settings(), say=_say, host=host, port=port, serve=serve)
+    except DatabaseError as err:
+        _say(f"error: {err}")
+        sys.exit(2)
 
 
 if __name__ == "__main__":

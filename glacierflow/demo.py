@@ -2,7 +2,8 @@
 
 It grows with the project; today it makes a pair of scenes over a synthetic outlet
 glacier (channel flow with shear margins, stable rock beside it, a cloud, an
-illumination change), tracks it into an ITS_LIVE granule and checks it against the truth.
+illumination change), tracks it into an ITS_LIVE granule, checks it against the truth,
+loads it into the STAC catalog and serves the STAC API on localhost.
 A second run reuses the scenes and the granule that exist.
 """
 
@@ -13,8 +14,11 @@ from pathlib import Path
 
 import xarray as xr
 
+from glacierflow.catalog.database import catalog_database
+from glacierflow.catalog.loader import init_catalog, load_granules
 from glacierflow.processing import synthetic
 from glacierflow.processing.pipeline import TrackRequest, track_pair
+from glacierflow.services.server import run
 from glacierflow.settings import Settings
 
 DEMO_SHAPE = (1200, 1200)
@@ -39,8 +43,15 @@ def demo_pair() -> synthetic.SyntheticPair:
     )
 
 
-def run_demo(settings: Settings, say: Callable[[str], None] = print) -> Path:
-    """Build (or reuse) the demo granule and print how close it is to the truth."""
+def run_demo(
+    settings: Settings,
+    say: Callable[[str], None] = print,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    serve: bool = True,
+) -> Path:
+    """Build (or reuse) the demo granule, report how close it is to the truth, catalog it
+    and (unless serve=False) serve everything on host:port until interrupted."""
     root = settings.data_dir / "demo"
     ref, sec = (root / "scenes" / f"demo_{k}.tif" for k in ("ref", "sec"))
     if not (ref.exists() and sec.exists()):
@@ -68,4 +79,12 @@ def run_demo(settings: Settings, say: Callable[[str], None] = print) -> Path:
     with xr.open_dataset(path) as ds:
         accuracy = synthetic.granule_accuracy(ds, demo_motion())
     say(f"accuracy against the known field: {accuracy.summary()}")
+    with catalog_database(settings.data_dir) as dsn:
+        init_catalog(dsn, settings.collection_ids)
+        report = load_granules(dsn, [path], settings.collection_id("granules"))
+        say(
+            f"catalog: {len(report.loaded)} granule item(s) in '{settings.collection_id('granules')}'"
+        )
+        if serve:
+            run(settings, dsn, host, port, say=say)
     return path

@@ -8,14 +8,20 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
+import signal
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import httpx
 import pytest
 import xarray as xr
 
 from glacierflow import cli
+from glacierflow.catalog.database import FALLBACK_ROOT, cluster_directory
 from glacierflow.processing import synthetic
 
 TRACK_OPTIONS = [
@@ -119,9 +125,10 @@ def test_track_wants_both_prior_components(scenes: tuple[Path, Path], tmp_path: 
 @pytest.mark.slow
 def test_demo_runs_then_reuses(tmp_path: Path) -> None:
     """The demo region is 1200 x 1200 px of dead-leaves texture; building it takes seconds."""
-    first = _run(tmp_path, "demo", timeout=120)
+    first = _run(tmp_path, "demo", "--no-serve", timeout=180)
     assert first.returncode == 0, first.stderr
     assert re.search(r"^accuracy .*RMSE", first.stderr, re.M), first.stderr
+    assert "catalog: 1 granule item(s)" in first.stderr
     granules = list((tmp_path / "data" / "demo" / "granules").glob("*.nc"))
     assert len(granules) == 1
     assert sorted(p.name for p in (tmp_path / "data" / "demo" / "scenes").iterdir()) == [
@@ -130,10 +137,53 @@ def test_demo_runs_then_reuses(tmp_path: Path) -> None:
     ]
     stamp = granules[0].stat().st_mtime_ns
 
-    second = _run(tmp_path, "demo", timeout=120)
+    second = _run(tmp_path, "demo", "--no-serve", timeout=180)
     assert second.returncode == 0, second.stderr
     assert "reusing" in second.stderr
     assert "writing synthetic scenes" not in second.stderr
     assert re.search(r"^accuracy ", second.stderr, re.M)
     assert granules[0].stat().st_mtime_ns == stamp
     assert list((tmp_path / "data" / "demo" / "granules").glob("*.nc")) == granules
+    cluster = cluster_directory(tmp_path / "data")
+    if cluster.is_relative_to(FALLBACK_ROOT):
+        shutil.rmtree(cluster)
+
+
+@pytest.mark.slow
+def test_demo_serves_its_granule_on_localhost(tmp_path: Path) -> None:
+    """The demo's end: the granule found through the STAC API, then a clean Ctrl-C."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {**os.environ, "GLACIERFLOW_DATA_DIR": str(tmp_path / "data"), "GLACIERFLOW_THREADS": "1"}
+    env.pop("DATABASE_URL", None)
+    env.pop("PGHOST", None)
+    demo = subprocess.Popen(
+        [sys.executable, "-m", "glacierflow.cli", "demo", "--port", str(port)],
+        cwd=tmp_path, env=env, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        found = None
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline and demo.poll() is None:
+            try:
+                answer = httpx.get(f"http://127.0.0.1:{port}/stac/search?collections=granules")
+                if answer.status_code == 200 and answer.json()["features"]:
+                    found = answer.json()["features"]
+                    break
+            except httpx.TransportError:
+                pass
+            time.sleep(1)
+        assert found, "the demo never served its granule"
+        assert found[0]["id"].startswith("demo_ref_X_demo_sec_G0120V02_P")
+        assert httpx.get(f"http://127.0.0.1:{port}/healthz").json()["status"] == "up"
+    finally:
+        demo.send_signal(signal.SIGINT)
+        _, stderr = demo.communicate(timeout=60)
+    assert demo.returncode == 0, stderr
+    # the private cluster stopped with the demo (it may live outside an unreachable tmp dir)
+    cluster = cluster_directory(tmp_path / "data")
+    assert (cluster / "data" / "PG_VERSION").exists()
+    assert not (cluster / "data" / "postmaster.pid").exists()
+    if cluster.is_relative_to(FALLBACK_ROOT):
+        shutil.rmtree(cluster)
