@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import quote
 
 import psycopg
 
@@ -35,11 +36,12 @@ def external_dsn(environ: dict[str, str] | None = None) -> str | None:
     if env.get("DATABASE_URL"):
         return env["DATABASE_URL"]
     if env.get("PGHOST"):
-        user = env.get("PGUSER", "postgres")
-        password = f":{env['PGPASSWORD']}" if env.get("PGPASSWORD") else ""
+        user = quote(env.get("PGUSER", "postgres"), safe="")
+        password = f":{quote(env['PGPASSWORD'], safe='')}" if env.get("PGPASSWORD") else ""
+        host = quote(env["PGHOST"], safe="")  # a socket folder becomes %2Fvar%2Frun...
         port = env.get("PGPORT", "5432")
-        name = env.get("PGDATABASE", "postgres")
-        return f"postgresql://{user}{password}@{env['PGHOST']}:{port}/{name}"
+        name = quote(env.get("PGDATABASE", "postgres"), safe="")
+        return f"postgresql://{user}{password}@{host}:{port}/{name}"
     return None
 
 
@@ -101,7 +103,7 @@ class EmbeddedCluster:
             )
             if done.returncode != 0:
                 raise DatabaseError(f"initdb failed in {self.data}: {done.stderr.strip()}")
-        port = _free_port()
+        port = self._reusable_port()
         options = f"-p {port} -k {self.directory} -c listen_addresses=127.0.0.1"
         log = self.directory / "postgres.log"
         done = self._run(
@@ -113,6 +115,22 @@ class EmbeddedCluster:
                 f"the private PostgreSQL in {self.data} did not start: {tail.strip()}"
             )
         return self.dsn(port), True
+
+    def _reusable_port(self) -> int:
+        """The port of the last start when it is still free (clients keep working across
+        restarts), else any free one; remembered for next time."""
+        remembered = self.directory / "port"
+        if remembered.exists():
+            try:
+                port = int(remembered.read_text())
+                with socket.socket() as probe:
+                    probe.bind(("127.0.0.1", port))
+                return port
+            except (ValueError, OSError):
+                pass
+        port = _free_port()
+        remembered.write_text(str(port))
+        return port
 
     def stop(self) -> None:
         self._run("pg_ctl", "-D", str(self.data), "-m", "fast", "-w", "stop")

@@ -27,7 +27,7 @@ from shapely.geometry import mapping, shape
 
 from glacierflow.catalog.collections import _PROJECTION, _SAT
 
-REQUIRED_VARIABLES = ("vx", "vy", "v", "mapping", "img_pair_info")
+REQUIRED_VARIABLES = ("x", "y", "vx", "vy", "v", "mapping", "img_pair_info")
 _TIME_FORMAT = "%Y%m%dT%H:%M:%S.%f"
 
 
@@ -78,14 +78,13 @@ def granule_item(
         if missing:
             raise NotAGranuleError(f"not a velocity granule: no {', '.join(missing)} variable")
         info = ds["img_pair_info"]
-        mapping_var = ds["mapping"]
         try:
-            crs = CRS.from_wkt(str(mapping_var.getncattr("crs_wkt")))
-            centre = _time(info.getncattr("date_center"))
-            start = _time(info.getncattr("acquisition_date_img1"))
-            end = _time(info.getncattr("acquisition_date_img2"))
-            date_dt = float(info.getncattr("date_dt"))
-        except (AttributeError, KeyError, ValueError) as err:
+            crs = CRS.from_wkt(str(_attribute(ds["mapping"], "crs_wkt")))
+            centre = _time(_attribute(info, "date_center"))
+            start = _time(_attribute(info, "acquisition_date_img1"))
+            end = _time(_attribute(info, "acquisition_date_img2"))
+            date_dt = float(_attribute(info, "date_dt"))
+        except ValueError as err:
             raise NotAGranuleError(f"not a velocity granule: {err}") from err
         x = np.asarray(ds["x"][:], dtype=np.float64)
         y = np.asarray(ds["y"][:], dtype=np.float64)
@@ -105,9 +104,13 @@ def granule_item(
         has_browse = path.with_suffix(".png").exists()
 
     spacing = float(abs(x[1] - x[0])) if len(x) > 1 else 120.0
+    if len(y) > 1 and y[1] > y[0]:  # stored south-up: flip to the north-up raster order
+        y, valid = y[::-1], valid[::-1]
+    if len(x) > 1 and x[1] < x[0]:
+        x, valid = x[::-1], valid[:, ::-1]
     transform = Affine(spacing, 0, x[0] - spacing / 2, 0, -spacing, y[0] + spacing / 2)
     geometry = _footprint(valid, transform, crs, spacing)
-    bbox = list(shapely.bounds(shape(geometry)))
+    bbox = list(antimeridian.bbox(shape(geometry)))  # west > east where it crosses 180°
     percent = float(pair.get("roi_valid_percentage", 100.0 * valid.mean()))
     epsg = crs.to_epsg()
     properties: dict[str, Any] = {
@@ -115,7 +118,7 @@ def granule_item(
         "end_datetime": end.isoformat(),
         "date_dt": date_dt,
         "percent_valid_pixels": percent,
-        "platform": f"{pair.get('mission_img1', '')}{pair.get('satellite_img1', '')}",
+        "platform": _platform(pair),
         "constellation": pair.get("mission_img1"),
         "instruments": sorted({str(pair.get("sensor_img1")), str(pair.get("sensor_img2"))}),
         "gsd": spacing,
@@ -168,6 +171,23 @@ def granule_item(
             ),
         )
     return item
+
+
+def _platform(pair: dict[str, Any]) -> str:
+    """ITS_LIVE's `platform` values (LC08, LC09, S2A, S1B, ...), which its client filters on."""
+    mission, satellite = str(pair.get("mission_img1", "")), str(pair.get("satellite_img1", ""))
+    sensor = str(pair.get("sensor_img1", ""))
+    if mission == "L" and satellite.isdigit():
+        return f"L{sensor[:1]}{int(satellite):02d}"
+    if mission == "S":
+        return f"S{satellite}"
+    return f"{mission}{satellite}"
+
+
+def _attribute(variable: netCDF4.Variable, name: str) -> Any:
+    if name not in variable.ncattrs():
+        raise ValueError(f"{variable.name} has no {name} attribute")
+    return variable.getncattr(name)
 
 
 def _plain(value: Any) -> Any:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import psycopg
 import pystac
 from pypgstac.db import PgstacDB
 from pypgstac.load import Loader, Methods
@@ -23,13 +25,38 @@ def load_collections(dsn: str, collections: Iterable[pystac.Collection]) -> None
         )
 
 
+# Item properties that searches filter and sort on, with pgstac's typed accessors: without
+# them pgstac compares and sorts these as text ("100" < "87.3").
+QUERYABLES = {
+    "percent_valid_pixels": ({"type": "number", "minimum": 0, "maximum": 100}, "to_float"),
+    "date_dt": ({"type": "number", "description": "days between the two images"}, "to_float"),
+    "stable_shift_flag": ({"type": "integer", "enum": [0, 1, 2]}, "to_int"),
+    "platform": ({"type": "string"}, "to_text"),
+    "proj:code": ({"type": "string"}, "to_text"),
+    "start_datetime": ({"type": "string", "format": "date-time"}, "to_tstz"),
+    "end_datetime": ({"type": "string", "format": "date-time"}, "to_tstz"),
+}
+
+
 def init_catalog(dsn: str, collection_ids: dict[str, str]) -> list[str]:
-    """The pgstac schema (migrated) and the four collections; safe to run again."""
+    """The pgstac schema (migrated), the four collections and the queryables; safe to
+    run again (extents are recomputed from the items, not reset)."""
     from glacierflow.catalog.database import migrate
 
     migrate(dsn)
     collections = all_collections(collection_ids)
     load_collections(dsn, collections)
+    with psycopg.connect(dsn, options="-c search_path=pgstac,public") as conn:
+        for name, (definition, wrapper) in QUERYABLES.items():
+            conn.execute(
+                """
+                INSERT INTO pgstac.queryables (name, definition, property_wrapper)
+                SELECT %s, %s::jsonb, %s
+                WHERE NOT EXISTS (SELECT 1 FROM pgstac.queryables WHERE name = %s)
+                """,
+                (name, json.dumps(definition), wrapper, name),
+            )
+        conn.execute("SELECT pgstac.update_collection_extents()")
     return [c.id for c in collections]
 
 

@@ -82,9 +82,8 @@ def run_demo(
     with catalog_database(settings.data_dir) as dsn:
         init_catalog(dsn, settings.collection_ids)
         report = load_granules(dsn, [path], settings.collection_id("granules"))
-        say(
-            f"catalog: {len(report.loaded)} granule item(s) in '{settings.collection_id('granules')}'"
-        )
+        collection = settings.collection_id("granules")
+        say(f"catalog: {len(report.loaded)} granule item(s) in collection '{collection}'")
         if serve:
             run(settings, dsn, host, port, say=say)
     return path

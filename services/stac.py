@@ -9,31 +9,49 @@ from __future__ import annotations
 
 import secrets
 from contextlib import asynccontextmanager
-from urllib.parse import urlparse
+from urllib.parse import unquote, urlparse
 
+import asyncpg
+import attr
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from stac_fastapi.pgstac.app import instantiate_api
 from stac_fastapi.pgstac.config import PostgresSettings
 from stac_fastapi.pgstac.config import Settings as StacSettings
+from stac_fastapi.pgstac.core import CoreCrudClient
 from stac_fastapi.pgstac.db import close_db_connection, connect_to_db
+from stac_fastapi.pgstac.models.extensions import Extensions
 from starlette.middleware.base import BaseHTTPMiddleware
 
 from glacierflow.settings import Settings
 
 _WRITE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
-_READ_ONLY_POSTS = ("/search",)
+_TITLE = "glacierflow"
+_DESCRIPTION = "Glacier velocity granules, cubes and mosaics (ITS_LIVE layout)"
+
+
+@attr.s
+class _Client(CoreCrudClient):
+    """stac-fastapi-pgstac's client, introducing itself as glacierflow."""
+
+    landing_page_id: str = attr.ib(default=_TITLE)
+    title: str = attr.ib(default=_TITLE)
+    description: str = attr.ib(default=_DESCRIPTION)
 
 
 def postgres_settings(dsn: str) -> PostgresSettings:
     """stac-fastapi's connection settings from a DSN (it reads no DATABASE_URL itself)."""
     url = urlparse(dsn)
+    host = unquote(url.netloc.rsplit("@", 1)[-1].rsplit(":", 1)[0]) if url.netloc else ""
     return PostgresSettings(
-        pguser=url.username or "postgres",
-        pgpassword=url.password or "",
-        pghost=url.hostname or "127.0.0.1",
+        pguser=unquote(url.username or "postgres"),
+        pgpassword=unquote(url.password or ""),  # stac-fastapi quotes it again itself
+        pghost=host or "127.0.0.1",
         pgport=url.port or 5432,
-        pgdatabase=(url.path or "/postgres").lstrip("/") or "postgres",
+        pgdatabase=unquote((url.path or "/postgres").lstrip("/")) or "postgres",
+        # no connection at start-up: the app comes up (and answers 503) while the
+        # database is away, and connects once it is back
+        db_min_conn_size=0,
     )
 
 
@@ -44,10 +62,13 @@ class _ApiKeyGuard(BaseHTTPMiddleware):
         super().__init__(app)
         self._key = key
         self._prefix = prefix
+        self._searches = {f"{prefix}/search", f"{prefix}/collections"}
 
     async def dispatch(self, request: Request, call_next):
-        path = request.url.path
-        guarded = path.startswith(self._prefix) and not path.endswith(_READ_ONLY_POSTS)
+        path = request.url.path.rstrip("/")
+        guarded = path.startswith(self._prefix) and not (
+            request.method == "POST" and path in self._searches
+        )
         if request.method in _WRITE_METHODS and guarded:
             given = request.headers.get("x-api-key", "")
             if not secrets.compare_digest(given.encode(), self._key.encode()):
@@ -59,6 +80,30 @@ class _ApiKeyGuard(BaseHTTPMiddleware):
                     status_code=401,
                 )
         return await call_next(request)
+
+
+# what asyncpg raises when the server is gone or refuses connections
+_DATABASE_DOWN = (
+    OSError,
+    asyncpg.exceptions.PostgresConnectionError,
+    asyncpg.exceptions.InterfaceError,
+)
+
+
+async def _bad_query(request: Request, exc: Exception) -> JSONResponse:
+    """pgstac rejects a query it cannot run (an unknown CQL2 operator, say): a 400."""
+    return JSONResponse({"code": "BadRequest", "description": str(exc)}, status_code=400)
+
+
+async def _database_down(request: Request, exc: Exception) -> JSONResponse:
+    """Fail fast with 503 while the database is away; the pool reconnects when it returns."""
+    return JSONResponse(
+        {
+            "code": "ServiceUnavailable",
+            "description": f"the catalog database is unreachable: {exc}",
+        },
+        status_code=503,
+    )
 
 
 def create_stac_app(settings: Settings, dsn: str, prefix: str = "") -> FastAPI:
@@ -77,9 +122,9 @@ def create_stac_app(settings: Settings, dsn: str, prefix: str = "") -> FastAPI:
         await close_db_connection(app)
 
     stac_settings = StacSettings(
-        stac_fastapi_title="glacierflow",
-        stac_fastapi_description="Glacier velocity granules, cubes and mosaics (ITS_LIVE layout)",
-        stac_fastapi_landing_id="glacierflow",
+        stac_fastapi_title=_TITLE,
+        stac_fastapi_description=_DESCRIPTION,
+        stac_fastapi_landing_id=_TITLE,
         stac_fastapi_version="0.1.0",
         enable_transactions_extensions=transactions,
         cors_origins=settings.cors_origins,
@@ -87,7 +132,17 @@ def create_stac_app(settings: Settings, dsn: str, prefix: str = "") -> FastAPI:
         openapi_url="/openapi.json",
         docs_url="/docs",
     )
-    api = instantiate_api(settings=stac_settings, lifespan=lifespan)
+    api = instantiate_api(
+        client=_Client,
+        extensions=Extensions(settings=stac_settings),
+        settings=stac_settings,
+        lifespan=lifespan,
+    )
+    for unreachable in _DATABASE_DOWN:
+        api.app.add_exception_handler(unreachable, _database_down)
+    # pgstac's own RAISE (SQLSTATE P0001) and invalid-value errors are the query's fault
+    for rejected in (asyncpg.exceptions.RaiseError, asyncpg.exceptions.DataError):
+        api.app.add_exception_handler(rejected, _bad_query)
     if transactions:
         api.app.add_middleware(_ApiKeyGuard, key=settings.stac_transactions_api_key, prefix=prefix)
     return api.app

@@ -1,13 +1,24 @@
-"""Shared helpers: synthetic pairs on the ITS_LIVE-aligned node grid."""
+"""Shared helpers: synthetic pairs on the ITS_LIVE-aligned node grid; the catalog database
+and granule files to load into it."""
 
 from __future__ import annotations
 
+import dataclasses
+import os
+import stat
+from collections.abc import Callable, Iterator
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
+import psycopg
 import pytest
+from psycopg import sql
 
+from glacierflow.catalog.database import EmbeddedCluster
+from glacierflow.catalog.loader import init_catalog
 from glacierflow.processing import synthetic
+from glacierflow.processing.pipeline import TrackRequest, track_pair
 from glacierflow.processing.tracking.grid import node_grid
 from glacierflow.processing.tracking.tracker import TrackerOptions, TrackResult, array_reader, track
 
@@ -38,3 +49,118 @@ def itslive_granule() -> Path:
     path = next(ITSLIVE_SAMPLES.glob("*.nc"), None)
     assert path is not None, f"the real ITS_LIVE sample granule is missing from {ITSLIVE_SAMPLES}"
     return path
+
+
+# -- the catalog: a private PostgreSQL + PostGIS + pgstac, and granule files to load -----------
+
+
+def let_postgres_traverse(folder: Path) -> None:
+    """PostgreSQL runs as `postgres` when we are root: it must be able to reach `folder`.
+
+    pytest makes its temporary root 0700; the search bit (o+x, no listing) is enough.
+    """
+    if os.geteuid() != 0:
+        return
+    for parent in [folder, *folder.parents]:
+        mode = parent.stat().st_mode
+        if not mode & stat.S_IXOTH:
+            parent.chmod(mode | stat.S_IXOTH)
+
+
+@pytest.fixture(scope="session")
+def pg_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedCluster]:
+    """A private cluster for the whole session (started here, stopped at the end)."""
+    folder = tmp_path_factory.mktemp("pg")
+    let_postgres_traverse(folder)
+    cluster = EmbeddedCluster(folder / "postgres")
+    _, started = cluster.start()
+    assert started, f"a cluster was already running in {cluster.directory}"
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def pgstac_dsn(pg_cluster: EmbeddedCluster) -> str:
+    """The DSN of the private cluster's `postgres` database, migrated, with the collections."""
+    dsn, started = pg_cluster.start()  # already running: the same server
+    assert not started
+    init_catalog(dsn, {})
+    return dsn
+
+
+@pytest.fixture(scope="session")
+def new_catalog(pgstac_dsn: str) -> Callable[[str], str]:
+    """Makes an empty catalog database of its own in the session's cluster; returns its DSN.
+
+    For tests that need to know exactly what a catalog holds (counts, writes).
+    """
+
+    def make(name: str) -> str:
+        with psycopg.connect(pgstac_dsn, autocommit=True) as conn:
+            conn.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+            )
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        dsn = f"{pgstac_dsn.rsplit('/', 1)[0]}/{name}"
+        init_catalog(dsn, {})
+        return dsn
+
+    return make
+
+
+GRANULE_PAIRS = {
+    # name: (acquisition of the reference, of the secondary; grid origin in EPSG:3413; clouds)
+    "july": (datetime(2024, 7, 1, 12), datetime(2024, 7, 17, 12), (-180000.0, -2280000.0), 2),
+    "august": (datetime(2024, 8, 2, 12), datetime(2024, 8, 18, 12), (-180000.0, -2280000.0), 0),
+    "east": (datetime(2023, 6, 10, 12), datetime(2023, 6, 26, 12), (-120000.0, -2280000.0), 0),
+}
+
+
+def write_granule(
+    folder: Path,
+    name: str,
+    ref_time: datetime,
+    sec_time: datetime,
+    origin: tuple[float, float] = (synthetic.ORIGIN_X, synthetic.ORIGIN_Y),
+    clouds: int = 0,
+    epsg: int = synthetic.EPSG,
+    seed: int = 5,
+) -> Path:
+    """A small real granule (19 x 19 nodes) tracked from a synthetic 300 x 300 px pair."""
+    pair = synthetic.make_pair(
+        (300, 300),
+        synthetic.uniform(0.3, -0.7),
+        seed=seed,
+        clouds=clouds,
+        ref_time=ref_time,
+        sec_time=sec_time,
+    )
+    pair = dataclasses.replace(pair, origin=origin, epsg=epsg)
+    ref, sec = synthetic.write_geotiffs(pair, folder / "scenes", name)
+    report = track_pair(
+        TrackRequest(
+            ref=str(ref),
+            sec=str(sec),
+            output=folder / "granules",
+            chip_min_m=120,
+            chip_max_m=480,
+            max_speed_m_per_yr=2000,
+        )
+    )
+    return report.path
+
+
+@pytest.fixture(scope="session")
+def granule_files(
+    tmp_path_factory: pytest.TempPathFactory, itslive_granule: Path
+) -> dict[str, Path]:
+    """Granules by name: three of ours (see GRANULE_PAIRS) and the real ITS_LIVE sample."""
+    folder = tmp_path_factory.mktemp("catalog-granules")
+    files = {
+        name: write_granule(folder, name, ref_time, sec_time, origin, clouds, seed=seed)
+        for seed, (name, (ref_time, sec_time, origin, clouds)) in enumerate(GRANULE_PAIRS.items())
+    }
+    files["itslive"] = itslive_granule
+    return files

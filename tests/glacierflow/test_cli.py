@@ -128,7 +128,7 @@ def test_demo_runs_then_reuses(tmp_path: Path) -> None:
     first = _run(tmp_path, "demo", "--no-serve", timeout=180)
     assert first.returncode == 0, first.stderr
     assert re.search(r"^accuracy .*RMSE", first.stderr, re.M), first.stderr
-    assert "catalog: 1 granule item(s)" in first.stderr
+    assert "catalog: 1 granule item(s) in collection 'granules'" in first.stderr
     granules = list((tmp_path / "data" / "demo" / "granules").glob("*.nc"))
     assert len(granules) == 1
     assert sorted(p.name for p in (tmp_path / "data" / "demo" / "scenes").iterdir()) == [

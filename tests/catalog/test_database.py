@@ -1,0 +1,162 @@
+"""Where the catalog lives: external DSNs from the environment, the private cluster (start,
+reuse, stop), pgstac migrations, and the errors a user sees when the server is unreachable.
+
+Everything runs against real PostgreSQL servers started from the system's binaries.
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+from pathlib import Path
+
+import psycopg
+import pytest
+from conftest import let_postgres_traverse
+from psycopg.conninfo import conninfo_to_dict
+
+from glacierflow.catalog.database import (
+    DatabaseError,
+    EmbeddedCluster,
+    catalog_database,
+    check_postgis,
+    external_dsn,
+    migrate,
+)
+
+PGSTAC_VERSION = "0.10.0"
+# nothing listens on port 1 (privileged, unassigned): connections are refused at once
+UNREACHABLE = "postgresql://postgres@127.0.0.1:1/postgres"
+
+
+def _accepts_connections(port: int) -> bool:
+    with socket.socket() as probe:
+        probe.settimeout(2)
+        return probe.connect_ex(("127.0.0.1", port)) == 0
+
+
+# -- external servers from the environment ----------------------------------------------------
+
+
+def test_database_url_is_used_as_given_and_wins_over_pg_variables() -> None:
+    url = "postgresql://alice:secret@db.example:6543/stac"
+    assert external_dsn({"DATABASE_URL": url}) == url
+    assert external_dsn({"DATABASE_URL": url, "PGHOST": "elsewhere", "PGPORT": "1"}) == url
+
+
+def test_pg_variables_make_a_dsn_libpq_reads_back() -> None:
+    env = {
+        "PGHOST": "db.example",
+        "PGPORT": "6543",
+        "PGUSER": "alice",
+        "PGPASSWORD": "secret",
+        "PGDATABASE": "stac",
+    }
+    dsn = external_dsn(env)
+    assert dsn == "postgresql://alice:secret@db.example:6543/stac"
+    assert conninfo_to_dict(dsn) == {
+        "host": "db.example",
+        "port": "6543",
+        "user": "alice",
+        "password": "secret",
+        "dbname": "stac",
+    }
+
+
+def test_pg_variables_default_to_postgres_on_5432() -> None:
+    assert (
+        external_dsn({"PGHOST": "db.example"}) == "postgresql://postgres@db.example:5432/postgres"
+    )
+
+
+def test_no_external_server_without_database_url_or_pghost() -> None:
+    assert external_dsn({}) is None
+    assert external_dsn({"DATABASE_URL": "", "PGHOST": ""}) is None
+    # PGPORT/PGUSER alone name no server: the private cluster is used
+    assert external_dsn({"PGPORT": "6543", "PGUSER": "alice"}) is None
+
+
+def test_pg_password_with_url_characters_survives() -> None:
+    dsn = external_dsn({"PGHOST": "db.example", "PGUSER": "alice", "PGPASSWORD": "p@ss/word"})
+    parsed = conninfo_to_dict(dsn)
+    assert (parsed.get("host"), parsed.get("password")) == ("db.example", "p@ss/word")
+
+
+def test_pghost_socket_directory_survives() -> None:
+    parsed = conninfo_to_dict(external_dsn({"PGHOST": "/var/run/postgresql"}))
+    assert (parsed.get("host"), parsed.get("dbname")) == ("/var/run/postgresql", "postgres")
+
+
+# -- the private cluster ---------------------------------------------------------------------
+
+
+def test_running_cluster_is_reused_not_started_again(
+    pg_cluster: EmbeddedCluster, pgstac_dsn: str
+) -> None:
+    again = EmbeddedCluster(pg_cluster.directory)  # another process's view of the same folder
+    dsn, started = again.start()
+    assert started is False
+    assert dsn == pgstac_dsn
+    assert conninfo_to_dict(dsn)["port"] == conninfo_to_dict(pgstac_dsn)["port"]
+    with psycopg.connect(dsn) as conn:
+        assert conn.execute("SELECT 1").fetchone() == (1,)
+
+
+def test_migrate_is_idempotent(pgstac_dsn: str) -> None:
+    assert migrate(pgstac_dsn) == PGSTAC_VERSION
+    assert migrate(pgstac_dsn) == PGSTAC_VERSION
+    with psycopg.connect(pgstac_dsn) as conn:
+        assert conn.execute("SELECT pgstac.get_version()").fetchone() == (PGSTAC_VERSION,)
+        extensions = {row[0] for row in conn.execute("SELECT extname FROM pg_extension")}
+    assert {"postgis", "btree_gist", "unaccent"} <= extensions
+
+
+def test_check_postgis_passes_on_the_cluster(pgstac_dsn: str) -> None:
+    check_postgis(pgstac_dsn)  # PostGIS, btree_gist and unaccent are installed
+
+
+@pytest.mark.parametrize("call", [check_postgis, migrate], ids=["check_postgis", "migrate"])
+def test_unreachable_server_is_a_database_error_that_says_so(call) -> None:
+    began = time.perf_counter()
+    with pytest.raises(DatabaseError) as caught:
+        call(UNREACHABLE)
+    assert time.perf_counter() - began < 5, "a refused connection must fail fast"
+    message = str(caught.value)
+    assert "cannot connect to the catalog database" in message
+    assert "127.0.0.1" in message and "port 1 " in message
+    assert "refused" in message.lower()
+
+
+def test_catalog_database_runs_a_private_cluster_for_its_duration(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("DATABASE_URL", "PGHOST", "PGPORT", "PGUSER", "PGPASSWORD", "PGDATABASE"):
+        monkeypatch.delenv(name, raising=False)
+    let_postgres_traverse(tmp_path)  # else the cluster falls back to /var/lib/glacierflow
+    data_dir = tmp_path / "data"
+    with catalog_database(data_dir) as dsn:
+        port = int(conninfo_to_dict(dsn)["port"])
+        with psycopg.connect(dsn) as conn:
+            assert conn.execute("SELECT 1").fetchone() == (1,)
+        assert (data_dir / "postgres" / "data" / "PG_VERSION").exists()
+        assert _accepts_connections(port)
+    assert not _accepts_connections(port), "the private cluster still runs after the block"
+    assert not (data_dir / "postgres" / "data" / "postmaster.pid").exists()
+
+
+def test_catalog_database_leaves_an_already_running_cluster_running(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A cluster started by someone else (e.g. `glacierflow serve`) survives a CLI command."""
+    for name in ("DATABASE_URL", "PGHOST"):
+        monkeypatch.delenv(name, raising=False)
+    let_postgres_traverse(tmp_path)
+    cluster = EmbeddedCluster(tmp_path / "data" / "postgres")
+    dsn, started = cluster.start()
+    assert started
+    try:
+        with catalog_database(tmp_path / "data") as inner:
+            assert inner == dsn
+        assert _accepts_connections(int(conninfo_to_dict(dsn)["port"]))
+    finally:
+        cluster.stop()

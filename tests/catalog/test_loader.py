@@ -1,0 +1,169 @@
+"""Loading granules into pgstac: every file becomes one row, reloading changes nothing, files
+that are not granules are reported while the rest load, collection extents follow the items,
+and ten thousand items go in with one call.
+
+Each test module works on catalog databases of its own in the session's private cluster.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import psycopg
+import pytest
+import xarray as xr
+
+from glacierflow.catalog.items import granule_item
+from glacierflow.catalog.loader import init_catalog, load_granules, load_items
+
+WORLD = [[-180.0, -90.0, 180.0, 90.0]]
+
+
+def _rows(dsn: str, collection: str = "granules") -> dict[str, str]:
+    """id -> a hash of everything pgstac stores for the item."""
+    with psycopg.connect(dsn) as conn:
+        rows = conn.execute(
+            "SELECT id, md5(concat_ws('|', content::text, ST_AsEWKT(geometry), datetime::text,"
+            " end_datetime::text)) FROM pgstac.items WHERE collection = %s",
+            (collection,),
+        ).fetchall()
+    return dict(rows)
+
+
+def _extent(dsn: str, collection: str = "granules") -> dict:
+    with psycopg.connect(dsn) as conn:
+        return conn.execute(
+            "SELECT content->'extent' FROM pgstac.collections WHERE id = %s", (collection,)
+        ).fetchone()[0]
+
+
+def _instant(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+@pytest.fixture(scope="module")
+def loaded(new_catalog, granule_files: dict[str, Path]) -> tuple[str, dict[str, Path]]:
+    """A catalog of its own, with every granule file loaded once."""
+    dsn = new_catalog("loader")
+    assert _rows(dsn) == {}
+    assert _extent(dsn)["spatial"]["bbox"] == WORLD  # the placeholder before any item
+    report = load_granules(dsn, list(granule_files.values()), "granules")
+    assert report.rejected == {}
+    assert sorted(report.loaded) == sorted(p.stem for p in granule_files.values())
+    return dsn, granule_files
+
+
+def test_every_granule_is_one_item(loaded: tuple[str, dict[str, Path]]) -> None:
+    dsn, files = loaded
+    rows = _rows(dsn)
+    assert sorted(rows) == sorted(p.stem for p in files.values())
+    with psycopg.connect(dsn) as conn:
+        (count,) = conn.execute("SELECT count(*) FROM pgstac.items").fetchone()
+        content = conn.execute(
+            "SELECT content FROM pgstac.items WHERE id = %s", (files["july"].stem,)
+        ).fetchone()[0]
+    assert count == len(files)
+    # pgstac keeps what the item said (dehydrated: the collection's item_assets are factored out)
+    item = granule_item(files["july"]).to_dict()
+    assert (
+        content["properties"]["percent_valid_pixels"] == item["properties"]["percent_valid_pixels"]
+    )
+    assert content["assets"]["data"]["href"] == item["assets"]["data"]["href"]
+
+
+def test_reloading_the_same_files_changes_nothing(loaded: tuple[str, dict[str, Path]]) -> None:
+    dsn, files = loaded
+    before, extent = _rows(dsn), _extent(dsn)
+    report = load_granules(dsn, list(files.values()), "granules")
+    assert sorted(report.loaded) == sorted(before)
+    assert _rows(dsn) == before
+    assert _extent(dsn) == extent
+
+
+def test_extent_covers_the_items(loaded: tuple[str, dict[str, Path]]) -> None:
+    dsn, files = loaded
+    items = [granule_item(p) for p in files.values()]
+    extent = _extent(dsn)
+    (bbox,) = extent["spatial"]["bbox"]
+    assert bbox != WORLD[0]
+    for item in items:
+        west, south, east, north = item.bbox
+        assert bbox[0] <= west and bbox[1] <= south and bbox[2] >= east and bbox[3] >= north
+    # ...and no more than them
+    assert bbox[0] == pytest.approx(min(i.bbox[0] for i in items))
+    assert bbox[3] == pytest.approx(max(i.bbox[3] for i in items))
+    ((start, end),) = extent["temporal"]["interval"]
+    assert _instant(start) == min(i.common_metadata.start_datetime for i in items)
+    assert _instant(end) == max(i.common_metadata.end_datetime for i in items)
+
+
+def test_init_catalog_again_keeps_the_extent(loaded: tuple[str, dict[str, Path]]) -> None:
+    dsn, _ = loaded
+    extent = _extent(dsn)
+    init_catalog(dsn, {})
+    after = _extent(dsn)
+    load_items(dsn, [])  # put the computed extent back for the other tests
+    assert after == extent
+
+
+def test_files_that_are_not_granules_are_reported_and_the_rest_load(
+    new_catalog, granule_files: dict[str, Path], tmp_path: Path
+) -> None:
+    dsn = new_catalog("loader_rejects")
+    text = tmp_path / "README.nc"
+    text.write_text("not data\n")
+    other = tmp_path / "temperature.nc"
+    xr.Dataset({"t2m": (("y", "x"), [[1.0, 2.0]])}).to_netcdf(other)
+    good = [granule_files["july"], granule_files["itslive"]]
+    report = load_granules(dsn, [text, good[0], other, good[1]], "granules")
+    assert sorted(report.rejected) == sorted([str(text), str(other)])
+    assert "not a NetCDF file" in report.rejected[str(text)]
+    assert "no x, y, vx, vy, v, mapping, img_pair_info variable" in report.rejected[str(other)]
+    assert report.loaded == [p.stem for p in good]
+    assert sorted(_rows(dsn)) == sorted(p.stem for p in good)
+
+
+def test_a_broken_granule_does_not_stop_the_others(
+    new_catalog, granule_files: dict[str, Path], tmp_path: Path
+) -> None:
+    dsn = new_catalog("loader_broken")
+    broken = tmp_path / "broken.nc"
+    with xr.open_dataset(granule_files["july"], decode_cf=False) as ds:
+        ds.load().drop_vars("x").to_netcdf(broken)
+    report = load_granules(dsn, [broken, granule_files["august"]], "granules")
+    assert list(report.rejected) == [str(broken)]
+    assert sorted(_rows(dsn)) == [granule_files["august"].stem]
+
+
+def test_ten_thousand_items_load_in_one_call(new_catalog, granule_files: dict[str, Path]) -> None:
+    dsn = new_catalog("loader_bulk")
+    template = granule_item(granule_files["july"]).to_dict(include_self_link=False)
+    first = datetime(2000, 1, 1, tzinfo=UTC)
+    items = []
+    for i in range(10_000):
+        item = copy.deepcopy(template)
+        item["id"] = f"bulk-{i:05d}"
+        when = first + timedelta(hours=7 * i)
+        item["properties"]["datetime"] = when.isoformat().replace("+00:00", "Z")
+        item["properties"]["start_datetime"] = (when - timedelta(days=8)).isoformat()
+        item["properties"]["end_datetime"] = (when + timedelta(days=8)).isoformat()
+        items.append(item)
+    began = time.perf_counter()
+    load_items(dsn, items)
+    seconds = time.perf_counter() - began
+    assert seconds < 20, f"10,000 items took {seconds:.1f} s"
+    with psycopg.connect(dsn) as conn:
+        (count,) = conn.execute("SELECT count(*) FROM pgstac.items").fetchone()
+        stored = conn.execute(
+            "SELECT datetime, end_datetime FROM pgstac.items WHERE id = 'bulk-09999'"
+        ).fetchone()
+    assert count == 10_000
+    last = first + timedelta(hours=7 * 9999)
+    # pgstac indexes an item by its range, start_datetime..end_datetime
+    assert stored == (last - timedelta(days=8), last + timedelta(days=8))
+    ((start, end),) = _extent(dsn)["temporal"]["interval"]
+    assert _instant(start) == first - timedelta(days=8)
+    assert _instant(end) == first + timedelta(hours=7 * 9999, days=8)

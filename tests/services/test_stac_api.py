@@ -1,0 +1,486 @@
+"""The STAC API as users meet it: the composed app served by uvicorn on a loopback port,
+over the session's private PostgreSQL with the granule files loaded, queried with
+pystac-client and plain httpx. Bad requests must get a 4xx that names the problem.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+import psycopg
+import pytest
+import uvicorn
+from conftest import let_postgres_traverse
+from pystac_client import Client
+
+from glacierflow.catalog.database import EmbeddedCluster
+from glacierflow.catalog.items import granule_item
+from glacierflow.catalog.loader import init_catalog, load_granules
+from glacierflow.services.app import create_app
+from glacierflow.services.stac import postgres_settings
+from glacierflow.settings import Settings
+
+UNREACHABLE = "postgresql://postgres@127.0.0.1:1/postgres"
+COLLECTIONS = {"scenes", "granules", "cubes", "mosaics"}
+GREENLAND = [-49.6, 69.0, -49.4, 69.2]  # around the july and august granules
+JULY_2024 = "2024-07-01T00:00:00Z/2024-07-31T23:59:59Z"
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@contextmanager
+def serving(app, **config) -> Iterator[str]:
+    """Run `app` with uvicorn in a thread on a free loopback port; yields the base URL."""
+    port = _free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", **config)
+    )
+    exits: list[object] = []
+
+    def run() -> None:
+        try:
+            server.run()
+        except SystemExit as done:  # uvicorn's way out when the app's startup fails
+            exits.append(done.code)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        if not thread.is_alive():
+            raise RuntimeError(f"the server exited before it started (exit code {exits})")
+        if time.monotonic() > deadline:
+            server.should_exit = True
+            raise TimeoutError("the server did not start within 20 s")
+        time.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(10)
+
+
+def _settings(tmp_path_factory: pytest.TempPathFactory, **options) -> Settings:
+    return Settings(data_dir=tmp_path_factory.mktemp("serve"), **options)
+
+
+def _ids(features) -> set[str]:
+    return {f["id"] if isinstance(f, dict) else f.id for f in features}
+
+
+@pytest.fixture(scope="module")
+def ids(granule_files: dict[str, Path]) -> dict[str, str]:
+    """Item id by granule name."""
+    return {name: path.stem for name, path in granule_files.items()}
+
+
+@pytest.fixture(scope="module")
+def base(
+    pgstac_dsn: str, granule_files: dict[str, Path], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """The app (no transactions) over the session catalog holding exactly the granule files."""
+    report = load_granules(pgstac_dsn, list(granule_files.values()), "granules")
+    assert report.rejected == {}
+    with psycopg.connect(pgstac_dsn) as conn:
+        (count,) = conn.execute("SELECT count(*) FROM pgstac.items").fetchone()
+    assert count == len(granule_files), "the session catalog holds other items"
+    with serving(create_app(_settings(tmp_path_factory), pgstac_dsn)) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def client(base: str) -> Client:
+    return Client.open(f"{base}/stac")
+
+
+@pytest.fixture
+def http(base: str) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=base, timeout=30) as session:
+        yield session
+
+
+# -- service endpoints ------------------------------------------------------------------------
+
+
+def test_healthz_reports_the_database_up(http: httpx.Client) -> None:
+    response = http.get("/healthz")
+    assert response.status_code == 200
+    assert response.json() == {"status": "up", "database": {"status": "up", "pgstac": "0.10.0"}}
+
+
+def test_ping_docs_and_openapi(http: httpx.Client) -> None:
+    ping = http.get("/stac/_mgmt/ping")
+    assert (ping.status_code, ping.json()) == (200, {"message": "PONG"})
+    docs = http.get("/docs")
+    assert docs.status_code == 200
+    assert "text/html" in docs.headers["content-type"] and "swagger" in docs.text.lower()
+    openapi = http.get("/openapi.json")
+    assert openapi.status_code == 200
+    paths = openapi.json()["paths"]
+    assert "/stac/search" in paths and "/healthz" in paths
+
+
+def test_landing_page_and_conformance(client: Client) -> None:
+    assert client.title == "glacierflow"
+    assert "Glacier velocity" in client.description
+    assert client.conforms_to("ITEM_SEARCH")
+    assert client.conforms_to("FILTER")
+    assert client.conforms_to("FIELDS")
+    # pystac-client 0.9's SORT pattern knows v1.0.0 only; the server says v1.1.0
+    conformance = client.to_dict()["conformsTo"]
+    assert any(uri.endswith("/item-search#sort") for uri in conformance)
+    assert "http://www.opengis.net/spec/cql2/1.0/conf/cql2-json" in conformance
+
+
+def test_landing_page_id_is_glacierflow(http: httpx.Client) -> None:
+    assert http.get("/stac/").json()["id"] == "glacierflow"
+
+
+# -- collections and search -------------------------------------------------------------------
+
+
+def test_the_four_collections_are_listed(client: Client, ids: dict[str, str]) -> None:
+    assert {c.id for c in client.get_collections()} == COLLECTIONS
+    granules = client.get_collection("granules")
+    assert set(granules.extra_fields["item_assets"]) == {"data", "thumbnail"}
+    # the extent was recomputed from the loaded items: not the whole-world placeholder
+    assert granules.extent.spatial.bboxes[0] != [-180.0, -90.0, 180.0, 90.0]
+    assert {i.id for i in granules.get_items()} == set(ids.values())
+
+
+def test_search_by_bbox(client: Client, ids: dict[str, str]) -> None:
+    found = client.search(bbox=GREENLAND, collections=["granules"]).item_collection()
+    assert _ids(found) == {ids["july"], ids["august"]}
+
+
+def test_search_by_bbox_and_datetime(client: Client, ids: dict[str, str]) -> None:
+    found = client.search(bbox=GREENLAND, datetime=JULY_2024).item_collection()
+    assert _ids(found) == {ids["july"]}
+    # an item matches by its acquisition range, not only by its centre date
+    found = client.search(datetime="2024-07-16T00:00:00Z/2024-08-05T00:00:00Z").item_collection()
+    assert _ids(found) == {ids["july"], ids["august"]}
+    found = client.search(datetime="2023-01-01T00:00:00Z/2023-12-31T23:59:59Z").item_collection()
+    assert _ids(found) == {ids["east"]}
+    found = client.search(datetime="../1990-01-01T00:00:00Z").item_collection()
+    assert _ids(found) == {ids["itslive"]}
+
+
+def test_search_in_antarctica_finds_the_itslive_sample(
+    client: Client, ids: dict[str, str], itslive_granule: Path
+) -> None:
+    west, south, east, north = granule_item(itslive_granule).bbox
+    found = client.search(bbox=[west, south, east, north]).item_collection()
+    assert _ids(found) == {ids["itslive"]}
+    assert _ids(client.search(bbox=[0, -80, 10, -70]).item_collection()) == set()
+
+
+def test_cql2_json_filter(client: Client, ids: dict[str, str]) -> None:
+    def found(expression: dict) -> set[str]:
+        return _ids(client.search(filter=expression, filter_lang="cql2-json").item_collection())
+
+    prop = {"property": "percent_valid_pixels"}
+    date_dt = {"property": "date_dt"}
+    assert found({"op": ">=", "args": [prop, 90]}) == {ids["august"], ids["east"]}
+    assert found(
+        {"op": "and", "args": [{"op": "<", "args": [prop, 90]}, {"op": "=", "args": [date_dt, 16]}]}
+    ) == {ids["july"]}
+    assert found({"op": ">", "args": [date_dt, 30]}) == {ids["itslive"]}
+    assert found({"op": "=", "args": [prop, 0]}) == {ids["itslive"]}
+
+
+def test_cql2_text_filter(http: httpx.Client, ids: dict[str, str]) -> None:
+    response = http.get(
+        "/stac/search",
+        params={"filter": "percent_valid_pixels < 90 AND date_dt = 16", "filter-lang": "cql2-text"},
+    )
+    assert response.status_code == 200
+    assert _ids(response.json()["features"]) == {ids["july"]}
+
+
+@pytest.mark.parametrize("method", ["GET", "POST"])
+def test_paging_with_limit_1_returns_every_item_once(
+    client: Client, ids: dict[str, str], method: str
+) -> None:
+    pages = list(client.search(limit=1, method=method).pages())
+    seen = [item.id for page in pages for item in page]
+    assert all(len(page) == 1 for page in pages)
+    assert len(seen) == len(set(seen)), f"an item came twice: {seen}"
+    assert set(seen) == set(ids.values())
+
+
+def test_fields_include_and_exclude(http: httpx.Client) -> None:
+    response = http.get("/stac/search", params={"fields": "id,properties.percent_valid_pixels"})
+    assert response.status_code == 200
+    for feature in response.json()["features"]:
+        assert set(feature["properties"]) == {"percent_valid_pixels"}
+        assert "assets" not in feature and "geometry" not in feature
+    response = http.post(
+        "/stac/search",
+        json={"fields": {"include": ["properties.date_dt"], "exclude": ["links"]}, "limit": 10},
+    )
+    assert response.status_code == 200
+    features = response.json()["features"]
+    assert len(features) == 4
+    for feature in features:
+        assert set(feature["properties"]) == {"date_dt"}
+        assert "links" not in feature
+    response = http.get("/stac/search", params={"fields": "-assets,-properties"})
+    for feature in response.json()["features"]:
+        assert "assets" not in feature and "properties" not in feature and "bbox" in feature
+
+
+def test_sortby_datetime_get_and_post(http: httpx.Client, ids: dict[str, str]) -> None:
+    response = http.get("/stac/search", params={"sortby": "-properties.datetime"})
+    assert response.status_code == 200
+    newest_first = [f["id"] for f in response.json()["features"]]
+    assert newest_first == [ids["august"], ids["july"], ids["east"], ids["itslive"]]
+    response = http.post(
+        "/stac/search", json={"sortby": [{"field": "properties.datetime", "direction": "asc"}]}
+    )
+    assert response.status_code == 200
+    assert [f["id"] for f in response.json()["features"]] == newest_first[::-1]
+
+
+def test_sortby_a_number_sorts_numerically(http: httpx.Client, ids: dict[str, str]) -> None:
+    response = http.post(
+        "/stac/search",
+        json={
+            "sortby": [
+                {"field": "properties.percent_valid_pixels", "direction": "asc"},
+                {"field": "properties.datetime", "direction": "desc"},
+            ]
+        },
+    )
+    assert response.status_code == 200
+    ordered = [f["id"] for f in response.json()["features"]]
+    assert ordered == [ids["itslive"], ids["july"], ids["august"], ids["east"]]
+
+
+# -- bad requests -----------------------------------------------------------------------------
+
+BAD_REQUESTS = [
+    # (method, path, query or body, expected status, words the message must contain)
+    ("GET", "/stac/search", {"bbox": "1,2,3"}, 400, "must have 4 or 6 values"),
+    ("GET", "/stac/search", {"bbox": "a,b,c,d"}, 400, "invalid bbox"),
+    ("GET", "/stac/search", {"bbox": "10,10,5,5"}, 400, "latitude"),
+    ("GET", "/stac/search", {"bbox": "-200,0,0,95"}, 400, "(-180, -90, 180, 90)"),
+    ("POST", "/stac/search", {"bbox": [1, 2, 3]}, 400, "bbox"),
+    ("GET", "/stac/search", {"datetime": "not-a-date"}, 400, "Invalid RFC3339 datetime"),
+    ("GET", "/stac/search", {"datetime": "2024-13-01T00:00:00Z"}, 400, "month must be in 1..12"),
+    (
+        "GET",
+        "/stac/search",
+        {"datetime": "2024-08-01T00:00:00Z/2024-07-01T00:00:00Z"},
+        400,
+        "Start datetime",
+    ),
+    (
+        "GET",
+        "/stac/search",
+        {"filter": "percent_valid_pixels >>> 3", "filter-lang": "cql2-text"},
+        400,
+        "Invalid filter",
+    ),
+    ("GET", "/stac/collections/nope", None, 404, "Collection nope does not exist"),
+    ("GET", "/stac/collections/nope/items", None, 404, "Collection nope does not exist"),
+    ("GET", "/stac/collections/granules/items/nope", None, 404, "nope"),
+    ("GET", "/stac/search", {"limit": 0}, 400, "greater than 0"),
+    ("GET", "/stac/search", {"limit": -1}, 400, "greater than 0"),
+    ("GET", "/stac/search", {"limit": "ten"}, 400, "valid integer"),
+    ("POST", "/stac/search", {"limit": 0}, 400, "greater than 0"),
+]
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "payload", "status", "words"),
+    BAD_REQUESTS,
+    ids=[f"{m} {p} {q}" for m, p, q, _, _ in BAD_REQUESTS],
+)
+def test_bad_requests_get_a_4xx_naming_the_problem(
+    http: httpx.Client, method: str, path: str, payload, status: int, words: str
+) -> None:
+    kwargs = {"json": payload} if method == "POST" else {"params": payload}
+    response = http.request(method, path, **kwargs)
+    assert response.status_code == status, response.text
+    assert words in response.text
+
+
+def test_an_unknown_collection_in_a_search_finds_nothing(http: httpx.Client) -> None:
+    """STAC API item search: collections that do not exist simply match no item."""
+    response = http.get("/stac/search", params={"collections": "nope"})
+    assert response.status_code == 200
+    assert response.json()["features"] == []
+
+
+def test_a_huge_limit_is_clamped_not_refused(http: httpx.Client, ids: dict[str, str]) -> None:
+    """STAC API item search: a limit above the maximum acts as the maximum, no error."""
+    response = http.get("/stac/search", params={"limit": 100_000_000})
+    assert response.status_code == 200
+    assert _ids(response.json()["features"]) == set(ids.values())
+
+
+def test_an_unknown_cql2_operator_is_a_400(base: str) -> None:
+    with httpx.Client(base_url=base, timeout=30) as fresh:  # a 500 closes the connection
+        response = fresh.post(
+            "/stac/search",
+            json={
+                "filter": {"op": "bogus", "args": [{"property": "date_dt"}, 1]},
+                "filter-lang": "cql2-json",
+            },
+        )
+    assert response.status_code == 400, (response.status_code, response.text)
+    assert "bogus" in response.text
+
+
+# -- transactions -----------------------------------------------------------------------------
+
+
+def _new_item(granule: Path, item_id: str) -> dict:
+    item = granule_item(granule).to_dict(include_self_link=False)
+    item["id"] = item_id
+    item["properties"]["datetime"] = "2030-01-09T12:00:00Z"
+    item["properties"]["start_datetime"] = "2030-01-01T12:00:00+00:00"
+    item["properties"]["end_datetime"] = "2030-01-17T12:00:00+00:00"
+    return item
+
+
+def test_transactions_are_off_by_default(
+    http: httpx.Client, granule_files: dict[str, Path]
+) -> None:
+    item = _new_item(granule_files["august"], "posted-without-transactions")
+    response = http.post("/stac/collections/granules/items", json=item)
+    assert response.status_code in (404, 405)
+    assert http.delete(f"/stac/collections/granules/items/{item['id']}").status_code in (404, 405)
+    assert http.get(f"/stac/collections/granules/items/{item['id']}").status_code == 404
+
+
+@pytest.fixture(scope="module")
+def writable(new_catalog, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
+    """An app with transactions (API key "k") over a catalog of its own: (base URL, dsn)."""
+    dsn = new_catalog("transactions")
+    settings = _settings(tmp_path_factory, stac_transactions_api_key="k")
+    with serving(create_app(settings, dsn)) as url:
+        yield url, dsn
+
+
+def test_writes_need_the_api_key(writable: tuple[str, str], granule_files: dict[str, Path]) -> None:
+    url, dsn = writable
+    item = _new_item(granule_files["july"], "posted-without-key")
+    with httpx.Client(base_url=url, timeout=30) as http:
+        for headers in ({}, {"X-API-Key": "wrong"}):
+            response = http.post("/stac/collections/granules/items", json=item, headers=headers)
+            assert response.status_code == 401
+            assert "X-API-Key" in response.json()["description"]
+        assert http.delete("/stac/collections/granules").status_code == 401
+        # searching by POST is a read: no key needed
+        assert http.post("/stac/search", json={"limit": 1}).status_code == 200
+    with psycopg.connect(dsn) as conn:
+        assert conn.execute("SELECT count(*) FROM pgstac.items").fetchone() == (0,)
+
+
+def test_with_the_api_key_an_item_is_created_and_found(
+    writable: tuple[str, str], granule_files: dict[str, Path]
+) -> None:
+    url, _ = writable
+    item = _new_item(granule_files["july"], "posted-with-key")
+    with httpx.Client(base_url=url, timeout=30) as http:
+        response = http.post(
+            "/stac/collections/granules/items", json=item, headers={"X-API-Key": "k"}
+        )
+        assert response.status_code in (200, 201), (response.status_code, response.text)
+    found = Client.open(f"{url}/stac").search(datetime="2030-01-05T00:00:00Z").item_collection()
+    assert _ids(found) == {"posted-with-key"}
+
+
+def test_an_item_called_search_cannot_be_deleted_without_the_key(
+    new_catalog,
+    granule_files: dict[str, Path],
+    tmp_path_factory: pytest.TempPathFactory,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # stac-fastapi-pgstac's own switch, so that the transaction routes exist (see the bug above)
+    monkeypatch.setenv("ENABLE_TRANSACTIONS_EXTENSIONS", "true")
+    dsn = new_catalog("transactions_guard")
+    settings = _settings(tmp_path_factory, stac_transactions_api_key="k")
+    with serving(create_app(settings, dsn)) as url, httpx.Client(base_url=url, timeout=30) as http:
+        item = _new_item(granule_files["july"], "search")
+        created = http.post(
+            "/stac/collections/granules/items", json=item, headers={"X-API-Key": "k"}
+        )
+        assert created.status_code in (200, 201), created.text
+        response = http.delete("/stac/collections/granules/items/search")  # no key
+        assert response.status_code == 401, (response.status_code, response.text)
+
+
+# -- the database down ------------------------------------------------------------------------
+
+
+def test_healthz_is_503_fast_when_the_database_stops(
+    tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    let_postgres_traverse(tmp_path)
+    cluster = EmbeddedCluster(tmp_path / "postgres")
+    dsn, _ = cluster.start()
+    try:
+        init_catalog(dsn, {})
+        with serving(create_app(_settings(tmp_path_factory), dsn)) as url:
+            assert httpx.get(f"{url}/healthz", timeout=10).status_code == 200
+            cluster.stop()
+            began = time.perf_counter()
+            response = httpx.get(f"{url}/healthz", timeout=10)
+            assert time.perf_counter() - began < 5
+            assert response.status_code == 503
+            body = response.json()
+            assert body["status"] == "down" and body["database"]["status"] == "down"
+            assert body["database"]["error"]
+    finally:
+        cluster.stop()
+
+
+def test_healthz_is_503_fast_for_an_unreachable_database(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    # without the lifespan, which would open stac-fastapi's pool (see the next test)
+    app = create_app(_settings(tmp_path_factory), UNREACHABLE)
+    with serving(app, lifespan="off") as url:
+        began = time.perf_counter()
+        response = httpx.get(f"{url}/healthz", timeout=10)
+        assert time.perf_counter() - began < 5
+    assert response.status_code == 503
+    assert "port 1" in response.json()["database"]["error"]
+
+
+def test_the_app_starts_and_reports_503_while_the_database_is_down(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    with serving(create_app(_settings(tmp_path_factory), UNREACHABLE)) as url:
+        assert httpx.get(f"{url}/healthz", timeout=10).status_code == 503
+
+
+# -- connection settings ----------------------------------------------------------------------
+
+
+def test_postgres_settings_from_a_dsn() -> None:
+    settings = postgres_settings("postgresql://alice:secret@db.example:6543/stac")
+    assert (settings.pguser, settings.pgpassword, settings.pghost) == (
+        "alice",
+        "secret",
+        "db.example",
+    )
+    assert (settings.pgport, settings.pgdatabase) == (6543, "stac")
+    defaults = postgres_settings("postgresql://db.example")
+    assert (defaults.pguser, defaults.pgport, defaults.pgdatabase) == ("postgres", 5432, "postgres")
+
+
+def test_postgres_settings_decode_a_percent_encoded_password() -> None:
+    assert postgres_settings("postgresql://alice:p%40ss@db.example/stac").pgpassword == "p@ss"
