@@ -484,3 +484,45 @@ def test_postgres_settings_from_a_dsn() -> None:
 
 def test_postgres_settings_decode_a_percent_encoded_password() -> None:
     assert postgres_settings("postgresql://alice:p%40ss@db.example/stac").pgpassword == "p@ss"
+
+
+# -- the itslive client ------------------------------------------------------------------------
+
+
+def test_the_itslive_client_finds_granules(base: str, granule_files: dict[str, Path]) -> None:
+    """`itslive.search(type="pgstac")` sends CQL2-JSON on percent_valid_pixels and date_dt
+    and keeps the `.nc` assets with role `data`: it must work against our /stac."""
+    import itslive
+
+    bbox = granule_item(granule_files["july"]).bbox
+    common = {
+        "type": "pgstac",
+        "base_catalog_href": f"{base}/stac",
+        "collection": "granules",
+        "bbox": bbox,
+        "start": "2024-01-01",
+        "end": "2024-12-31",
+    }
+    found = itslive.search(**common, percent_valid_pixels=50, min_interval=10, max_interval=20)
+    expected = sorted(str(granule_files[name].resolve()) for name in ("july", "august"))
+    assert found == expected
+    # july has clouds (about 87 % valid): a stricter client-side filter leaves only august
+    strict = itslive.search(**common, percent_valid_pixels=95)
+    assert strict == [str(granule_files["august"].resolve())]
+    assert itslive.search(**common, min_interval=30) == []
+
+
+def test_served_items_and_collections_validate_against_the_stac_schemas(
+    http: httpx.Client, ids: dict[str, str]
+) -> None:
+    """Against STAC's core JSON schemas as pystac bundles them (offline). The extension
+    schemas (projection, sat, render, item-assets) are not available on this machine."""
+    from pystac import STACObjectType
+    from pystac.validation import JsonSchemaSTACValidator
+
+    validator = JsonSchemaSTACValidator()
+    for name in ("july", "itslive"):
+        item = http.get(f"/stac/collections/granules/items/{ids[name]}").json()
+        validator.validate_core(item, STACObjectType.ITEM, item["stac_version"])
+    for collection in http.get("/stac/collections").json()["collections"]:
+        validator.validate_core(collection, STACObjectType.COLLECTION, collection["stac_version"])
