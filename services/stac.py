@@ -62,12 +62,12 @@ class _ApiKeyGuard(BaseHTTPMiddleware):
         super().__init__(app)
         self._key = key
         self._prefix = prefix
-        self._searches = {f"{prefix}/search", f"{prefix}/collections"}
+        self._search = f"{prefix}/search"  # POST /search reads; every other write is guarded
 
     async def dispatch(self, request: Request, call_next):
         path = request.url.path.rstrip("/")
         guarded = path.startswith(self._prefix) and not (
-            request.method == "POST" and path in self._searches
+            request.method == "POST" and path == self._search
         )
         if request.method in _WRITE_METHODS and guarded:
             given = request.headers.get("x-api-key", "")

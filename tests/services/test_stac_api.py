@@ -382,6 +382,9 @@ def test_writes_need_the_api_key(writable: tuple[str, str], granule_files: dict[
             assert response.status_code == 401
             assert "X-API-Key" in response.json()["description"]
         assert http.delete("/stac/collections/granules").status_code == 401
+        new_collection = {**http.get("/stac/collections/granules").json(), "id": "sneaked-in"}
+        assert http.post("/stac/collections", json=new_collection).status_code == 401
+        assert http.get("/stac/collections/sneaked-in").status_code == 404
         # searching by POST is a read: no key needed
         assert http.post("/stac/search", json={"limit": 1}).status_code == 200
     with psycopg.connect(dsn) as conn:
