@@ -146,3 +146,14 @@ def create_stac_app(settings: Settings, dsn: str, prefix: str = "") -> FastAPI:
     if transactions:
         api.app.add_middleware(_ApiKeyGuard, key=settings.stac_transactions_api_key, prefix=prefix)
     return api.app
+
+
+def create_app_from_environment() -> FastAPI:
+    """The STAC API on its own (DATABASE_URL or PG* name the database):
+    `uvicorn --factory glacierflow.services.stac:create_app_from_environment`."""
+    from glacierflow.catalog.database import DatabaseError, external_dsn
+
+    dsn = external_dsn()
+    if dsn is None:
+        raise DatabaseError("set DATABASE_URL (or PGHOST etc.) to run the STAC API on its own")
+    return create_stac_app(Settings(), dsn)

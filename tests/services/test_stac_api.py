@@ -23,7 +23,7 @@ from glacierflow.catalog.database import EmbeddedCluster
 from glacierflow.catalog.items import granule_item
 from glacierflow.catalog.loader import init_catalog, load_granules
 from glacierflow.services.app import create_app
-from glacierflow.services.stac import postgres_settings
+from glacierflow.services.stac import create_stac_app, postgres_settings
 from glacierflow.settings import Settings
 
 UNREACHABLE = "postgresql://postgres@127.0.0.1:1/postgres"
@@ -529,3 +529,19 @@ def test_served_items_and_collections_validate_against_the_stac_schemas(
         validator.validate_core(item, STACObjectType.ITEM, item["stac_version"])
     for collection in http.get("/stac/collections").json()["collections"]:
         validator.validate_core(collection, STACObjectType.COLLECTION, collection["stac_version"])
+
+
+def test_the_stac_api_runs_on_its_own_and_honours_cors(
+    pgstac_dsn: str, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    settings = _settings(tmp_path_factory).model_copy(
+        update={"cors_origins": ["https://maps.example"]}
+    )
+    with serving(create_stac_app(settings, pgstac_dsn)) as url, httpx.Client(base_url=url) as http:
+        landing = http.get("/").json()
+        assert landing["id"] == "glacierflow"
+        assert any(link["href"] == f"{url}/search" for link in landing["links"])
+        allowed = http.get("/collections", headers={"Origin": "https://maps.example"})
+        assert allowed.headers["access-control-allow-origin"] == "https://maps.example"
+        other = http.get("/collections", headers={"Origin": "https://elsewhere.example"})
+        assert "access-control-allow-origin" not in other.headers
