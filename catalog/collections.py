@@ -20,8 +20,7 @@ PROVIDERS = [
         description="Open glacier-velocity processing, ITS_LIVE-compatible",
     )
 ]
-_PROJECTION = "https://stac-extensions.github.io/projection/v2.0.0/schema.json"
-_SAT = "https://stac-extensions.github.io/sat/v1.0.0/schema.json"
+PROJECTION_SCHEMA = "https://stac-extensions.github.io/projection/v2.0.0/schema.json"
 _DATACUBE = "https://stac-extensions.github.io/datacube/v2.2.0/schema.json"
 _RENDER = "https://stac-extensions.github.io/render/v2.0.0/schema.json"
 _ITEM_ASSETS = "https://stac-extensions.github.io/item-assets/v1.0.0/schema.json"
@@ -70,10 +69,9 @@ def collection(kind: str, collection_id: str | None = None) -> pystac.Collection
         license=LICENSE,
         providers=PROVIDERS,
         keywords=["glacier", "ice velocity", "feature tracking", "ITS_LIVE", "cryosphere", kind],
-        stac_extensions=[_PROJECTION, _ITEM_ASSETS, _RENDER],
+        stac_extensions=[PROJECTION_SCHEMA, _ITEM_ASSETS, _RENDER],
     )
     if kind == "granules":
-        coll.stac_extensions.append(_SAT)
         coll.extra_fields["item_assets"] = _granule_item_assets()
         coll.summaries = pystac.Summaries(
             {

@@ -25,7 +25,7 @@ from affine import Affine
 from pyproj import CRS, Transformer
 from shapely.geometry import mapping, shape
 
-from glacierflow.catalog.collections import _PROJECTION, _SAT
+from glacierflow.catalog.collections import PROJECTION_SCHEMA
 
 REQUIRED_VARIABLES = ("x", "y", "vx", "vy", "v", "mapping", "img_pair_info")
 _TIME_FORMAT = "%Y%m%dT%H:%M:%S.%f"
@@ -148,7 +148,8 @@ def granule_item(
         datetime=centre,
         properties=_plain(properties),
         collection=collection_id,
-        stac_extensions=[_PROJECTION, _SAT],
+        # no sat extension: a granule records no orbit (sat:*) fields to declare it for
+        stac_extensions=[PROJECTION_SCHEMA],
     )
     item.add_asset(
         "data",
