@@ -124,6 +124,8 @@ class EmbeddedCluster:
             try:
                 port = int(remembered.read_text())
                 with socket.socket() as probe:
+                    # as PostgreSQL binds: a port in TIME_WAIT from our last run is free
+                    probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
                     probe.bind(("127.0.0.1", port))
                 return port
             except (ValueError, OSError):
