@@ -56,6 +56,12 @@ def init_catalog(dsn: str, collection_ids: dict[str, str]) -> list[str]:
                 """,
                 (name, json.dumps(definition), wrapper, name),
             )
+        # one partition per year: date-bounded searches skip the years they cannot match
+        conn.execute(
+            "UPDATE pgstac.collections SET partition_trunc = 'year' "
+            "WHERE id = %s AND partition_trunc IS NULL",
+            (collection_ids.get("granules", "granules"),),
+        )
         conn.execute("SELECT pgstac.update_collection_extents()")
     return [c.id for c in collections]
 
