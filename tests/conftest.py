@@ -5,14 +5,19 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import socket
 import stat
+import threading
+import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 
 import numpy as np
 import psycopg
 import pytest
+import uvicorn
 from psycopg import sql
 
 from glacierflow.catalog.database import EmbeddedCluster
@@ -164,3 +169,41 @@ def granule_files(
     }
     files["itslive"] = itslive_granule
     return files
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@contextmanager
+def serving(app, **config) -> Iterator[str]:
+    """Run `app` with uvicorn in a thread on a free loopback port; yields the base URL."""
+    port = _free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", **config)
+    )
+    exits: list[object] = []
+
+    def run() -> None:
+        try:
+            server.run()
+        except SystemExit as done:  # uvicorn's way out when the app's startup fails
+            exits.append(done.code)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        if not thread.is_alive():
+            raise RuntimeError(f"the server exited before it started (exit code {exits})")
+        if time.monotonic() > deadline:
+            server.should_exit = True
+            raise TimeoutError("the server did not start within 20 s")
+        time.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(10)

@@ -15,6 +15,7 @@ from pathlib import Path
 import psycopg
 import pytest
 import xarray as xr
+from conftest import serving
 
 from glacierflow.catalog.items import granule_item
 from glacierflow.catalog.loader import init_catalog, load_granules, load_items
@@ -167,3 +168,31 @@ def test_ten_thousand_items_load_in_one_call(new_catalog, granule_files: dict[st
     ((start, end),) = _extent(dsn)["temporal"]["interval"]
     assert _instant(start) == first - timedelta(days=8)
     assert _instant(end) == first + timedelta(hours=7 * 9999, days=8)
+
+
+def test_itslive_collection_names_work_with_the_itslive_client(
+    new_catalog, granule_files: dict[str, Path], tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """A deployment can publish ITS_LIVE's collection ids; the itslive client's default
+    collection (`itslive-granules`) then finds our granules with no extra argument."""
+    import itslive
+
+    from glacierflow.catalog.items import granule_item
+    from glacierflow.services.app import create_app
+    from glacierflow.settings import Settings
+
+    dsn = new_catalog("itslive_names")
+    ids = {"granules": "itslive-granules", "cubes": "itslive-cubes"}
+    assert set(init_catalog(dsn, ids)) == {"scenes", "itslive-granules", "itslive-cubes", "mosaics"}
+    report = load_granules(dsn, [granule_files["august"]], "itslive-granules")
+    assert report.loaded == [granule_files["august"].stem]
+    settings = Settings(data_dir=tmp_path_factory.mktemp("itslive-names"), collection_ids=ids)
+    with serving(create_app(settings, dsn)) as url:
+        found = itslive.search(
+            type="pgstac",
+            base_catalog_href=f"{url}/stac",
+            bbox=granule_item(granule_files["august"]).bbox,
+            start="2024-01-01",
+            end="2024-12-31",
+        )
+    assert found == [str(granule_files["august"].resolve())]

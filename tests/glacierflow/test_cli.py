@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 import httpx
+import psycopg
 import pytest
 import xarray as xr
 
@@ -187,3 +188,31 @@ def test_demo_serves_its_granule_on_localhost(tmp_path: Path) -> None:
     assert not (cluster / "data" / "postmaster.pid").exists()
     if cluster.is_relative_to(FALLBACK_ROOT):
         shutil.rmtree(cluster)
+
+
+def test_catalog_load_names_bad_files_loads_the_rest_and_exits_non_zero(
+    tmp_path: Path, new_catalog, granule_files: dict[str, Path]
+) -> None:
+    dsn = new_catalog("cli_load")
+    bad = tmp_path / "notes.nc"
+    bad.write_text("not a granule")
+    env = {**os.environ, "DATABASE_URL": dsn, "GLACIERFLOW_DATA_DIR": str(tmp_path / "data")}
+    good = str(granule_files["july"])
+    run = subprocess.run(
+        [sys.executable, "-m", "glacierflow.cli", "catalog", "load", str(bad), good],
+        env=env, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert run.returncode == 1, run.stderr
+    assert f"skipped {bad}: not a NetCDF file" in run.stderr
+    assert "loaded 1 granule item(s)" in run.stderr
+    with psycopg.connect(dsn) as conn:
+        ids = [row[0] for row in conn.execute("SELECT id FROM pgstac.items")]
+    assert ids == [granule_files["july"].stem]
+    # loading again changes nothing and, with only good files, succeeds
+    again = subprocess.run(
+        [sys.executable, "-m", "glacierflow.cli", "catalog", "load", str(granule_files["july"])],
+        env=env, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert again.returncode == 0, again.stderr
+    with psycopg.connect(dsn) as conn:
+        assert conn.execute("SELECT count(*) FROM pgstac.items").fetchone() == (1,)

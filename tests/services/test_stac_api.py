@@ -5,18 +5,14 @@ pystac-client and plain httpx. Bad requests must get a 4xx that names the proble
 
 from __future__ import annotations
 
-import socket
-import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
 import psycopg
 import pytest
-import uvicorn
-from conftest import let_postgres_traverse
+from conftest import let_postgres_traverse, serving
 from pystac_client import Client
 
 from glacierflow.catalog.database import EmbeddedCluster
@@ -30,44 +26,6 @@ UNREACHABLE = "postgresql://postgres@127.0.0.1:1/postgres"
 COLLECTIONS = {"scenes", "granules", "cubes", "mosaics"}
 GREENLAND = [-49.6, 69.0, -49.4, 69.2]  # around the july and august granules
 JULY_2024 = "2024-07-01T00:00:00Z/2024-07-31T23:59:59Z"
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-@contextmanager
-def serving(app, **config) -> Iterator[str]:
-    """Run `app` with uvicorn in a thread on a free loopback port; yields the base URL."""
-    port = _free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", **config)
-    )
-    exits: list[object] = []
-
-    def run() -> None:
-        try:
-            server.run()
-        except SystemExit as done:  # uvicorn's way out when the app's startup fails
-            exits.append(done.code)
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        if not thread.is_alive():
-            raise RuntimeError(f"the server exited before it started (exit code {exits})")
-        if time.monotonic() > deadline:
-            server.should_exit = True
-            raise TimeoutError("the server did not start within 20 s")
-        time.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(10)
 
 
 def _settings(tmp_path_factory: pytest.TempPathFactory, **options) -> Settings:
