@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import click
@@ -15,6 +17,19 @@ from glacierflow.settings import get_settings
 
 def _say(message: str) -> None:
     click.echo(message, err=True)
+
+
+@contextmanager
+def _exit_on_input_errors() -> Iterator[None]:
+    """Input the user can fix (a scene, the database): its message and exit code 2,
+    no traceback."""
+    from glacierflow.catalog.database import DatabaseError
+
+    try:
+        yield
+    except (SceneError, DatabaseError) as err:
+        _say(f"error: {err}")
+        sys.exit(2)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -121,11 +136,8 @@ def track(
         threads=threads or settings.threads,
         wisdom=settings.fftw_wisdom,
     )
-    try:
+    with _exit_on_input_errors():
         report = track_pair(request, progress=_say)
-    except SceneError as err:
-        _say(f"error: {err}")
-        sys.exit(2)
     reasons = ", ".join(f"{k} {v}" for k, v in report.reasons.items() if v and k != "valid")
     _say(
         f"{report.nodes} nodes, {report.valid_percentage:.1f} % valid"
@@ -147,16 +159,12 @@ def catalog() -> None:
 @catalog.command("init")
 def catalog_init() -> None:
     """Create or upgrade the pgstac schema and the collections (safe to run again)."""
-    from glacierflow.catalog.database import DatabaseError, catalog_database
+    from glacierflow.catalog.database import catalog_database
     from glacierflow.catalog.loader import init_catalog
 
     settings = get_settings()
-    try:
-        with catalog_database(settings.data_dir) as dsn:
-            ids = init_catalog(dsn, settings.collection_ids)
-    except DatabaseError as err:
-        _say(f"error: {err}")
-        sys.exit(2)
+    with _exit_on_input_errors(), catalog_database(settings.data_dir) as dsn:
+        ids = init_catalog(dsn, settings.collection_ids)
     _say(f"catalog ready: collections {', '.join(ids)}")
 
 
@@ -168,18 +176,14 @@ def catalog_load(paths: tuple[Path, ...]) -> None:
     Files that are not granules are named with the reason; the rest still load, and the
     command then exits non-zero.
     """
-    from glacierflow.catalog.database import DatabaseError, catalog_database
+    from glacierflow.catalog.database import catalog_database
     from glacierflow.catalog.loader import init_catalog, load_granules
 
     settings = get_settings()
     files = [f for p in paths for f in (sorted(p.rglob("*.nc")) if p.is_dir() else [p])]
-    try:
-        with catalog_database(settings.data_dir) as dsn:
-            init_catalog(dsn, settings.collection_ids)
-            report = load_granules(dsn, files, settings.collection_id("granules"))
-    except DatabaseError as err:
-        _say(f"error: {err}")
-        sys.exit(2)
+    with _exit_on_input_errors(), catalog_database(settings.data_dir) as dsn:
+        init_catalog(dsn, settings.collection_ids)
+        report = load_granules(dsn, files, settings.collection_id("granules"))
     for path, reason in report.rejected.items():
         _say(f"skipped {path}: {reason}")
     _say(f"loaded {len(report.loaded)} granule item(s)")
@@ -192,18 +196,14 @@ def catalog_load(paths: tuple[Path, ...]) -> None:
 @click.option("--port", default=8000, show_default=True, type=int)
 def serve(host: str, port: int) -> None:
     """Serve the HTTP API: /stac (STAC API), /healthz, /docs."""
-    from glacierflow.catalog.database import DatabaseError, catalog_database
+    from glacierflow.catalog.database import catalog_database
     from glacierflow.catalog.loader import init_catalog
     from glacierflow.services.server import run
 
     settings = get_settings()
-    try:
-        with catalog_database(settings.data_dir) as dsn:
-            init_catalog(dsn, settings.collection_ids)
-            run(settings, dsn, host, port, say=_say)
-    except DatabaseError as err:
-        _say(f"error: {err}")
-        sys.exit(2)
+    with _exit_on_input_errors(), catalog_database(settings.data_dir) as dsn:
+        init_catalog(dsn, settings.collection_ids)
+        run(settings, dsn, host, port, say=_say)
 
 
 @main.command()
@@ -221,14 +221,10 @@ def demo(host: str, port: int, serve: bool) -> None:
 
     Scenes and granules go under GLACIERFLOW_DATA_DIR/demo; a second run reuses them.
     """
-    from glacierflow.catalog.database import DatabaseError
     from glacierflow.demo import run_demo
 
-    try:
+    with _exit_on_input_errors():
         run_demo(get_settings(), say=_say, host=host, port=port, serve=serve)
-    except DatabaseError as err:
-        _say(f"error: {err}")
-        sys.exit(2)
 
 
 if __name__ == "__main__":

@@ -22,6 +22,8 @@ from rasterio.vrt import WarpedVRT
 from rasterio.warp import transform_bounds
 from rasterio.windows import Window
 
+from glacierflow.processing.tracking.tracker import padded_block
+
 
 class SceneError(ValueError):
     """An input image that cannot be used, with the reason."""
@@ -167,10 +169,7 @@ class PairReader:
 
     @staticmethod
     def _read(ds, path: str, r0: int, r1: int, c0: int, c1: int) -> np.ndarray:
-        out = np.full((r1 - r0, c1 - c0), np.nan, dtype=np.float32)
-        rr0, rr1 = max(r0, 0), min(r1, ds.height)
-        cc0, cc1 = max(c0, 0), min(c1, ds.width)
-        if rr1 > rr0 and cc1 > cc0:
+        def fetch(rr0: int, rr1: int, cc0: int, cc1: int) -> np.ndarray:
             window = Window(cc0, rr0, cc1 - cc0, rr1 - rr0)
             try:
                 data = ds.read(1, window=window, masked=True)
@@ -179,8 +178,9 @@ class PairReader:
                     f"{path}: rows {rr0}-{rr1}, columns {cc0}-{cc1} cannot be read ({err}); "
                     "is the file damaged?"
                 ) from err
-            out[rr0 - r0 : rr1 - r0, cc0 - c0 : cc1 - c0] = data.astype(np.float32).filled(np.nan)
-        return out
+            return data.astype(np.float32).filled(np.nan)
+
+        return padded_block((ds.height, ds.width), (r0, r1), (c0, c1), fetch)
 
     def __call__(self, r0: int, r1: int, c0: int, c1: int) -> tuple[np.ndarray, np.ndarray]:
         with self._lock:

@@ -97,21 +97,35 @@ BlockReader = Callable[[int, int, int, int], tuple[np.ndarray, np.ndarray]]
 """read(row0, row1, col0, col1) -> (ref, sec) float32 blocks, NaN off-image or nodata."""
 
 
+def padded_block(
+    shape: tuple[int, int],
+    rows: tuple[int, int],
+    cols: tuple[int, int],
+    fetch: Callable[[int, int, int, int], np.ndarray],
+) -> np.ndarray:
+    """Rows/cols of an image of `shape` as float32, NaN where they fall off it;
+    `fetch(r0, r1, c0, c1)` reads the part that lies on the image."""
+    block = np.full((rows[1] - rows[0], cols[1] - cols[0]), np.nan, dtype=np.float32)
+    rr0, rr1 = max(rows[0], 0), min(rows[1], shape[0])
+    cc0, cc1 = max(cols[0], 0), min(cols[1], shape[1])
+    if rr1 > rr0 and cc1 > cc0:
+        block[rr0 - rows[0] : rr1 - rows[0], cc0 - cols[0] : cc1 - cols[0]] = fetch(
+            rr0, rr1, cc0, cc1
+        )
+    return block
+
+
 def array_reader(ref: np.ndarray, sec: np.ndarray) -> BlockReader:
     """A BlockReader over two in-memory images of the same shape (NaN = no data)."""
     if ref.shape != sec.shape:
         raise ValueError(f"the images differ in shape: {ref.shape} and {sec.shape}")
 
     def read(r0: int, r1: int, c0: int, c1: int) -> tuple[np.ndarray, np.ndarray]:
-        blocks = []
-        for image in (ref, sec):
-            block = np.full((r1 - r0, c1 - c0), np.nan, dtype=np.float32)
-            rr0, rr1 = max(r0, 0), min(r1, image.shape[0])
-            cc0, cc1 = max(c0, 0), min(c1, image.shape[1])
-            if rr1 > rr0 and cc1 > cc0:
-                block[rr0 - r0 : rr1 - r0, cc0 - c0 : cc1 - c0] = image[rr0:rr1, cc0:cc1]
-            blocks.append(block)
-        return blocks[0], blocks[1]
+        ref_block, sec_block = (
+            padded_block(image.shape, (r0, r1), (c0, c1), lambda a, b, c, d, im=image: im[a:b, c:d])
+            for image in (ref, sec)
+        )
+        return ref_block, sec_block
 
     return read
 
@@ -349,6 +363,7 @@ def _refine(
     """Gauss-Newton in slices small enough for the CPU cache: faster, and it lets two
     threads share the memory bus instead of queueing on it."""
     size = max(64, 2**18 // (chip + 3) ** 2)
+    # at least one (possibly empty) slice, so that the result always has its fields
     parts = [
         gauss_newton(
             block.ref,
@@ -360,12 +375,8 @@ def _refine(
             start[i : i + size],
             iterations,
         )
-        for i in range(0, len(top), size)
+        for i in range(0, max(len(top), 1), size)
     ]
-    if not parts:  # nothing to refine
-        return gauss_newton(
-            block.ref, block.ref_coef, block.sec_coef, top, left, chip, start, iterations
-        )
     return Refinement(
         *(
             np.concatenate([getattr(p, f) for p in parts])
