@@ -285,3 +285,46 @@ def granule_accuracy(granule, pair: Motion, include_interpolated: bool = False) 
         valid_fraction=float(valid.mean()),
         measured=int(used.sum()),
     )
+
+
+VelocityField = Callable[[np.ndarray, np.ndarray, datetime], tuple[np.ndarray, np.ndarray]]
+"""velocity(x, y, centre_date) -> (vx, vy) in m/yr, at projected pixel centres."""
+
+
+def granule_copy(
+    template: Path,
+    folder: Path,
+    ref_time: datetime,
+    sec_time: datetime,
+    velocity: VelocityField,
+    satellite: str = "8",
+) -> Path:
+    """A granule like `template` (grid, projection, valid-data mask, attributes) with new
+    acquisition dates and a known velocity: many distinct granules for cubes, in moments,
+    without tracking each pair."""
+    import xarray as xr
+
+    from glacierflow.processing.io.granule import write_granule
+
+    centre = ref_time + (sec_time - ref_time) / 2
+    fmt = "%Y%m%dT%H:%M:%S.%f"
+    with xr.open_dataset(template, mask_and_scale=False) as src:
+        ds = src.load()
+    xx, yy = np.meshgrid(ds["x"].values, ds["y"].values)
+    vx, vy = velocity(xx, yy, centre)
+    valid = ds["v"].values != -32767
+    for name, values in (("vx", vx), ("vy", vy), ("v", np.hypot(vx, vy))):
+        ds[name].values = np.where(valid, np.rint(values), -32767).astype(np.int16)
+    ids = [f"LC0{satellite}_SYNTH_{t:%Y%m%d}" for t in (ref_time, sec_time)]
+    ds["img_pair_info"].attrs.update(
+        id_img1=ids[0],
+        id_img2=ids[1],
+        acquisition_date_img1=ref_time.strftime(fmt),
+        acquisition_date_img2=sec_time.strftime(fmt),
+        date_center=centre.strftime(fmt),
+        date_dt=(sec_time - ref_time).total_seconds() / 86400,
+        satellite_img1=satellite,
+        satellite_img2=satellite,
+    )
+    percent = int(100 * valid.mean())
+    return write_granule(ds, folder / f"{ids[0]}_X_{ids[1]}_G0120V02_P{percent:03d}.nc")

@@ -52,7 +52,8 @@ class GranuleInputs:
     parameters: dict[str, str | float | int]
 
 
-def _mapping_attrs(crs: CRS, grid: NodeGrid) -> dict[str, object]:
+def mapping_attrs(crs: CRS, geotransform: tuple[float, ...]) -> dict[str, object]:
+    """The CF grid-mapping attributes ITS_LIVE puts on `mapping` (GDAL order geotransform)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # PROJ strings are lossy; kept for ITS_LIVE
         proj4 = crs.to_proj4()
@@ -65,7 +66,7 @@ def _mapping_attrs(crs: CRS, grid: NodeGrid) -> dict[str, object]:
         crs_wkt=crs.to_wkt(),
         proj4text=proj4,
         spatial_epsg=crs.to_epsg() or 0,
-        GeoTransform=" ".join(repr(float(v)) for v in grid.geotransform),
+        GeoTransform=" ".join(repr(float(v)) for v in geotransform),
     )
     return cf
 
@@ -223,7 +224,7 @@ def granule_dataset(vel: Velocity, inp: GranuleInputs) -> xr.Dataset:
             },
             fill=255,
         ),
-        "mapping": xr.Variable((), np.int8(0), attrs=_mapping_attrs(inp.crs, grid)),
+        "mapping": xr.Variable((), np.int8(0), attrs=mapping_attrs(inp.crs, grid.geotransform)),
         "img_pair_info": xr.Variable((), np.int8(0), attrs=pair_info),
     }
     coords = {

@@ -1,0 +1,177 @@
+"""Granules into cubes: plan which cubes each granule reaches, then one Dask task per cube.
+
+Idempotent: a granule whose URL a cube already holds is passed over; granules that cannot
+go in (unreadable, no valid data, a mid_date the cube already has) are listed with the
+reason, and the others still go in. Each task holds its cube's lock, appends its layers as
+recent segments (each published atomically) and folds them into the history once there
+are `consolidate_after` of them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import dask
+import numpy as np
+
+from glacierflow.processing.cubes.layers import (
+    GranuleReadError,
+    Layer,
+    layer_on_tile,
+    read_granule,
+    tiles_reached,
+)
+from glacierflow.processing.cubes.store import (
+    MAX_SEGMENT_LAYERS,
+    STATE_DIR,
+    LivingCube,
+)
+
+SKIP_LEDGER = "skipped_granules.json"
+
+
+@dataclass
+class CubeChange:
+    """What one ingest did to one cube."""
+
+    name: str
+    added: int = 0
+    already_in: int = 0
+    segments: int = 0
+    consolidated: bool = False
+    skipped: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class IngestReport:
+    cubes: dict[str, CubeChange] = field(default_factory=dict)
+    skipped: dict[str, str] = field(default_factory=dict)  # granule -> reason
+
+    @property
+    def added(self) -> int:
+        return sum(c.added for c in self.cubes.values())
+
+
+def plan(paths: Iterable[Path]) -> tuple[dict[str, list[Path]], dict[str, str]]:
+    """Cube name -> granules that reach it; and the granules that reach none, with why."""
+    work: dict[str, list[Path]] = {}
+    skipped: dict[str, str] = {}
+    for path in paths:
+        try:
+            granule = read_granule(path)
+        except GranuleReadError as err:
+            skipped[str(path)] = f"unreadable: {err}"
+            continue
+        tiles = tiles_reached(granule)
+        if not tiles:
+            skipped[granule.url] = "no valid data"
+        for tile in tiles:
+            work.setdefault(tile.name, []).append(Path(path))
+    return work, skipped
+
+
+def ingest_cube(
+    store: Path,
+    name: str,
+    paths: list[Path],
+    consolidate_after: int = 8,
+    force_consolidate: bool = False,
+) -> CubeChange:
+    """Add the granules' layers to one cube (one Dask task; holds the cube's lock)."""
+    cube = LivingCube(store, name)
+    change = CubeChange(name)
+    with cube.locked(), dask.config.set(scheduler="synchronous"):
+        urls, dates = cube.contents() if cube.exists() else (set(), set())
+        pending: list[Layer] = []
+        for path in paths:
+            try:
+                granule = read_granule(path)
+            except GranuleReadError as err:  # read once already; changed since
+                change.skipped[str(path)] = f"unreadable: {err}"
+                continue
+            if granule.url in urls:
+                change.already_in += 1
+                continue
+            layer = layer_on_tile(granule, cube.tile)
+            if layer is None:
+                continue  # its data reach a neighbour tile only
+            mid_date = np.datetime64(layer.mid_date, "ns")
+            if mid_date in dates:
+                change.skipped[granule.url] = f"duplicate mid_date {mid_date} in {name}"
+                continue
+            dates.add(mid_date)
+            urls.add(granule.url)
+            pending.append(layer)
+            if len(pending) == MAX_SEGMENT_LAYERS:
+                change.segments += cube.append(pending, change.skipped)
+                change.added += len(pending)
+                pending = []
+        change.segments += cube.append(pending, change.skipped)
+        change.added += len(pending)
+        if force_consolidate or len(cube.snapshot().segments) >= consolidate_after:
+            change.consolidated = cube.consolidate(change.skipped)
+    return change
+
+
+def ingest(
+    paths: Iterable[Path],
+    store: Path,
+    scheduler: str | None = None,
+    consolidate_after: int = 8,
+    force_consolidate: bool = False,
+    progress: Callable[[str], None] = print,
+) -> IngestReport:
+    """Ingest granules into the cubes of `store`, one Dask task per cube: on a running
+    Dask scheduler (tcp://...) when given, else on local threads."""
+    store = Path(store)
+    work, skipped = plan(paths)
+    report = IngestReport(skipped=dict(skipped))
+    progress(f"{sum(map(len, work.values()))} granule-cube pairs into {len(work)} cube(s)")
+    tasks = [
+        dask.delayed(ingest_cube)(store, name, files, consolidate_after, force_consolidate)
+        for name, files in sorted(work.items())
+    ]
+    if scheduler:
+        from distributed import Client
+
+        with Client(scheduler) as client:
+            changes = client.gather(client.compute(tasks))
+    else:
+        changes = dask.compute(*tasks, scheduler="threads")
+    for change in changes:
+        report.cubes[change.name] = change
+        report.skipped.update(change.skipped)
+        progress(
+            f"{change.name}: +{change.added} layer(s), {change.already_in} already in"
+            + (", consolidated" if change.consolidated else "")
+        )
+    record_skipped(store, report.skipped)
+    return report
+
+
+def consolidate_store(store: Path, names: Iterable[str]) -> list[str]:
+    """Fold every named cube's recent segments into its history; the cubes changed."""
+    done = []
+    for name in names:
+        cube = LivingCube(store, name)
+        with cube.locked(), dask.config.set(scheduler="threads"):
+            if cube.consolidate():
+                done.append(name)
+    return done
+
+
+def record_skipped(store: Path, skipped: dict[str, str]) -> None:
+    """Add to the store's ledger of skipped granules (replaced atomically)."""
+    if not skipped:
+        return
+    ledger = store / STATE_DIR / SKIP_LEDGER
+    ledger.parent.mkdir(parents=True, exist_ok=True)
+    known = json.loads(ledger.read_text()) if ledger.exists() else {}
+    known.update(skipped)
+    staged = ledger.with_name(f".{ledger.name}.{os.getpid()}")
+    staged.write_text(json.dumps(known, indent=1, sort_keys=True))
+    os.replace(staged, ledger)

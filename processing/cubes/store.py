@@ -1,0 +1,416 @@
+"""The living cube: a time-contiguous history plus append-only recent segments.
+
+On disk, for a store folder STORE and a cube NAME (ITS_LIVE's tile name)::
+
+    STORE/NAME                            symlink -> .glacierflow/NAME/history-000007.zarr
+    STORE/.glacierflow/NAME/history-000007.zarr   every layer of segments 1..7, sorted by
+                                                  mid_date, chunked for point reads
+    STORE/.glacierflow/NAME/recent/000008.zarr    a batch of layers appended since
+    STORE/.glacierflow/NAME/staging/              work in progress (removed when found)
+    STORE/.glacierflow/NAME/lock                  one writer at a time
+
+Why: appending to time-contiguous chunks rewrites every chunk of the history, so an
+ingest writes a new segment instead (a few files) and a consolidation rewrites the history
+now and then (`consolidate`). Every change is made in `staging/` and published by one
+atomic rename (a segment into `recent/`, or the NAME symlink onto a new history), so a
+process killed at any moment leaves each cube with its old or its new content, never a
+mix. `xarray.open_zarr(STORE/NAME)` reads the history in ITS_LIVE's layout; `open_cube`
+and the time-series API add the recent segments (one call, the whole series).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import re
+import shutil
+import uuid
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import dask.array
+import numpy as np
+import xarray as xr
+from pyproj import CRS, Transformer
+
+from glacierflow.processing.cubes.grid import CELL_SIZE_M, TILE_SIZE_M, CubeTile
+from glacierflow.processing.cubes.layers import Layer
+from glacierflow.processing.cubes.layout import (
+    GRIDDED,
+    HISTORY_LAYOUT,
+    PAIR_DATES,
+    PAIR_STRINGS,
+    SEGMENT_LAYOUT,
+    TIME_DIM,
+    TIME_UNITS,
+    ChunkLayout,
+    layer_figure_names,
+)
+from glacierflow.processing.io.granule import mapping_attrs
+
+STATE_DIR = ".glacierflow"
+_HISTORY = re.compile(r"^history-(\d{6})\.zarr$")
+_SEGMENT = re.compile(r"^(\d{6})\.zarr$")
+_CUBE_NAME = re.compile(r"^ITS_LIVE_vel_EPSG(\d+)_G0120_X(-?\d+)_Y(-?\d+)\.zarr$")
+# layers per segment: bounds the memory of one batch (~9 MB a layer on a full tile)
+MAX_SEGMENT_LAYERS = 32
+# the rows and columns [r0, r1, c0, c1) of the tile that hold data (JSON), kept so that
+# writes touch those chunks only
+WINDOW_ATTR = "glacierflow_data_window"
+
+
+class CubeError(RuntimeError):
+    """A cube that cannot be read or written as asked, with the reason."""
+
+
+def tile_from_name(name: str) -> CubeTile:
+    """The tile of an ITS_LIVE cube name."""
+    match = _CUBE_NAME.match(name)
+    if not match:
+        raise CubeError(f"{name!r} is not an ITS_LIVE cube name")
+    epsg, x, y = (int(g) for g in match.groups())
+    return CubeTile(epsg, x - TILE_SIZE_M // 2, y - TILE_SIZE_M // 2)
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """One consistent view of a cube: a history and the segments appended after it."""
+
+    history: Path | None
+    through: int  # the last segment folded into the history
+    segments: tuple[Path, ...]
+
+    @property
+    def parts(self) -> tuple[Path, ...]:
+        return ((self.history,) if self.history else ()) + self.segments
+
+    @property
+    def version(self) -> tuple[str, ...]:
+        """Changes whenever the cube's content does (cache key for readers)."""
+        return tuple(p.name for p in self.parts)
+
+
+class LivingCube:
+    """One cube in a store folder."""
+
+    def __init__(self, store: Path, name: str) -> None:
+        self.store = Path(store)
+        self.name = name
+        self.tile = tile_from_name(name)
+        self.path = self.store / name
+        self.state = self.store / STATE_DIR / name
+
+    # -- reading ---------------------------------------------------------------------------
+    def exists(self) -> bool:
+        return self.path.is_symlink() or self.path.exists()
+
+    def snapshot(self) -> Snapshot:
+        """The current history and the segments after it (no lock: both are published
+        atomically; a reader that loses a race with a consolidation simply asks again)."""
+        if not self.path.is_symlink():
+            if self.path.exists():
+                raise CubeError(f"{self.path} is not a glacierflow cube (not a symlink)")
+            return Snapshot(None, 0, ())
+        target = self.path.parent / os.readlink(self.path)
+        match = _HISTORY.match(target.name)
+        through = int(match.group(1)) if match else 0
+        recent = self.state / "recent"
+        names = sorted(os.listdir(recent)) if recent.is_dir() else []
+        segments = tuple(
+            recent / n for n in names if (m := _SEGMENT.match(n)) and int(m.group(1)) > through
+        )
+        return Snapshot(target, through, segments)
+
+    def open(self, chunks: dict[str, int] | None = None) -> xr.Dataset:
+        """The whole cube as one Dataset in ITS_LIVE's layout, sorted by mid_date."""
+        for _ in range(5):
+            snap = self.snapshot()
+            try:
+                return open_snapshot(snap, chunks)
+            except FileNotFoundError:  # a consolidation replaced what we were opening
+                continue
+        raise CubeError(f"{self.path}: changing too fast to read; try again")
+
+    def contents(self) -> tuple[set[str], set[np.datetime64]]:
+        """Granule URLs and mid_dates already in the cube."""
+        urls: set[str] = set()
+        dates: set[np.datetime64] = set()
+        for part in self.snapshot().parts:
+            with xr.open_zarr(part, consolidated=True) as ds:
+                urls.update(str(u) for u in ds["granule_url"].values)
+                dates.update(ds[TIME_DIM].values.astype("datetime64[ns]"))
+        return urls, dates
+
+    # -- writing ---------------------------------------------------------------------------
+    @contextmanager
+    def locked(self) -> Iterator[None]:
+        """One writer at a time; what a dead writer left in staging/ is removed."""
+        self.state.mkdir(parents=True, exist_ok=True)
+        with open(self.state / "lock", "w") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                shutil.rmtree(self.state / "staging", ignore_errors=True)
+                (self.state / "staging").mkdir()
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+    def append(self, layers: Sequence[Layer], skipped: dict[str, str] | None = None) -> int:
+        """Publish `layers` (call under `locked()`): as the history of a new cube, else as
+        recent segments of at most MAX_SEGMENT_LAYERS layers. Returns the segments written
+        (a new cube's first batch goes straight into its history)."""
+        if not layers:
+            return 0
+        batches = [
+            layers[i : i + MAX_SEGMENT_LAYERS] for i in range(0, len(layers), MAX_SEGMENT_LAYERS)
+        ]
+        snap = self.snapshot()
+        if snap.history is None:  # a new cube: its first batch is its history
+            self._publish_history(layers_dataset(self.tile, batches[0], skipped), 0, HISTORY_LAYOUT)
+            snap, batches = self.snapshot(), batches[1:]
+        seq = max([snap.through, *(int(p.stem) for p in snap.segments)])
+        for batch in batches:
+            seq += 1
+            staged = self._staged()
+            write_zarr(layers_dataset(self.tile, batch), staged, SEGMENT_LAYOUT)
+            (self.state / "recent").mkdir(exist_ok=True)
+            os.rename(staged, self.state / "recent" / f"{seq:06d}.zarr")  # the commit
+        return len(batches)
+
+    def consolidate(self, skipped: dict[str, str] | None = None) -> bool:
+        """Fold the recent segments into a new time-sorted history (call under `locked()`).
+        False when there was nothing to fold."""
+        snap = self.snapshot()
+        if not snap.segments:
+            return False
+        through = int(snap.segments[-1].stem)
+        side = HISTORY_LAYOUT.bulk_px  # a multiple of point_px: dask chunks align with both
+        blocks = {TIME_DIM: -1, "y": side, "x": side}
+        ds = open_snapshot(snap, chunks=blocks).chunk(blocks)
+        ds.attrs["skipped_granules"] = _skipped_attr(ds.attrs, skipped)
+        ds.attrs["date_updated"] = _now()
+        self._publish_history(ds, through, HISTORY_LAYOUT)
+        for segment in snap.segments:
+            shutil.rmtree(segment, ignore_errors=True)
+        return True
+
+    def _staged(self) -> Path:
+        return self.state / "staging" / f"{uuid.uuid4().hex}.zarr"
+
+    def _publish_history(self, ds: xr.Dataset, through: int, layout: ChunkLayout) -> None:
+        staged = self._staged()
+        ds.attrs["url"] = str(self.path)
+        write_zarr(ds, staged, layout)
+        target = self.state / f"history-{through:06d}.zarr"
+        shutil.rmtree(target, ignore_errors=True)  # a leftover of a writer that died
+        os.rename(staged, target)
+        link = self.state / "staging" / f"{uuid.uuid4().hex}.link"
+        os.symlink(os.path.relpath(target, self.path.parent), link)
+        previous = self.snapshot().history
+        os.replace(link, self.path)  # the commit: readers now see the new history
+        if previous and previous != target:
+            shutil.rmtree(previous, ignore_errors=True)
+
+
+def _now() -> str:
+    return datetime.now(UTC).strftime("%Y%m%dT%H:%M:%S")
+
+
+def _skipped_attr(attrs: dict, skipped: dict[str, str] | None) -> str:
+    known = json.loads(attrs.get("skipped_granules") or "{}")
+    known.update(skipped or {})
+    return json.dumps(known, sort_keys=True)
+
+
+def open_snapshot(snap: Snapshot, chunks: dict[str, int] | None = None) -> xr.Dataset:
+    """History and segments as one Dataset sorted by mid_date (lazy)."""
+    if not snap.parts:
+        raise CubeError("the cube has no layers yet")
+    parts = [
+        xr.open_zarr(p, consolidated=True, chunks=chunks, decode_timedelta=False)
+        for p in snap.parts
+    ]
+    if len(parts) == 1:
+        return parts[0]
+    attrs = dict(parts[0].attrs)
+    merged = xr.concat(
+        parts,
+        dim=TIME_DIM,
+        data_vars="minimal",
+        coords="minimal",
+        compat="override",
+        join="override",
+        combine_attrs="override",
+    )
+    merged = merged.isel({TIME_DIM: np.argsort(merged[TIME_DIM].values, kind="stable")})
+    attrs[WINDOW_ATTR] = json.dumps(_union(json.loads(p.attrs[WINDOW_ATTR]) for p in parts))
+    merged.attrs = attrs
+    return merged
+
+
+def write_zarr(ds: xr.Dataset, path: Path, layout: ChunkLayout) -> None:
+    """Write a cube Dataset as consolidated Zarr v3 with the layout's chunks.
+
+    Only the chunks inside the data window (attribute WINDOW_ATTR) are written: zarr
+    spends about half a millisecond on every chunk, even one it finds empty, and a tile
+    has tens of thousands of them."""
+    n, ny, nx = ds.sizes[TIME_DIM], ds.sizes["y"], ds.sizes["x"]
+    encoding: dict[str, dict] = {}
+    for name, (dtype, fill, _) in GRIDDED.items():
+        encoding[name] = {
+            "dtype": np.dtype(dtype),
+            "chunks": layout.chunks(name, n, ny, nx),
+            "compressors": [layout.compressor()],
+            "_FillValue": fill,
+        }
+    for name in ds.data_vars:
+        if ds[name].dims == (TIME_DIM,):
+            encoding[name] = {"chunks": (max(n, 1),), "compressors": [layout.compressor()]}
+    for name in PAIR_DATES:
+        encoding[name].update(units=TIME_UNITS, dtype="float64")
+    encoding[TIME_DIM] = {"units": TIME_UNITS, "dtype": "float64", "chunks": (max(n, 1),)}
+    ds = ds.drop_encoding()  # what it was read with does not decide how it is written
+    block = layout.bulk_px  # a multiple of point_px: aligned with every variable's chunks
+    r0, r1, c0, c1 = json.loads(ds.attrs[WINDOW_ATTR])
+    rows = slice(r0 // block * block, min(-(-r1 // block) * block, ny))
+    cols = slice(c0 // block * block, min(-(-c1 // block) * block, nx))
+    template = ds.copy()
+    for name, (dtype, fill, _) in GRIDDED.items():
+        template[name] = ds[name].copy(
+            data=dask.array.full(ds[name].shape, fill, dtype=dtype, chunks=(-1, block, block))
+        )
+    template.to_zarr(
+        path, mode="w-", encoding=encoding, consolidated=True, zarr_format=3, compute=False
+    )
+    whole = {TIME_DIM: slice(None), "y": slice(None), "x": slice(None)}
+    ds.drop_vars([*GRIDDED, "mapping"]).to_zarr(path, mode="r+", region=whole)
+    if rows.stop > rows.start and cols.stop > cols.start:
+        region = ds[list(GRIDDED)].isel(y=rows, x=cols).drop_vars([TIME_DIM, "y", "x"])
+        region.to_zarr(
+            path,
+            mode="r+",
+            region={TIME_DIM: slice(None), "y": rows, "x": cols},
+            consolidated=False,
+        )
+
+
+def _window(layers: Sequence[Layer]) -> list[int]:
+    """Rows and columns [r0, r1, c0, c1) of the tile that hold any layer's data."""
+    r0 = min(layer.row0 for layer in layers)
+    c0 = min(layer.col0 for layer in layers)
+    r1 = max(layer.row0 + layer.gridded["v"].shape[0] for layer in layers)
+    c1 = max(layer.col0 + layer.gridded["v"].shape[1] for layer in layers)
+    return [r0, r1, c0, c1]
+
+
+def _union(windows: Iterable[list[int]]) -> list[int]:
+    ws = np.array(list(windows))
+    return [int(ws[:, 0].min()), int(ws[:, 1].max()), int(ws[:, 2].min()), int(ws[:, 3].max())]
+
+
+def layers_dataset(
+    tile: CubeTile, layers: Sequence[Layer], skipped: dict[str, str] | None = None
+) -> xr.Dataset:
+    """A cube Dataset (ITS_LIVE's variables and attributes) holding `layers`."""
+    ny, nx = len(tile.y), len(tile.x)
+    order = np.argsort([np.datetime64(layer.mid_date, "ns") for layer in layers], kind="stable")
+    layers = [layers[i] for i in order]
+    n = len(layers)
+    dims3 = (TIME_DIM, "y", "x")
+    data: dict[str, xr.Variable] = {}
+    for name, (dtype, fill, attrs) in GRIDDED.items():
+        block = np.full((n, ny, nx), fill, dtype=dtype)
+        for k, layer in enumerate(layers):
+            window = layer.gridded[name]
+            block[
+                k,
+                layer.row0 : layer.row0 + window.shape[0],
+                layer.col0 : layer.col0 + window.shape[1],
+            ] = window
+        data[name] = xr.Variable(dims3, block, {**attrs, "grid_mapping": "mapping"})
+    for name in layer_figure_names():
+        values = np.array([layer.figures.get(name, np.nan) for layer in layers], np.float32)
+        data[name] = xr.Variable(TIME_DIM, values, {"units": "meter/year"})
+    data["stable_shift_flag"] = xr.Variable(
+        TIME_DIM,
+        np.array([layer.pair["stable_shift_flag"] for layer in layers], np.uint8),
+        {"description": "0 = no correction; 1 = stable surface mask; 2 = slowest 25%"},
+    )
+    data["date_dt"] = xr.Variable(
+        TIME_DIM,
+        np.array([layer.pair["date_dt"] for layer in layers], np.float32),
+        {"description": "time separation between acquisition of image 1 and 2", "units": "days"},
+    )
+    data["roi_valid_percentage"] = xr.Variable(
+        TIME_DIM,
+        np.array([layer.pair["roi_valid_percentage"] for layer in layers], np.float32),
+        {"description": "percentage of pixels with a valid velocity in the granule"},
+    )
+    for name in PAIR_DATES:
+        values = np.array([layer.pair[name] for layer in layers], "datetime64[ns]")
+        data[name] = xr.Variable(TIME_DIM, values)
+    for name in PAIR_STRINGS:
+        data[name] = xr.Variable(TIME_DIM, _strings(str(layer.pair[name]) for layer in layers))
+    data["granule_url"] = xr.Variable(TIME_DIM, _strings(layer.url for layer in layers))
+    crs = CRS.from_epsg(tile.epsg)
+    corner = (
+        tile.x[0] - CELL_SIZE_M / 2,
+        CELL_SIZE_M,
+        0.0,
+        tile.y[0] + CELL_SIZE_M / 2,
+        0.0,
+        -CELL_SIZE_M,
+    )
+    data["mapping"] = xr.Variable((), np.int8(0), mapping_attrs(crs, corner))
+    coords = {
+        TIME_DIM: xr.Variable(
+            TIME_DIM,
+            np.array([layer.mid_date for layer in layers], "datetime64[ns]"),
+            {"description": "midpoint of image 1 and image 2 acquisition date"},
+        ),
+        "y": xr.Variable("y", tile.y, {"standard_name": "projection_y_coordinate", "units": "m"}),
+        "x": xr.Variable("x", tile.x, {"standard_name": "projection_x_coordinate", "units": "m"}),
+    }
+    attrs = _cube_attrs(tile, skipped)
+    attrs[WINDOW_ATTR] = json.dumps(_window(layers))
+    return xr.Dataset(data, coords=coords, attrs=attrs)
+
+
+def _strings(values: Iterable[str]) -> np.ndarray:
+    """Variable-length strings (Zarr v3's `string` type), not fixed-width UTF-32."""
+    return np.array(list(values), dtype=object)
+
+
+def _cube_attrs(tile: CubeTile, skipped: dict[str, str] | None) -> dict[str, object]:
+    to_lonlat = Transformer.from_crs(f"EPSG:{tile.epsg}", "EPSG:4326", always_xy=True)
+    x0, y0 = tile.x_min, tile.y_min
+    x1, y1 = x0 + TILE_SIZE_M, y0 + TILE_SIZE_M
+    ring = [(x0, y0), (x1, y0), (x1, y1), (x0, y1), (x0, y0)]
+    lonlat = [tuple(round(v, 6) for v in to_lonlat.transform(x, y)) for x, y in ring]
+    lon, lat = to_lonlat.transform(*tile.centre)
+    now = _now()
+    return {
+        "Conventions": "CF-1.8",
+        "title": "glacierflow velocity datacube (ITS_LIVE layout)",
+        "institution": "glacierflow",
+        "projection": str(tile.epsg),
+        "proj_polygon": json.dumps(ring),
+        "geo_polygon": json.dumps(lonlat),
+        "latitude": round(lat, 2),
+        "longitude": round(lon, 2),
+        "date_created": now,
+        "date_updated": now,
+        "skipped_granules": json.dumps(skipped or {}, sort_keys=True),
+        "GDAL_AREA_OR_POINT": "Area",
+    }
+
+
+def cube_names(store: Path) -> list[str]:
+    """The cubes in a store folder."""
+    if not Path(store).is_dir():
+        return []
+    return sorted(n for n in os.listdir(store) if _CUBE_NAME.match(n))
