@@ -21,7 +21,7 @@ PROVIDERS = [
     )
 ]
 PROJECTION_SCHEMA = "https://stac-extensions.github.io/projection/v2.0.0/schema.json"
-_DATACUBE = "https://stac-extensions.github.io/datacube/v2.2.0/schema.json"
+DATACUBE_SCHEMA = "https://stac-extensions.github.io/datacube/v2.2.0/schema.json"
 _RENDER = "https://stac-extensions.github.io/render/v2.0.0/schema.json"
 _ITEM_ASSETS = "https://stac-extensions.github.io/item-assets/v1.0.0/schema.json"
 
@@ -90,7 +90,15 @@ def collection(kind: str, collection_id: str | None = None) -> pystac.Collection
             }
         }
     if kind == "cubes":
-        coll.stac_extensions.append(_DATACUBE)
+        coll.stac_extensions.append(DATACUBE_SCHEMA)
+        coll.extra_fields["item_assets"] = {
+            "data": {
+                "title": "Velocity datacube (Zarr v3, ITS_LIVE layout)",
+                "type": "application/vnd+zarr",
+                "roles": ["data"],
+            }
+        }
+        coll.summaries = pystac.Summaries({"gsd": [120]})
     return coll
 
 

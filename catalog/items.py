@@ -25,7 +25,7 @@ from affine import Affine
 from pyproj import CRS, Transformer
 from shapely.geometry import mapping, shape
 
-from glacierflow.catalog.collections import PROJECTION_SCHEMA
+from glacierflow.catalog.collections import DATACUBE_SCHEMA, PROJECTION_SCHEMA
 
 REQUIRED_VARIABLES = ("x", "y", "vx", "vy", "v", "mapping", "img_pair_info")
 _TIME_FORMAT = "%Y%m%dT%H:%M:%S.%f"
@@ -204,3 +204,97 @@ def _number(value: Any) -> float | None:
     except (TypeError, ValueError):
         return None
     return out if np.isfinite(out) else None
+
+
+def cube_item(
+    cube_path: Path, collection_id: str = "cubes", href: str | None = None
+) -> pystac.Item:
+    """The STAC item of a living cube (history and recent segments), with the datacube
+    extension: dimensions, variables, and the layer count and time span as they are now."""
+    from glacierflow.processing.cubes.store import LivingCube
+
+    cube = LivingCube(cube_path.parent, cube_path.name)
+    with cube.open() as ds:
+        dates = ds["mid_date"].values
+        start = ds["acquisition_date_img1"].values.min()
+        end = ds["acquisition_date_img2"].values.max()
+        variables = {
+            name: {
+                "dimensions": list(var.dims),
+                "type": "data",
+                "data_type": str(var.encoding.get("dtype", var.dtype)),
+                **({"unit": var.attrs["units"]} if "units" in var.attrs else {}),
+                **({"description": var.attrs["description"]} if "description" in var.attrs else {}),
+            }
+            for name, var in ds.data_vars.items()
+            if var.dims and name != "mapping"
+        }
+        x, y = ds["x"].values, ds["y"].values
+        geo = json.loads(ds.attrs["geo_polygon"])
+        updated = ds.attrs.get("date_updated")
+    tile = cube.tile
+    epsg = tile.epsg
+    footprint = antimeridian.fix_shape({"type": "Polygon", "coordinates": [geo]})
+    spacing = float(x[1] - x[0])
+    properties: dict[str, Any] = {
+        "start_datetime": _iso(start),
+        "end_datetime": _iso(end),
+        "proj:code": f"EPSG:{epsg}",
+        "proj:shape": [len(y), len(x)],
+        "proj:bbox": [
+            tile.x_min,
+            tile.y_min,
+            tile.x_min + 100_000,
+            tile.y_min + 100_000,
+        ],
+        "gsd": spacing,
+        "layer_count": len(dates),
+        "first_mid_date": _iso(dates.min()),
+        "last_mid_date": _iso(dates.max()),
+        "cube:dimensions": {
+            "mid_date": {
+                "type": "temporal",
+                "extent": [_iso(dates.min()), _iso(dates.max())],
+                "description": "centre date of each image pair",
+            },
+            "x": {
+                "type": "spatial",
+                "axis": "x",
+                "extent": [float(x.min()), float(x.max())],
+                "step": spacing,
+                "reference_system": epsg,
+            },
+            "y": {
+                "type": "spatial",
+                "axis": "y",
+                "extent": [float(y.min()), float(y.max())],
+                "step": -spacing,
+                "reference_system": epsg,
+            },
+        },
+        "cube:variables": variables,
+        "updated": updated,
+    }
+    item = pystac.Item(
+        id=cube.name.removesuffix(".zarr"),
+        geometry=_plain(dict(footprint)),
+        bbox=_plain(list(antimeridian.bbox(shape(footprint)))),
+        datetime=None,
+        properties=_plain(properties),
+        collection=collection_id,
+        stac_extensions=[PROJECTION_SCHEMA, DATACUBE_SCHEMA],
+    )
+    item.add_asset(
+        "data",
+        pystac.Asset(
+            href=href or str(cube.path.absolute()),
+            title="Velocity datacube (Zarr v3, ITS_LIVE layout)",
+            media_type="application/vnd+zarr",
+            roles=["data"],
+        ),
+    )
+    return item
+
+
+def _iso(value: np.datetime64) -> str:
+    return np.datetime_as_string(np.datetime64(value, "us"), unit="us") + "Z"

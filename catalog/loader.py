@@ -13,7 +13,7 @@ from pypgstac.db import PgstacDB
 from pypgstac.load import Loader, Methods
 
 from glacierflow.catalog.collections import all_collections
-from glacierflow.catalog.items import NotAGranuleError, granule_item
+from glacierflow.catalog.items import NotAGranuleError, cube_item, granule_item
 
 
 def load_collections(dsn: str, collections: Iterable[pystac.Collection]) -> None:
@@ -97,3 +97,11 @@ def load_granules(dsn: str, paths: Iterable[Path], collection_id: str) -> LoadRe
     if items:
         load_items(dsn, items)
     return report
+
+
+def load_cubes(dsn: str, paths: Iterable[Path], collection_id: str) -> list[str]:
+    """Create or update the items of cubes (layer count, time span as they are now)."""
+    items = [cube_item(Path(p), collection_id).to_dict(include_self_link=False) for p in paths]
+    if items:
+        load_items(dsn, items)
+    return [item["id"] for item in items]

@@ -191,11 +191,120 @@ def catalog_load(paths: tuple[Path, ...]) -> None:
         sys.exit(1)
 
 
+@main.group()
+def cube() -> None:
+    """Datacubes: granules restructured into Zarr cubes on ITS_LIVE's 100 km tile grid."""
+
+
+def _store_path(store: str | None) -> Path:
+    """A local folder, or a file:// URL of one (object stores are not supported yet)."""
+    if store is None:
+        return get_settings().cube_store
+    if "://" in store:
+        scheme, _, rest = store.partition("://")
+        if scheme != "file":
+            raise click.BadParameter(
+                f"{scheme}:// stores are not supported yet; give a local folder or file:// URL",
+                param_hint="--store",
+            )
+        return Path(rest)
+    return Path(store)
+
+
+_STORE_OPTION = click.option(
+    "--store",
+    help="Folder (or file:// URL) holding the cubes [default: GLACIERFLOW_DATA_DIR/cubes].",
+)
+
+
+@cube.command("ingest")
+@click.argument("granules", nargs=-1, required=True, type=click.Path(path_type=Path))
+@_STORE_OPTION
+@click.option(
+    "--consolidate/--no-consolidate",
+    default=False,
+    show_default=True,
+    help="Fold the recent segments into each cube's history now, whatever their number.",
+)
+@click.option(
+    "--catalog/--no-catalog",
+    "register",
+    default=True,
+    show_default=True,
+    help="Create or update the cubes' STAC items in the catalog.",
+)
+def cube_ingest(
+    granules: tuple[Path, ...], store: str | None, consolidate: bool, register: bool
+) -> None:
+    """Write GRANULES (files or folders of .nc) into every cube they reach.
+
+    Granules already in a cube are passed over; unreadable ones, ones without valid data
+    and ones whose mid_date a cube already holds are listed with the reason, and the rest
+    still go in (exit 1 when any file was unreadable). Granules in another projection than
+    the cube are resampled into it with their vectors rotated. One Dask task per cube:
+    local threads, or GLACIERFLOW_DASK_SCHEDULER=tcp://host:port.
+    """
+    from glacierflow.processing.cubes.ingest import ingest
+
+    settings = get_settings()
+    root = _store_path(store)
+    files = [f for p in granules for f in (sorted(p.rglob("*.nc")) if p.is_dir() else [p])]
+    report = ingest(
+        files,
+        root,
+        scheduler=settings.dask_scheduler,
+        consolidate_after=settings.cube_consolidate_after,
+        force_consolidate=consolidate,
+        progress=_say,
+    )
+    for granule, reason in report.skipped.items():
+        _say(f"skipped {granule}: {reason}")
+    changed = [root / name for name, c in report.cubes.items() if c.added or c.consolidated]
+    if register and changed:
+        _register_cubes(changed)
+    _say(f"{report.added} layer(s) added to {len(report.cubes)} cube(s) in {root}")
+    if any(reason.startswith("unreadable") for reason in report.skipped.values()):
+        sys.exit(1)
+
+
+def _register_cubes(paths: list[Path]) -> None:
+    from glacierflow.catalog.database import catalog_database
+    from glacierflow.catalog.loader import init_catalog, load_cubes
+
+    settings = get_settings()
+    with _exit_on_input_errors(), catalog_database(settings.data_dir) as dsn:
+        init_catalog(dsn, settings.collection_ids)
+        ids = load_cubes(dsn, paths, settings.collection_id("cubes"))
+    _say(f"catalog: {len(ids)} cube item(s) updated")
+
+
+@cube.command("consolidate")
+@_STORE_OPTION
+@click.option(
+    "--catalog/--no-catalog",
+    "register",
+    default=True,
+    show_default=True,
+    help="Update the cubes' STAC items in the catalog.",
+)
+def cube_consolidate(store: str | None, register: bool) -> None:
+    """Fold every cube's recent segments into its time-contiguous history (what ingest
+    does by itself once a cube has GLACIERFLOW_CUBE_CONSOLIDATE_AFTER segments)."""
+    from glacierflow.processing.cubes.ingest import consolidate_store
+    from glacierflow.processing.cubes.store import cube_names
+
+    root = _store_path(store)
+    done = consolidate_store(root, cube_names(root))
+    if register and done:
+        _register_cubes([root / name for name in done])
+    _say(f"{len(done)} cube(s) consolidated in {root}")
+
+
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, show_default=True, type=int)
 def serve(host: str, port: int) -> None:
-    """Serve the HTTP API: /stac (STAC API), /healthz, /docs."""
+    """Serve the HTTP API: /stac (STAC API), /timeseries and /profile, /healthz, /docs."""
     from glacierflow.catalog.database import catalog_database
     from glacierflow.catalog.loader import init_catalog
     from glacierflow.services.server import run

@@ -28,6 +28,17 @@ class Settings(BaseSettings):
         None, description="enables STAC transactions, for requests carrying this X-API-Key"
     )
 
+    cube_consolidate_after: int = Field(
+        8,
+        ge=1,
+        description="recent segments a cube gathers before ingest folds them into its history",
+    )
+
+    @property
+    def cube_store(self) -> Path:
+        """Where `cube ingest` writes cubes unless --store says otherwise."""
+        return self.data_dir / "cubes"
+
     def collection_id(self, kind: str) -> str:
         return self.collection_ids.get(kind, kind)
 

@@ -298,6 +298,7 @@ def granule_copy(
     sec_time: datetime,
     velocity: VelocityField,
     satellite: str = "8",
+    mission: str = "L",
 ) -> Path:
     """A granule like `template` (grid, projection, valid-data mask, attributes) with new
     acquisition dates and a known velocity: many distinct granules for cubes, in moments,
@@ -315,7 +316,7 @@ def granule_copy(
     valid = ds["v"].values != -32767
     for name, values in (("vx", vx), ("vy", vy), ("v", np.hypot(vx, vy))):
         ds[name].values = np.where(valid, np.rint(values), -32767).astype(np.int16)
-    ids = [f"LC0{satellite}_SYNTH_{t:%Y%m%d}" for t in (ref_time, sec_time)]
+    ids = [f"{mission}{satellite}_SYNTH_{t:%Y%m%d}" for t in (ref_time, sec_time)]
     ds["img_pair_info"].attrs.update(
         id_img1=ids[0],
         id_img2=ids[1],
@@ -325,6 +326,8 @@ def granule_copy(
         date_dt=(sec_time - ref_time).total_seconds() / 86400,
         satellite_img1=satellite,
         satellite_img2=satellite,
+        mission_img1=mission,
+        mission_img2=mission,
     )
     percent = int(100 * valid.mean())
     return write_granule(ds, folder / f"{ids[0]}_X_{ids[1]}_G0120V02_P{percent:03d}.nc")

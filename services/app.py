@@ -3,11 +3,16 @@
 
 from __future__ import annotations
 
+from contextlib import asynccontextmanager
+
 import psycopg
-from fastapi import APIRouter, FastAPI
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.exception_handlers import request_validation_exception_handler
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from glacierflow.services import stac
+from glacierflow.services.timeseries import timeseries_router
 from glacierflow.settings import Settings
 
 
@@ -33,4 +38,25 @@ def create_app(settings: Settings, dsn: str) -> FastAPI:
     """The composed application; `dsn` is the catalog database."""
     app = stac.create_stac_app(settings, dsn, prefix="/stac")
     app.include_router(health_router(dsn))
+    series, finder = timeseries_router(settings, dsn)
+    app.include_router(series)
+    stac_lifespan = app.router.lifespan_context
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        async with stac_lifespan(app) as state:
+            yield state
+        finder.close()
+
+    app.router.lifespan_context = lifespan
+    stac_invalid = app.exception_handlers.get(RequestValidationError)
+
+    async def invalid(request: Request, exc: RequestValidationError):
+        """stac-fastapi answers invalid STAC requests with 400; the rest of the API with
+        FastAPI's 422 and the list of what is wrong."""
+        if stac_invalid and request.url.path.startswith("/stac"):
+            return await stac_invalid(request, exc)
+        return await request_validation_exception_handler(request, exc)
+
+    app.add_exception_handler(RequestValidationError, invalid)
     return app

@@ -207,3 +207,35 @@ def serving(app, **config) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(10)
+
+
+# -- cubes: many granules with a known velocity, made from one tracked granule -------------
+CUBE_START = datetime(2023, 1, 5, 12)
+
+
+def cube_velocity(k: int) -> Callable:
+    """The known velocity of the k-th cube granule: vx = 100 + 10 k, vy = -50 m/yr."""
+    return lambda x, y, centre: (np.full_like(x, 100.0 + 10 * k), np.full_like(x, -50.0))
+
+
+def make_cube_granules(
+    template: Path, folder: Path, count: int, first: int = 0, satellite: str = "8"
+) -> list[Path]:
+    """`count` granules 16 days long, every 12 days from CUBE_START (+12 days per `first`)."""
+    from datetime import timedelta
+
+    files = []
+    for k in range(first, first + count):
+        ref = CUBE_START + timedelta(days=12 * k)
+        files.append(
+            synthetic.granule_copy(
+                template,
+                folder,
+                ref,
+                ref + timedelta(days=16),
+                cube_velocity(k),
+                satellite,
+                mission="S" if satellite[-1].isalpha() else "L",
+            )
+        )
+    return files

@@ -7,12 +7,14 @@ the rest) with its vectors carried into the cube's projection (see reproject.py)
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
 import netCDF4
 import numpy as np
+import rasterio.transform
 import rasterio.warp
 from affine import Affine
 from pyproj import CRS, Transformer
@@ -95,8 +97,18 @@ def _date(text: object, path: Path, name: str) -> np.datetime64:
     raise GranuleReadError(f"{path}: img_pair_info.{name} {text!r} is not a date")
 
 
+# HDF5, under netCDF4, is not thread-safe: one reader at a time in a process (xarray does
+# the same), while cube tasks run on threads
+_HDF5_LOCK = threading.Lock()
+
+
 def read_granule(path: Path, url: str | None = None) -> Granule:
     """Read a velocity granule; GranuleReadError names the file and what is wrong."""
+    with _HDF5_LOCK:
+        return _read_granule(path, url)
+
+
+def _read_granule(path: Path, url: str | None) -> Granule:
     try:
         ds = netCDF4.Dataset(path)
     except OSError as err:
@@ -260,15 +272,38 @@ def _sliced(granule: Granule, tile: CubeTile) -> tuple[dict[str, np.ndarray], di
 
 def _resampled(granule: Granule, tile: CubeTile) -> tuple[dict[str, np.ndarray], dict[str, float]]:
     ny, nx = len(tile.y), len(tile.x)
-    dst_transform = Affine(
-        CELL_SIZE_M,
-        0,
-        tile.x[0] - CELL_SIZE_M / 2,
-        0,
-        -CELL_SIZE_M,
-        tile.y[0] + CELL_SIZE_M / 2,
-    )
     dst_crs = CRS.from_epsg(tile.epsg)
+    # resample only the part of the tile the granule's bounds reach
+    h, w = granule.valid.shape
+    left, bottom, right, top = rasterio.warp.transform_bounds(
+        granule.crs,
+        dst_crs,
+        *rasterio.transform.array_bounds(h, w, granule.transform),
+        densify_pts=21,
+    )
+    c0 = int(np.clip(np.floor((left - tile.x[0]) / CELL_SIZE_M), 0, nx))
+    c1 = int(np.clip(np.ceil((right - tile.x[0]) / CELL_SIZE_M) + 1, 0, nx))
+    r0 = int(np.clip(np.floor((tile.y[0] - top) / CELL_SIZE_M), 0, ny))
+    r1 = int(np.clip(np.ceil((tile.y[0] - bottom) / CELL_SIZE_M) + 1, 0, ny))
+    out: dict[str, np.ndarray] = {
+        name: np.full((ny, nx), fill, dtype=dtype) for name, (dtype, fill, _) in GRIDDED.items()
+    }
+    if r1 <= r0 or c1 <= c0:
+        return out, dict(granule.figures)
+    window = _resampled_window(granule, tile, dst_crs, r0, r1, c0, c1)
+    for name, values in window[0].items():
+        out[name][r0:r1, c0:c1] = values
+    return out, window[1]
+
+
+def _resampled_window(
+    granule: Granule, tile: CubeTile, dst_crs: CRS, r0: int, r1: int, c0: int, c1: int
+) -> tuple[dict[str, np.ndarray], dict[str, float]]:
+    ny, nx = r1 - r0, c1 - c0
+    xs, ys = tile.x[c0:c1], tile.y[r0:r1]
+    dst_transform = Affine(
+        CELL_SIZE_M, 0, xs[0] - CELL_SIZE_M / 2, 0, -CELL_SIZE_M, ys[0] + CELL_SIZE_M / 2
+    )
     out: dict[str, np.ndarray] = {}
     floats: dict[str, np.ndarray] = {}
     for name, (dtype, fill, _) in GRIDDED.items():
@@ -303,7 +338,7 @@ def _resampled(granule: Granule, tile: CubeTile) -> tuple[dict[str, np.ndarray],
             )
             out[name] = dst
     # vectors into the cube's axes, with the Jacobian at each cell's source position
-    gx, gy = np.meshgrid(tile.x, tile.y)
+    gx, gy = np.meshgrid(xs, ys)
     to_source = Transformer.from_crs(dst_crs, granule.crs, always_xy=True)
     to_cube = Transformer.from_crs(granule.crs, dst_crs, always_xy=True)
     sx, sy = to_source.transform(gx, gy)
@@ -314,7 +349,7 @@ def _resampled(granule: Granule, tile: CubeTile) -> tuple[dict[str, np.ndarray],
     out["vy"] = _to_int16(vy, ok)
     out["v"] = _to_int16(np.hypot(vx, vy), ok)
     out["v_error"] = _to_int16(floats["v_error"], ok & np.isfinite(floats["v_error"]))
-    # the 1-D figures with the Jacobian at the tile centre
+    # the 1-D figures with the Jacobian at the centre of the resampled window
     centre = tuple(float(np.asarray(j)[ny // 2, nx // 2]) for j in jac)
     figures = dict(granule.figures)
     for figure in ERROR_FIGURES:

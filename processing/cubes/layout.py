@@ -126,5 +126,6 @@ class ChunkLayout:
 # glacierflow's history (see BENCHMARKS.md) and ITS_LIVE's layout, the benchmark baseline
 HISTORY_LAYOUT = ChunkLayout()
 ITS_LIVE_LAYOUT = ChunkLayout(point_px=10, bulk_px=10, max_time_chunk=20000, cname="zlib", clevel=2)
-# recent segments hold a few layers each: larger tiles, few files, still small reads
-SEGMENT_LAYOUT = ChunkLayout(point_px=64, bulk_px=64)
+# recent segments hold a few layers each: larger tiles, few files, still small reads; a
+# multiple of the history's chunks, so consolidation reads and writes aligned blocks
+SEGMENT_LAYOUT = ChunkLayout(point_px=50, bulk_px=50)

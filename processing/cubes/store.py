@@ -26,6 +26,7 @@ import os
 import re
 import shutil
 import uuid
+import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -51,6 +52,10 @@ from glacierflow.processing.cubes.layout import (
     layer_figure_names,
 )
 from glacierflow.processing.io.granule import mapping_attrs
+
+# ITS_LIVE's readers expect consolidated metadata; zarr warns on every write that Zarr v3
+# has not standardised it yet
+warnings.filterwarnings("ignore", message="Consolidated metadata is currently not part")
 
 STATE_DIR = ".glacierflow"
 _HISTORY = re.compile(r"^history-(\d{6})\.zarr$")
@@ -126,7 +131,10 @@ class LivingCube:
         return Snapshot(target, through, segments)
 
     def open(self, chunks: dict[str, int] | None = None) -> xr.Dataset:
-        """The whole cube as one Dataset in ITS_LIVE's layout, sorted by mid_date."""
+        """The whole cube as one Dataset in ITS_LIVE's layout, sorted by mid_date (lazy:
+        dask blocks of 50 x 50 pixels by default, aligned with every part's chunks)."""
+        side = SEGMENT_LAYOUT.bulk_px
+        chunks = chunks or {TIME_DIM: -1, "y": side, "x": side}
         for _ in range(5):
             snap = self.snapshot()
             try:
@@ -170,7 +178,7 @@ class LivingCube:
         ]
         snap = self.snapshot()
         if snap.history is None:  # a new cube: its first batch is its history
-            self._publish_history(layers_dataset(self.tile, batches[0], skipped), 0, HISTORY_LAYOUT)
+            self.publish_history(layers_dataset(self.tile, batches[0], skipped), 0, HISTORY_LAYOUT)
             snap, batches = self.snapshot(), batches[1:]
         seq = max([snap.through, *(int(p.stem) for p in snap.segments)])
         for batch in batches:
@@ -188,12 +196,12 @@ class LivingCube:
         if not snap.segments:
             return False
         through = int(snap.segments[-1].stem)
-        side = HISTORY_LAYOUT.bulk_px  # a multiple of point_px: dask chunks align with both
+        side = SEGMENT_LAYOUT.bulk_px  # aligned with the chunks of every part
         blocks = {TIME_DIM: -1, "y": side, "x": side}
-        ds = open_snapshot(snap, chunks=blocks).chunk(blocks)
+        ds = open_snapshot(snap, chunks=blocks).chunk(blocks)  # one time block after concat
         ds.attrs["skipped_granules"] = _skipped_attr(ds.attrs, skipped)
         ds.attrs["date_updated"] = _now()
-        self._publish_history(ds, through, HISTORY_LAYOUT)
+        self.publish_history(ds, through, HISTORY_LAYOUT)
         for segment in snap.segments:
             shutil.rmtree(segment, ignore_errors=True)
         return True
@@ -201,7 +209,9 @@ class LivingCube:
     def _staged(self) -> Path:
         return self.state / "staging" / f"{uuid.uuid4().hex}.zarr"
 
-    def _publish_history(self, ds: xr.Dataset, through: int, layout: ChunkLayout) -> None:
+    def publish_history(self, ds: xr.Dataset, through: int, layout: ChunkLayout) -> None:
+        """Make `ds` the cube's history, holding segments up to `through` (under `locked()`):
+        written in staging, renamed, then the cube's symlink replaced in one step."""
         staged = self._staged()
         ds.attrs["url"] = str(self.path)
         write_zarr(ds, staged, layout)
@@ -266,6 +276,7 @@ def write_zarr(ds: xr.Dataset, path: Path, layout: ChunkLayout) -> None:
             "chunks": layout.chunks(name, n, ny, nx),
             "compressors": [layout.compressor()],
             "_FillValue": fill,
+            "fill_value": fill,  # what zarr returns for chunks never written
         }
     for name in ds.data_vars:
         if ds[name].dims == (TIME_DIM,):
@@ -290,6 +301,7 @@ def write_zarr(ds: xr.Dataset, path: Path, layout: ChunkLayout) -> None:
     ds.drop_vars([*GRIDDED, "mapping"]).to_zarr(path, mode="r+", region=whole)
     if rows.stop > rows.start and cols.stop > cols.start:
         region = ds[list(GRIDDED)].isel(y=rows, x=cols).drop_vars([TIME_DIM, "y", "x"])
+        region = region.chunk({TIME_DIM: -1, "y": block, "x": block})  # whole chunks each
         region.to_zarr(
             path,
             mode="r+",
@@ -322,16 +334,20 @@ def layers_dataset(
     n = len(layers)
     dims3 = (TIME_DIM, "y", "x")
     data: dict[str, xr.Variable] = {}
+    r0, r1, c0, c1 = window = _window(layers)
     for name, (dtype, fill, attrs) in GRIDDED.items():
-        block = np.full((n, ny, nx), fill, dtype=dtype)
+        # only the window holds data: a full tile is ~9 MB a layer, padded lazily instead
+        block = np.full((n, r1 - r0, c1 - c0), fill, dtype=dtype)
         for k, layer in enumerate(layers):
-            window = layer.gridded[name]
-            block[
-                k,
-                layer.row0 : layer.row0 + window.shape[0],
-                layer.col0 : layer.col0 + window.shape[1],
-            ] = window
-        data[name] = xr.Variable(dims3, block, {**attrs, "grid_mapping": "mapping"})
+            values = layer.gridded[name]
+            top, left = layer.row0 - r0, layer.col0 - c0
+            block[k, top : top + values.shape[0], left : left + values.shape[1]] = values
+        padded = dask.array.pad(
+            dask.array.from_array(block, chunks=-1),
+            ((0, 0), (r0, ny - r1), (c0, nx - c1)),
+            constant_values=fill,
+        )
+        data[name] = xr.Variable(dims3, padded, {**attrs, "grid_mapping": "mapping"})
     for name in layer_figure_names():
         values = np.array([layer.figures.get(name, np.nan) for layer in layers], np.float32)
         data[name] = xr.Variable(TIME_DIM, values, {"units": "meter/year"})
@@ -376,7 +392,7 @@ def layers_dataset(
         "x": xr.Variable("x", tile.x, {"standard_name": "projection_x_coordinate", "units": "m"}),
     }
     attrs = _cube_attrs(tile, skipped)
-    attrs[WINDOW_ATTR] = json.dumps(_window(layers))
+    attrs[WINDOW_ATTR] = json.dumps(window)
     return xr.Dataset(data, coords=coords, attrs=attrs)
 
 

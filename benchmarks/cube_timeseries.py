@@ -1,0 +1,312 @@
+"""Point time series from a 20,000-layer cube: glacierflow's chunks against ITS_LIVE's
+layout (20000 x 10 x 10, zlib) in the same run; and ingest throughput and visibility.
+
+    .venv/bin/python benchmarks/cube_timeseries.py [--layers 20000] [--granules 1000]
+
+1. Writes the same synthetic 20,000-layer cube (data in a 50 x 50-pixel window of the
+   tile, 30 % of values empty) in both layouts, catalogs each in its own database and
+   serves each with `glacierflow serve`'s app (uvicorn process, loopback).
+2. Bytes read per point (this process's read bytes, /proc/self/io rchar, steady state:
+   the 1-D metadata are kept per cube version), for `v` alone and for the itslive
+   client's default variables.
+3. GET /timeseries at random pixels of the window: p50/p95 with 1 client, and queries/s
+   with p50/p95 with 16 concurrent clients, for both layouts.
+4. Ingest of N granules into one cube (granules/s), and the time from the start of
+   ingesting one more granule to its appearance in /timeseries.
+Uses DATABASE_URL when set, else a private cluster in a temporary folder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import threading
+import time
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import httpx
+import numpy as np
+import psycopg
+from pyproj import Transformer
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from stac_search import _serve
+
+from glacierflow.catalog.database import EmbeddedCluster, external_dsn
+from glacierflow.catalog.loader import init_catalog, load_cubes
+from glacierflow.processing.cubes.grid import CubeTile
+from glacierflow.processing.cubes.layers import Layer
+from glacierflow.processing.cubes.layout import (
+    GRIDDED,
+    HISTORY_LAYOUT,
+    ITS_LIVE_LAYOUT,
+    ChunkLayout,
+    layer_figure_names,
+)
+from glacierflow.processing.cubes.points import DEFAULT_VARIABLES, CubeReader, SeriesFilter
+from glacierflow.processing.cubes.store import LivingCube, layers_dataset
+
+TILE = CubeTile(3413, -200_000, -2_300_000)
+WINDOW = (400, 450, 400, 450)  # rows, cols of the tile holding data
+
+
+def synthetic_layers(n: int, seed: int = 0) -> list[Layer]:
+    """n layers over the window: a seasonal speed field with noise, 30 % empty."""
+    rng = np.random.default_rng(seed)
+    r0, r1, c0, c1 = WINDOW
+    shape = (r1 - r0, c1 - c0)
+    start = datetime(2014, 1, 1, 12)
+    layers = []
+    for k in range(n):
+        centre = start + timedelta(hours=7 * k)
+        season = 1 + 0.3 * np.sin(2 * np.pi * centre.timetuple().tm_yday / 365)
+        vx = (800 * season + rng.normal(0, 30, shape)).astype(np.int16)
+        vy = (-200 * season + rng.normal(0, 30, shape)).astype(np.int16)
+        empty = rng.random(shape) < 0.3
+        gridded = {}
+        for name, (dtype, fill, _) in GRIDDED.items():
+            gridded[name] = np.full(shape, fill, dtype=dtype)
+        gridded["vx"] = np.where(empty, -32767, vx).astype(np.int16)
+        gridded["vy"] = np.where(empty, -32767, vy).astype(np.int16)
+        gridded["v"] = np.where(empty, -32767, np.hypot(vx, vy)).astype(np.int16)
+        gridded["v_error"] = np.where(empty, -32767, rng.integers(5, 60, shape)).astype(np.int16)
+        gridded["chip_size_width"] = np.where(empty, 0, 240).astype(np.uint16)
+        gridded["chip_size_height"] = gridded["chip_size_width"]
+        dt = float(rng.choice([5, 6, 10, 12, 16, 32, 48, 96, 365]))
+        pair = {
+            "satellite_img1": "8",
+            "satellite_img2": "8",
+            "mission_img1": "L",
+            "mission_img2": "L",
+            "sensor_img1": "C",
+            "sensor_img2": "C",
+            "acquisition_date_img1": np.datetime64(centre - timedelta(days=dt / 2), "ns"),
+            "acquisition_date_img2": np.datetime64(centre + timedelta(days=dt / 2), "ns"),
+            "date_center": np.datetime64(centre, "ns"),
+            "date_dt": dt,
+            "roi_valid_percentage": 70.0,
+            "stable_shift_flag": 1,
+        }
+        figures = {name: float(rng.uniform(1, 20)) for name in layer_figure_names()}
+        layers.append(
+            Layer(
+                TILE,
+                f"bench/granule_{k:06d}.nc",
+                pair["date_center"],
+                r0,
+                c0,
+                gridded,
+                figures,
+                pair,
+            )
+        )
+    return layers
+
+
+def build(store: Path, layers: list[Layer], layout: ChunkLayout) -> float:
+    cube = LivingCube(store, TILE.name)
+    t0 = time.perf_counter()
+    with cube.locked():
+        cube.publish_history(layers_dataset(TILE, layers), 0, layout)
+    return time.perf_counter() - t0
+
+
+def rchar() -> int:
+    with open("/proc/self/io") as handle:
+        for line in handle:
+            if line.startswith("rchar:"):
+                return int(line.split()[1])
+    return 0
+
+
+def bytes_per_point(store: Path, variables: list[str], points: list[tuple[int, int]]) -> float:
+    reader = CubeReader(LivingCube(store, TILE.name))
+    reader.series(*points[0], variables, SeriesFilter())  # the 1-D metadata, once
+    before = rchar()
+    for row, col in points:
+        reader.series(row, col, variables, SeriesFilter())
+    return (rchar() - before) / len(points)
+
+
+def lonlat(row: int, col: int) -> tuple[float, float]:
+    x, y = TILE.x[col] + 10.0, TILE.y[row] - 10.0
+    return Transformer.from_crs(3413, 4326, always_xy=True).transform(x, y)
+
+
+def latencies(base: str, points, repeat: int, clients: int) -> tuple[list[float], float]:
+    rng = np.random.default_rng(clients)
+    times: list[float] = []
+    lock = threading.Lock()
+
+    def worker(count: int) -> None:
+        with httpx.Client(base_url=base, timeout=60) as http:
+            for _ in range(count):
+                lon, lat = points[rng.integers(len(points))]
+                t0 = time.perf_counter()
+                answer = http.get("/timeseries", params={"lon": lon, "lat": lat})
+                elapsed = time.perf_counter() - t0
+                assert answer.status_code == 200, answer.text
+                with lock:
+                    times.append(elapsed)
+
+    started = time.perf_counter()
+    threads = [threading.Thread(target=worker, args=(repeat // clients,)) for _ in range(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return times, len(times) / (time.perf_counter() - started)
+
+
+def pct(times: list[float], q: float) -> float:
+    return float(np.percentile(times, q) * 1000)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--layers", type=int, default=20_000)
+    parser.add_argument("--granules", type=int, default=1000)
+    parser.add_argument("--repeat", type=int, default=400)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        os.chmod(tmp, 0o755)
+        cluster = None
+        dsn = external_dsn()
+        if dsn is None:
+            cluster = EmbeddedCluster(Path(tmp) / "postgres")
+            dsn, _ = cluster.start()
+        try:
+            run(Path(tmp), dsn, args)
+        finally:
+            if cluster:
+                cluster.stop()
+
+
+def database(dsn: str, name: str) -> str:
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        conn.execute(f"CREATE DATABASE {name}")
+    own = dsn.rsplit("/", 1)[0] + "/" + name
+    init_catalog(own, {})
+    return own
+
+
+SERVE = (
+    "import uvicorn\n"
+    "from glacierflow.services.app import create_app\n"
+    "from glacierflow.settings import Settings\n"
+    "uvicorn.run(create_app(Settings(), {dsn!r}), host='127.0.0.1', port={{port}}, "
+    "log_level='error')\n"
+)
+
+
+def run(tmp: Path, dsn: str, args) -> None:
+    print(f"{args.layers} layers, data window {WINDOW}")
+    layers = synthetic_layers(args.layers)
+    rng = np.random.default_rng(1)
+    r0, r1, c0, c1 = WINDOW
+    pixels = [(int(rng.integers(r0, r1)), int(rng.integers(c0, c1))) for _ in range(50)]
+    points = [lonlat(r, c) for r, c in pixels]
+    layouts = {"glacierflow": HISTORY_LAYOUT, "ITS_LIVE": ITS_LIVE_LAYOUT}
+    servers = {}
+    try:
+        for name, layout in layouts.items():
+            store = tmp / name
+            seconds = build(store, layers, layout)
+            size = sum(f.stat().st_size for f in store.rglob("*") if f.is_file())
+            v_bytes = bytes_per_point(store, ["v"], pixels)
+            all_bytes = bytes_per_point(store, list(DEFAULT_VARIABLES), pixels)
+            print(
+                f"{name:12s} write {seconds:6.1f} s, {size / 1e6:7.1f} MB on disk; read per "
+                f"point: v {v_bytes / 1e6:.2f} MB, itslive defaults {all_bytes / 1e6:.2f} MB"
+            )
+            own = database(dsn, f"bench_cube_{name.lower()}")
+            load_cubes(own, [store / TILE.name], "cubes")
+            servers[name] = _serve(SERVE.format(dsn=own), {})
+        for clients in (1, 16):
+            for name, (_, base) in servers.items():
+                latencies(base, points, 32, clients)  # warm
+                times, rate = latencies(base, points, args.repeat, clients)
+                print(
+                    f"{name:12s} {clients:2d} client(s): p50 {pct(times, 50):6.1f} ms, "
+                    f"p95 {pct(times, 95):6.1f} ms, {rate:6.1f} queries/s"
+                )
+        ingest_benchmark(tmp, dsn, args.granules)
+    finally:
+        for process, _ in servers.values():
+            process.terminate()
+
+
+def ingest_benchmark(tmp: Path, dsn: str, n: int) -> None:
+    """N granules into one cube, then one more while the API watches for it."""
+    from glacierflow.processing import synthetic
+    from glacierflow.processing.cubes.ingest import ingest
+    from glacierflow.processing.cubes.store import cube_names
+    from glacierflow.processing.pipeline import TrackRequest, track_pair
+
+    pair = synthetic.make_pair((300, 300), synthetic.uniform(0.3, -0.7), seed=3)
+    ref, sec = synthetic.write_geotiffs(pair, tmp / "scenes", "bench")
+    template = track_pair(
+        TrackRequest(
+            ref=str(ref),
+            sec=str(sec),
+            output=tmp / "template",
+            chip_min_m=120,
+            chip_max_m=240,
+            max_speed_m_per_yr=500,
+        )
+    ).path
+    files = []
+    start = datetime(2015, 1, 1)
+    for k in range(n + 1):
+        t = start + timedelta(days=3 * k)
+        files.append(
+            synthetic.granule_copy(
+                template,
+                tmp / "many",
+                t,
+                t + timedelta(days=16),
+                lambda x, y, c, k=k: (np.full_like(x, 100.0 + k % 50), np.full_like(x, 20.0)),
+            )
+        )
+    store = tmp / "ingest"
+    t0 = time.perf_counter()
+    report = ingest(files[:n], store, progress=lambda _: None)
+    seconds = time.perf_counter() - t0
+    print(
+        f"ingest: {report.added} granules into 1 cube in {seconds:.1f} s "
+        f"({report.added / seconds:.1f} granules/s, consolidations included)"
+    )
+    own = database(dsn, "bench_cube_ingest")
+    load_cubes(own, [store / name for name in cube_names(store)], "cubes")
+    process, base = _serve(SERVE.format(dsn=own), {})
+    try:
+        from glacierflow.processing.cubes.layers import read_granule
+
+        granule = read_granule(template)
+        rows, cols = np.nonzero(granule.valid)
+        lon, lat = Transformer.from_crs(3413, 4326, always_xy=True).transform(
+            granule.x[cols[0]], granule.y[rows[0]]
+        )
+        with httpx.Client(base_url=base, timeout=60) as http:
+            count = http.get("/timeseries", params={"lon": lon, "lat": lat}).json()["count"]
+            t0 = time.perf_counter()
+            ingest(files[n:], store, progress=lambda _: None)
+            ingested = time.perf_counter() - t0
+            while http.get("/timeseries", params={"lon": lon, "lat": lat}).json()["count"] == count:
+                time.sleep(0.02)
+            visible = time.perf_counter() - t0
+        print(
+            f"one more granule: ingested in {ingested:.2f} s, in /timeseries after {visible:.2f} s"
+        )
+    finally:
+        process.terminate()
+
+
+if __name__ == "__main__":
+    main()
