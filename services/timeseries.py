@@ -239,15 +239,21 @@ def _check_lonlat(lon: float, lat: float) -> None:
 
 
 # -- formatting ----------------------------------------------------------------------------
-def _column(values: np.ndarray) -> list:
+def _column(values: np.ndarray) -> list | np.ndarray:
+    """One JSON column: numbers stay numpy (orjson writes them in C, NaN as null)."""
     if np.issubdtype(values.dtype, np.datetime64):
-        return list(np.datetime_as_string(values.astype("datetime64[ms]"), unit="ms"))
+        return np.datetime_as_string(values.astype("datetime64[ms]"), unit="ms").tolist()
     if np.issubdtype(values.dtype, np.floating):
-        rounded = np.round(values.astype(np.float64), 3)
-        return [None if not np.isfinite(v) else v for v in rounded.tolist()]
+        return np.round(values.astype(np.float64), 3)
     if values.dtype.kind in "OUT":
-        return [str(v) for v in values]
-    return values.tolist()
+        return values.astype(str).tolist()
+    return values
+
+
+def _json(body: object) -> Response:
+    return Response(
+        orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY), media_type="application/json"
+    )
 
 
 def _series_json(located: Located, series: xr.Dataset) -> dict[str, object]:
@@ -334,9 +340,7 @@ def _respond(fmt: OutputFormat, items: list[tuple[Located, xr.Dataset]], single:
     if fmt is OutputFormat.netcdf:
         return Response(_series_netcdf(items), media_type="application/x-netcdf")
     body = [_series_json(loc, s) for loc, s in items]
-    return Response(
-        orjson.dumps(body[0] if single else {"results": body}), media_type="application/json"
-    )
+    return _json(body[0] if single else {"results": body})
 
 
 # -- profiles --------------------------------------------------------------------------------
@@ -492,6 +496,6 @@ def timeseries_router(settings: Settings, dsn: str) -> tuple[APIRouter, CubeFind
         if format is OutputFormat.csv:
             frame = profile.to_dataframe().dropna(subset=["v"] if "v" in names else None)
             return Response(frame.to_csv(float_format="%.1f"), media_type="text/csv")
-        return Response(orjson.dumps(_profile_json(profile)), media_type="application/json")
+        return _json(_profile_json(profile))
 
     return router, finder
