@@ -170,7 +170,7 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--layers", type=int, default=20_000)
-    parser.add_argument("--granules", type=int, default=1000)
+    parser.add_argument("--granules", type=int, default=1000, help="0: no ingest part")
     parser.add_argument("--repeat", type=int, default=400)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
@@ -197,11 +197,10 @@ def database(dsn: str, name: str) -> str:
 
 
 SERVE = (
-    "import uvicorn\n"
-    "from glacierflow.services.app import create_app\n"
-    "from glacierflow.settings import Settings\n"
-    "uvicorn.run(create_app(Settings(), {dsn!r}), host='127.0.0.1', port={{port}}, "
-    "log_level='error')\n"
+    "import os, uvicorn\n"
+    "os.environ['DATABASE_URL'] = {dsn!r}\n"
+    "uvicorn.run('glacierflow.services.app:create_app_from_environment', factory=True, "
+    "host='127.0.0.1', port={{port}}, workers=2, log_level='error')\n"
 )
 
 
@@ -236,7 +235,8 @@ def run(tmp: Path, dsn: str, args) -> None:
                     f"{name:12s} {clients:2d} client(s): p50 {pct(times, 50):6.1f} ms, "
                     f"p95 {pct(times, 95):6.1f} ms, {rate:6.1f} queries/s"
                 )
-        ingest_benchmark(tmp, dsn, args.granules)
+        if args.granules:
+            ingest_benchmark(tmp, dsn, args.granules)
     finally:
         for process, _ in servers.values():
             process.terminate()

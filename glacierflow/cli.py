@@ -303,7 +303,14 @@ def cube_consolidate(store: str | None, register: bool) -> None:
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, show_default=True, type=int)
-def serve(host: str, port: int) -> None:
+@click.option(
+    "--workers",
+    default=1,
+    show_default=True,
+    type=click.IntRange(1, 64),
+    help="Server processes (one per core serves the most concurrent clients).",
+)
+def serve(host: str, port: int, workers: int) -> None:
     """Serve the HTTP API: /stac (STAC API), /timeseries and /profile, /healthz, /docs."""
     from glacierflow.catalog.database import catalog_database
     from glacierflow.catalog.loader import init_catalog
@@ -312,7 +319,7 @@ def serve(host: str, port: int) -> None:
     settings = get_settings()
     with _exit_on_input_errors(), catalog_database(settings.data_dir) as dsn:
         init_catalog(dsn, settings.collection_ids)
-        run(settings, dsn, host, port, say=_say)
+        run(settings, dsn, host, port, say=_say, workers=workers)
 
 
 @main.command()

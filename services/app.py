@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import inspect
 from contextlib import asynccontextmanager
 
 import psycopg
@@ -55,8 +56,20 @@ def create_app(settings: Settings, dsn: str) -> FastAPI:
         """stac-fastapi answers invalid STAC requests with 400; the rest of the API with
         FastAPI's 422 and the list of what is wrong."""
         if stac_invalid and request.url.path.startswith("/stac"):
-            return await stac_invalid(request, exc)
+            answer = stac_invalid(request, exc)
+            return await answer if inspect.isawaitable(answer) else answer
         return await request_validation_exception_handler(request, exc)
 
     app.add_exception_handler(RequestValidationError, invalid)
     return app
+
+
+def create_app_from_environment() -> FastAPI:
+    """The composed app for uvicorn's own processes (`serve --workers N`): the database
+    from DATABASE_URL (or PG*), the rest from GLACIERFLOW_* settings."""
+    from glacierflow.catalog.database import DatabaseError, external_dsn
+
+    dsn = external_dsn()
+    if dsn is None:
+        raise DatabaseError("set DATABASE_URL (or PGHOST etc.) to run the app from the environment")
+    return create_app(Settings(), dsn)

@@ -18,6 +18,7 @@ import time
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
+from functools import lru_cache
 from pathlib import Path
 from typing import Annotated
 
@@ -31,10 +32,11 @@ from pydantic import BaseModel, Field
 from pyproj import Geod, Transformer
 
 from glacierflow.processing.cubes.grid import CELL_SIZE_M, CubePixel, locate, tile_of
-from glacierflow.processing.cubes.layout import GRIDDED, TIME_DIM
+from glacierflow.processing.cubes.layout import TIME_DIM
 from glacierflow.processing.cubes.points import (
     DEFAULT_VARIABLES,
     CubeReader,
+    PointSeries,
     SeriesFilter,
     check_variables,
 )
@@ -44,6 +46,11 @@ from glacierflow.settings import Settings
 MAX_PROFILE_POINTS = 1000
 MAX_POST_POINTS = 100
 _GEOD = Geod(ellps="WGS84")
+
+
+@lru_cache(maxsize=64)
+def _transformer(source: int, target: int) -> Transformer:
+    return Transformer.from_crs(f"EPSG:{source}", f"EPSG:{target}", always_xy=True)
 
 
 class OutputFormat(StrEnum):
@@ -150,9 +157,7 @@ class CubeFinder:
 
 def _pixel_in(tile, lon: float, lat: float) -> CubePixel | None:
     """The pixel of a point in a cube of another projection than its canonical one."""
-    x, y = Transformer.from_crs("EPSG:4326", f"EPSG:{tile.epsg}", always_xy=True).transform(
-        lon, lat
-    )
+    x, y = _transformer(4326, tile.epsg).transform(lon, lat)
     if tile_of(tile.epsg, x, y) != tile:
         return None
     xs, ys = tile.x, tile.y
@@ -256,16 +261,13 @@ def _json(body: object) -> Response:
     )
 
 
-def _series_json(located: Located, series: xr.Dataset) -> dict[str, object]:
-    columns = {TIME_DIM: _column(series[TIME_DIM].values)}
-    columns.update({name: _column(series[name].values) for name in series.data_vars})
-    units = {
-        name: series[name].attrs.get("units") or GRIDDED.get(name, (0, 0, {}))[2].get("units")
-        for name in series.data_vars
-    }
+def _series_json(located: Located, series: PointSeries) -> dict[str, object]:
+    columns = {TIME_DIM: series.time_text.tolist()}
+    columns.update({name: _column(values) for name, values in series.columns.items()})
+    units = {name: attrs.get("units") for name, attrs in series.attrs.items()}
     return {
         **located.describe(),
-        "count": int(series.sizes[TIME_DIM]),
+        "count": len(series),
         "units": {k: v for k, v in units.items() if v},
         "time_series": columns,
     }
@@ -284,10 +286,10 @@ _CSV_NAMES = {
 }
 
 
-def _series_csv(located: Located, series: xr.Dataset, header: bool = True) -> str:
+def _series_csv(located: Located, series: PointSeries, header: bool = True) -> str:
     """The itslive client's export: mid_date,lat,lon,v [m/yr],...,mission,satellite,epsg,
     then any other variable asked for under its own name."""
-    frame = series.to_dataframe()
+    frame = series.to_dataset().to_dataframe()
     frame.insert(0, "lon", round(located.lon, 4))
     frame.insert(0, "lat", round(located.lat, 4))
     if "date_dt" in frame:
@@ -299,17 +301,21 @@ def _series_csv(located: Located, series: xr.Dataset, header: bool = True) -> st
     return frame.to_csv(header=header, index_label=TIME_DIM, float_format="%.1f")
 
 
-def _series_netcdf(datasets: list[tuple[Located, xr.Dataset]]) -> bytes:
+def _series_netcdf(datasets: list[tuple[Located, PointSeries]]) -> bytes:
     parts = []
     for located, series in datasets:
         info = located.describe()["returned_point"]
-        part = series.expand_dims(point=1).assign_coords(
-            lon=("point", [located.lon]),
-            lat=("point", [located.lat]),
-            cube=("point", [located.pixel.tile.name]),
-            x=("point", [info["x"]]),
-            y=("point", [info["y"]]),
-            offset_m=("point", [info["offset_m"]]),
+        part = (
+            series.to_dataset()
+            .expand_dims(point=1)
+            .assign_coords(
+                lon=("point", [located.lon]),
+                lat=("point", [located.lat]),
+                cube=("point", [located.pixel.tile.name]),
+                x=("point", [info["x"]]),
+                y=("point", [info["y"]]),
+                offset_m=("point", [info["offset_m"]]),
+            )
         )
         parts.append(part)
     ds = xr.concat(parts, dim="point", join="outer") if len(parts) > 1 else parts[0]
@@ -333,7 +339,7 @@ def _netcdf_bytes(ds: xr.Dataset, title: str) -> bytes:
         os.unlink(path)
 
 
-def _respond(fmt: OutputFormat, items: list[tuple[Located, xr.Dataset]], single: bool):
+def _respond(fmt: OutputFormat, items: list[tuple[Located, PointSeries]], single: bool):
     if fmt is OutputFormat.csv:
         text = "".join(_series_csv(loc, s, header=i == 0) for i, (loc, s) in enumerate(items))
         return Response(text, media_type="text/csv")
@@ -397,9 +403,9 @@ def _profile(samples, finder: CubeFinder, variables: list[str], query: SeriesFil
             continue
         series = finder.reader(loc.cube_href).series(loc.pixel.row, loc.pixel.col, variables, query)
         columns.append(
-            series.expand_dims(distance=[distance]).assign_coords(
-                lon=("distance", [loc.lon]), lat=("distance", [loc.lat])
-            )
+            series.to_dataset()
+            .expand_dims(distance=[distance])
+            .assign_coords(lon=("distance", [loc.lon]), lat=("distance", [loc.lat]))
         )
     profile = xr.concat(columns, dim="distance", join="outer")
     profile["distance"].attrs["units"] = "m"
@@ -426,7 +432,7 @@ def timeseries_router(settings: Settings, dsn: str) -> tuple[APIRouter, CubeFind
     finder = CubeFinder(dsn, settings.collection_id("cubes"))
     router = APIRouter(tags=["time series"])
 
-    def series_at(lon: float, lat: float, filters: Filters) -> tuple[Located, xr.Dataset]:
+    def series_at(lon: float, lat: float, filters: Filters) -> tuple[Located, PointSeries]:
         _check_lonlat(lon, lat)
         located = finder.locate(lon, lat)
         try:

@@ -7,6 +7,7 @@ by date, pair separation, sensor and error before anything is formatted.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
 from dataclasses import dataclass
@@ -15,6 +16,7 @@ from datetime import datetime
 import numpy as np
 import xarray as xr
 import zarr
+from zarr.core.sync import sync as zarr_sync
 
 from glacierflow.processing.cubes.layout import GRIDDED, TIME_DIM, layer_figure_names
 from glacierflow.processing.cubes.store import (
@@ -81,6 +83,27 @@ def check_variables(names: list[str]) -> list[str]:
     return list(dict.fromkeys(names))
 
 
+@dataclass(frozen=True)
+class PointSeries:
+    """One pixel's layers, time-sorted: numpy columns (3-D variables as float, NaN where
+    empty), their attributes, and the mid_dates also as ISO text (formatted once per cube
+    version, not per request)."""
+
+    time: np.ndarray  # datetime64[ns]
+    time_text: np.ndarray  # ISO 8601, millisecond precision (object)
+    columns: dict[str, np.ndarray]
+    attrs: dict[str, dict]
+
+    def __len__(self) -> int:
+        return len(self.time)
+
+    def to_dataset(self) -> xr.Dataset:
+        return xr.Dataset(
+            {name: (TIME_DIM, v, self.attrs.get(name, {})) for name, v in self.columns.items()},
+            coords={TIME_DIM: self.time},
+        )
+
+
 @dataclass
 class _Part:
     """One zarr store of the cube (the history or a segment), opened for point reads."""
@@ -89,13 +112,12 @@ class _Part:
     window: tuple[int, int, int, int]
     layers: xr.Dataset  # the 1-D variables, decoded, in memory
 
-    def read(self, name: str, row: int, col: int) -> np.ndarray:
-        fill = GRIDDED[name][1]
+    async def read(self, name: str, row: int, col: int) -> np.ndarray:
+        dtype, fill = GRIDDED[name][0], GRIDDED[name][1]
         r0, r1, c0, c1 = self.window
-        n = self.layers.sizes[TIME_DIM]
         if not (r0 <= row < r1 and c0 <= col < c1):  # nothing was ever written there
-            return np.full(n, fill, dtype=GRIDDED[name][0])
-        return self.arrays[name][:, row, col]
+            return np.full(self.layers.sizes[TIME_DIM], fill, dtype=dtype)
+        return np.asarray(await self.arrays[name].async_array.getitem((slice(None), row, col)))
 
 
 def _open_part(path) -> _Part:
@@ -110,6 +132,30 @@ def _open_part(path) -> _Part:
     return _Part(arrays, (r0, r1, c0, c1), layers)
 
 
+@dataclass(frozen=True)
+class _Layers:
+    """The 1-D metadata of every part, concatenated and time-sorted, as numpy."""
+
+    order: np.ndarray  # concatenated part order -> time order
+    time: np.ndarray
+    time_text: np.ndarray
+    columns: dict[str, np.ndarray]
+    attrs: dict[str, dict]
+    sensor: np.ndarray  # mission + satellite, e.g. L8, S2A
+
+
+def _sorted_layers(parts: list[_Part]) -> _Layers:
+    layers = xr.concat([p.layers for p in parts], dim=TIME_DIM)
+    order = np.argsort(layers[TIME_DIM].values, kind="stable")
+    layers = layers.isel({TIME_DIM: order})
+    time = layers[TIME_DIM].values.astype("datetime64[ns]")
+    text = np.array(np.datetime_as_string(time.astype("datetime64[ms]"), unit="ms"), dtype=object)
+    columns = {name: layers[name].values for name in layers.data_vars}
+    sensor = np.char.add(columns["mission_img1"].astype(str), columns["satellite_img1"].astype(str))
+    attrs = {name: dict(layers[name].attrs) for name in layers.data_vars}
+    return _Layers(order, time, text, columns, attrs, sensor)
+
+
 class CubeReader:
     """Point reads from one cube; reopens only when its content has changed."""
 
@@ -118,36 +164,27 @@ class CubeReader:
         self._lock = threading.Lock()
         self._version: tuple[str, ...] | None = None
         self._parts: list[_Part] = []
-        self._layers: xr.Dataset | None = None
-        self._order: np.ndarray | None = None
+        self._layers: _Layers | None = None
 
-    def _current(self) -> tuple[list[_Part], xr.Dataset, np.ndarray]:
+    def _current(self) -> tuple[list[_Part], _Layers]:
         snap: Snapshot = self.cube.snapshot()
         if not snap.parts:
             raise CubeError(f"{self.cube.path} holds no layers yet")
         with self._lock:
             if snap.version != self._version:
                 parts = [_open_part(p) for p in snap.parts]
-                layers = xr.concat([p.layers for p in parts], dim=TIME_DIM)
-                order = np.argsort(layers[TIME_DIM].values, kind="stable")
-                self._parts, self._layers, self._order = (
-                    parts,
-                    layers.isel({TIME_DIM: order}),
-                    order,
-                )
+                self._parts, self._layers = parts, _sorted_layers(parts)
                 self._version = snap.version
-            return self._parts, self._layers, self._order  # type: ignore[return-value]
+            return self._parts, self._layers  # type: ignore[return-value]
 
-    def series(self, row: int, col: int, variables: list[str], query: SeriesFilter) -> xr.Dataset:
-        """The layers at one pixel that pass `query`, time-sorted; 3-D variables as float
-        with NaN where there is no value. Layers without a speed there are left out."""
+    def series(self, row: int, col: int, variables: list[str], query: SeriesFilter) -> PointSeries:
+        """The layers at one pixel that pass `query`, time-sorted. Layers without a speed
+        there are left out. The chunks of every variable and part are read concurrently."""
+        wanted = sorted({*[v for v in variables if v in GRIDDED], "v", "v_error"})
         for _ in range(5):
             try:
-                parts, layers, order = self._current()
-                raw = {
-                    name: np.concatenate([p.read(name, row, col) for p in parts])[order]
-                    for name in {*[v for v in variables if v in GRIDDED], "v", "v_error"}
-                }
+                parts, layers = self._current()
+                raw = dict(zip(wanted, zarr_sync(_read_all(parts, wanted, row, col)), strict=True))
                 break
             except FileNotFoundError:  # consolidated while we read: read the new version
                 with self._lock:
@@ -155,37 +192,42 @@ class CubeReader:
         else:
             raise CubeError(f"{self.cube.path}: changing too fast to read; try again")
         values = {
-            name: np.where(a == GRIDDED[name][1], np.nan, a.astype(np.float32))
+            name: np.where(a == GRIDDED[name][1], np.nan, a.astype(np.float32))[layers.order]
             for name, a in raw.items()
         }
         keep = np.isfinite(values["v"]) & _layer_mask(layers, query)
         if query.max_error is not None:
             keep &= values["v_error"] <= query.max_error
-        out = xr.Dataset(coords={TIME_DIM: layers[TIME_DIM].values[keep]})
+        columns, attrs = {}, {}
         for name in variables:
             if name in GRIDDED:
-                out[name] = (TIME_DIM, values[name][keep], {"units": "meter/year"})
+                columns[name], attrs[name] = values[name][keep], {"units": "meter/year"}
             else:
-                out[name] = (TIME_DIM, layers[name].values[keep], layers[name].attrs)
-        return out
+                columns[name], attrs[name] = layers.columns[name][keep], layers.attrs[name]
+        return PointSeries(layers.time[keep], layers.time_text[keep], columns, attrs)
 
 
-def _layer_mask(layers: xr.Dataset, query: SeriesFilter) -> np.ndarray:
-    keep = np.ones(layers.sizes[TIME_DIM], dtype=bool)
-    when = layers[TIME_DIM].values
+async def _read_all(parts: list[_Part], names: list[str], row: int, col: int) -> list:
+    """Each variable's whole series at (row, col), parts concatenated in part order."""
+    reads = [[part.read(name, row, col) for part in parts] for name in names]
+    flat = await asyncio.gather(*[r for per_name in reads for r in per_name])
+    n = len(parts)
+    return [np.concatenate(flat[k * n : (k + 1) * n]) for k in range(len(names))]
+
+
+def _layer_mask(layers: _Layers, query: SeriesFilter) -> np.ndarray:
+    keep = np.ones(len(layers.time), dtype=bool)
     if query.start:
-        keep &= when >= np.datetime64(query.start.replace(tzinfo=None), "ns")
+        keep &= layers.time >= np.datetime64(query.start.replace(tzinfo=None), "ns")
     if query.end:
-        keep &= when <= np.datetime64(query.end.replace(tzinfo=None), "ns")
-    dt = layers["date_dt"].values
+        keep &= layers.time <= np.datetime64(query.end.replace(tzinfo=None), "ns")
+    dt = layers.columns["date_dt"]
     if query.min_dt is not None:
         keep &= dt >= query.min_dt
     if query.max_dt is not None:
         keep &= dt <= query.max_dt
-    mission = layers["mission_img1"].values.astype(str)
     if query.missions:
-        keep &= np.isin(mission, sorted(query.missions))
+        keep &= np.isin(layers.columns["mission_img1"].astype(str), sorted(query.missions))
     if query.sensors:
-        sensor = np.char.add(mission, layers["satellite_img1"].values.astype(str))
-        keep &= np.isin(sensor, sorted(query.sensors))
+        keep &= np.isin(layers.sensor, sorted(query.sensors))
     return keep
