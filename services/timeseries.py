@@ -290,8 +290,9 @@ def _series_csv(located: Located, series: PointSeries, header: bool = True) -> s
     """The itslive client's export: mid_date,lat,lon,v [m/yr],...,mission,satellite,epsg,
     then any other variable asked for under its own name."""
     frame = series.to_dataset().to_dataframe()
-    frame.insert(0, "lon", round(located.lon, 4))
-    frame.insert(0, "lat", round(located.lat, 4))
+    # as text: the float format below is for velocities, not coordinates
+    frame.insert(0, "lon", f"{located.lon:.4f}")
+    frame.insert(0, "lat", f"{located.lat:.4f}")
     if "date_dt" in frame:
         frame["date_dt"] = np.rint(frame["date_dt"].astype(float)).astype("Int64")
     frame["epsg"] = located.pixel.tile.epsg

@@ -109,6 +109,7 @@ def test_csv_has_the_itslive_client_columns_and_netcdf_opens_in_xarray(
     first = lines[1].split(",")
     assert first[5] == "100.0" and first[10] == "L" and first[11] == "8" and first[12] == "3413"
     assert first[9] == "16"
+    assert (first[1], first[2]) == (f"{lat:.4f}", f"{lon:.4f}")
     data = http.get("/timeseries", params={"lon": lon, "lat": lat, "format": "netcdf"}).content
     (tmp_path / "series.nc").write_bytes(data)
     with xr.open_dataset(tmp_path / "series.nc") as ds:
