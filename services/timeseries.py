@@ -31,7 +31,7 @@ from psycopg_pool import ConnectionPool
 from pydantic import BaseModel, Field
 from pyproj import Geod, Transformer
 
-from glacierflow.processing.cubes.grid import CELL_SIZE_M, CubePixel, locate, tile_of
+from glacierflow.processing.cubes.grid import CubePixel, locate, pixel_of, tile_of
 from glacierflow.processing.cubes.layout import TIME_DIM
 from glacierflow.processing.cubes.points import (
     DEFAULT_VARIABLES,
@@ -158,14 +158,7 @@ class CubeFinder:
 def _pixel_in(tile, lon: float, lat: float) -> CubePixel | None:
     """The pixel of a point in a cube of another projection than its canonical one."""
     x, y = _transformer(4326, tile.epsg).transform(lon, lat)
-    if tile_of(tile.epsg, x, y) != tile:
-        return None
-    xs, ys = tile.x, tile.y
-    col = int(np.clip(np.rint((x - xs[0]) / CELL_SIZE_M), 0, len(xs) - 1))
-    row = int(np.clip(np.rint((ys[0] - y) / CELL_SIZE_M), 0, len(ys) - 1))
-    return CubePixel(
-        tile, row, col, float(xs[col]), float(ys[row]), float(np.hypot(xs[col] - x, ys[row] - y))
-    )
+    return pixel_of(tile, x, y) if tile_of(tile.epsg, x, y) == tile else None
 
 
 # -- request parameters ------------------------------------------------------------------

@@ -105,7 +105,11 @@ def locate(lon: float, lat: float) -> CubePixel:
     """The cube and nearest pixel of a longitude/latitude."""
     epsg = cube_epsg(lon, lat)
     x, y = _to_projected(epsg).transform(lon, lat)
-    tile = tile_of(epsg, x, y)
+    return pixel_of(tile_of(epsg, x, y), x, y)
+
+
+def pixel_of(tile: CubeTile, x: float, y: float) -> CubePixel:
+    """The pixel of `tile` nearest to a projected point (clamped to the tile's edge)."""
     xs, ys = tile.x, tile.y
     col = int(np.clip(np.rint((x - xs[0]) / CELL_SIZE_M), 0, len(xs) - 1))
     row = int(np.clip(np.rint((ys[0] - y) / CELL_SIZE_M), 0, len(ys) - 1))
