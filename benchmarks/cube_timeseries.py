@@ -19,7 +19,6 @@ Uses DATABASE_URL when set, else a private cluster in a temporary folder.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import tempfile
 import threading
@@ -29,14 +28,12 @@ from pathlib import Path
 
 import httpx
 import numpy as np
-import psycopg
 from pyproj import Transformer
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from stac_search import _serve
+from support import catalog_server, fresh_catalog, serve
 
-from glacierflow.catalog.database import EmbeddedCluster, external_dsn
-from glacierflow.catalog.loader import init_catalog, load_cubes
+from glacierflow.catalog.loader import load_cubes
 from glacierflow.processing.cubes.grid import CubeTile
 from glacierflow.processing.cubes.layers import Layer
 from glacierflow.processing.cubes.layout import (
@@ -173,27 +170,8 @@ def main() -> None:
     parser.add_argument("--granules", type=int, default=1000, help="0: no ingest part")
     parser.add_argument("--repeat", type=int, default=400)
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
-        os.chmod(tmp, 0o755)
-        cluster = None
-        dsn = external_dsn()
-        if dsn is None:
-            cluster = EmbeddedCluster(Path(tmp) / "postgres")
-            dsn, _ = cluster.start()
-        try:
-            run(Path(tmp), dsn, args)
-        finally:
-            if cluster:
-                cluster.stop()
-
-
-def database(dsn: str, name: str) -> str:
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-        conn.execute(f"CREATE DATABASE {name}")
-    own = dsn.rsplit("/", 1)[0] + "/" + name
-    init_catalog(own, {})
-    return own
+    with tempfile.TemporaryDirectory() as tmp, catalog_server(Path(tmp)) as dsn:
+        run(Path(tmp), dsn, args)
 
 
 SERVE = (
@@ -224,9 +202,9 @@ def run(tmp: Path, dsn: str, args) -> None:
                 f"{name:12s} write {seconds:6.1f} s, {size / 1e6:7.1f} MB on disk; read per "
                 f"point: v {v_bytes / 1e6:.2f} MB, itslive defaults {all_bytes / 1e6:.2f} MB"
             )
-            own = database(dsn, f"bench_cube_{name.lower()}")
+            own = fresh_catalog(dsn, f"bench_cube_{name.lower()}")
             load_cubes(own, [store / TILE.name], "cubes")
-            servers[name] = _serve(SERVE.format(dsn=own), {})
+            servers[name] = serve(SERVE.format(dsn=own), {})
         for clients in (1, 16):
             for name, (_, base) in servers.items():
                 latencies(base, points, 32, clients)  # warm
@@ -282,9 +260,9 @@ def ingest_benchmark(tmp: Path, dsn: str, n: int) -> None:
         f"ingest: {report.added} granules into 1 cube in {seconds:.1f} s "
         f"({report.added / seconds:.1f} granules/s, consolidations included)"
     )
-    own = database(dsn, "bench_cube_ingest")
+    own = fresh_catalog(dsn, "bench_cube_ingest")
     load_cubes(own, [store / name for name in cube_names(store)], "cubes")
-    process, base = _serve(SERVE.format(dsn=own), {})
+    process, base = serve(SERVE.format(dsn=own), {})
     try:
         from glacierflow.processing.cubes.layers import read_granule
 

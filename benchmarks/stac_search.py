@@ -10,10 +10,7 @@ as uvicorn processes on loopback; one client sends the requests in turn.
 from __future__ import annotations
 
 import argparse
-import os
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -22,11 +19,12 @@ from pathlib import Path
 
 import httpx
 import numpy as np
-import psycopg
 
-from glacierflow.catalog.database import EmbeddedCluster, external_dsn
-from glacierflow.catalog.loader import init_catalog, load_items
+from glacierflow.catalog.loader import load_items
 from glacierflow.services.stac import postgres_settings
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from support import catalog_server, fresh_catalog, serve
 
 GREENLAND = (-55.0, 60.0, -20.0, 80.0)
 QUERIES = {
@@ -80,29 +78,6 @@ def synthetic_items(n: int, seed: int = 0):
         }
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def _serve(code: str, env: dict[str, str]) -> tuple[subprocess.Popen, str]:
-    port = _free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-c", code.format(port=port)],
-        env={**os.environ, **env},
-        stderr=subprocess.DEVNULL,
-    )
-    base = f"http://127.0.0.1:{port}"
-    for _ in range(100):
-        try:
-            httpx.get(f"{base}/", timeout=1)
-            return process, base
-        except httpx.TransportError:
-            time.sleep(0.2)
-    raise RuntimeError("a server did not start")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -110,26 +85,12 @@ def main() -> None:
     parser.add_argument("--items", type=int, default=100_000)
     parser.add_argument("--repeat", type=int, default=100)
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
-        os.chmod(tmp, 0o755)
-        cluster = None
-        dsn = external_dsn()
-        if dsn is None:
-            cluster = EmbeddedCluster(Path(tmp) / "postgres")
-            dsn, _ = cluster.start()
-        try:
-            run(dsn, args.items, args.repeat)
-        finally:
-            if cluster:
-                cluster.stop()
+    with tempfile.TemporaryDirectory() as tmp, catalog_server(Path(tmp)) as dsn:
+        run(dsn, args.items, args.repeat)
 
 
 def run(dsn: str, n_items: int, repeat: int) -> None:
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        conn.execute("DROP DATABASE IF EXISTS glacierflow_bench")
-        conn.execute("CREATE DATABASE glacierflow_bench")
-    dsn = dsn.rsplit("/", 1)[0] + "/glacierflow_bench"
-    init_catalog(dsn, {})
+    dsn = fresh_catalog(dsn, "glacierflow_bench")
     t0 = time.perf_counter()
     load_items(dsn, synthetic_items(n_items))
     load_seconds = time.perf_counter() - t0
@@ -161,9 +122,9 @@ def run(dsn: str, n_items: int, repeat: int) -> None:
     }
     servers = []
     try:
-        ours, ours_base = _serve(ours_code, env)
+        ours, ours_base = serve(ours_code, env)
         servers.append(ours)
-        bare, bare_base = _serve(bare_code, bare_env)
+        bare, bare_base = serve(bare_code, bare_env)
         servers.append(bare)
         print("\n| query | limit | glacierflow p50 ms | p95 ms | bare p50 ms | p95 ms | overhead |")
         print("|---|---|---|---|---|---|---|")

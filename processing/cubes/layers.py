@@ -82,10 +82,6 @@ class Layer:
     figures: dict[str, float]
     pair: dict[str, object] = field(default_factory=dict)
 
-    @property
-    def valid_pixels(self) -> int:
-        return int((self.gridded["v"] != FILL_INT16).sum())
-
 
 def _date(text: object, path: Path, name: str) -> np.datetime64:
     for fmt in _TIME_FORMATS:

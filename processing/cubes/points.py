@@ -18,7 +18,13 @@ import xarray as xr
 import zarr
 from zarr.core.sync import sync as zarr_sync
 
-from glacierflow.processing.cubes.layout import GRIDDED, TIME_DIM, layer_figure_names
+from glacierflow.processing.cubes.layout import (
+    GRIDDED,
+    PAIR_DATES,
+    PAIR_STRINGS,
+    TIME_DIM,
+    layer_figure_names,
+)
 from glacierflow.processing.cubes.store import (
     WINDOW_ATTR,
     CubeError,
@@ -31,15 +37,8 @@ LAYER_VARIABLES = (
     "date_dt",
     "roi_valid_percentage",
     "stable_shift_flag",
-    "acquisition_date_img1",
-    "acquisition_date_img2",
-    "date_center",
-    "satellite_img1",
-    "satellite_img2",
-    "mission_img1",
-    "mission_img2",
-    "sensor_img1",
-    "sensor_img2",
+    *PAIR_DATES,
+    *PAIR_STRINGS,
     "granule_url",
 )
 VARIABLES = (*GRIDDED, *LAYER_VARIABLES)

@@ -1,0 +1,68 @@
+"""What the benchmarks share: a catalog database to run against and servers on loopback."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+import psycopg
+
+from glacierflow.catalog.database import EmbeddedCluster, external_dsn
+from glacierflow.catalog.loader import init_catalog
+
+
+@contextmanager
+def catalog_server(folder: Path) -> Iterator[str]:
+    """DATABASE_URL's server when set, else a private cluster in `folder`; yields its DSN."""
+    os.chmod(folder, 0o755)
+    dsn = external_dsn()
+    if dsn is not None:
+        yield dsn
+        return
+    cluster = EmbeddedCluster(folder / "postgres")
+    dsn, _ = cluster.start()
+    try:
+        yield dsn
+    finally:
+        cluster.stop()
+
+
+def fresh_catalog(dsn: str, name: str) -> str:
+    """An empty database `name` on the same server, with pgstac and the collections."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        conn.execute(f"CREATE DATABASE {name}")
+    own = dsn.rsplit("/", 1)[0] + "/" + name
+    init_catalog(own, {})
+    return own
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def serve(code: str, env: dict[str, str]) -> tuple[subprocess.Popen, str]:
+    """Run `code` (a uvicorn server; `{port}` is filled in) in a process; its base URL."""
+    port = _free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-c", code.format(port=port)],
+        env={**os.environ, **env},
+        stderr=subprocess.DEVNULL,
+    )
+    base = f"http://127.0.0.1:{port}"
+    for _ in range(100):
+        try:
+            httpx.get(f"{base}/", timeout=1)
+            return process, base
+        except httpx.TransportError:
+            time.sleep(0.2)
+    raise RuntimeError("a server did not start")
