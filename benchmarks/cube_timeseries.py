@@ -1,16 +1,18 @@
-"""Point time series from a 20,000-layer cube: glacierflow's chunks against ITS_LIVE's
-layout (20000 x 10 x 10, zlib) in the same run; and ingest throughput and visibility.
+"""Point time series from a 20,000-layer cube: glacierflow's layout (one-pixel chunks in
+shards, zstd) against ITS_LIVE's (20000 x 10 x 10 chunks, zlib) in the same run; and ingest
+throughput and visibility.
 
     .venv/bin/python benchmarks/cube_timeseries.py [--layers 20000] [--granules 1000]
 
 1. Writes the same synthetic 20,000-layer cube (data in a 50 x 50-pixel window of the
    tile, 30 % of values empty) in both layouts, catalogs each in its own database and
-   serves each with `glacierflow serve`'s app (uvicorn process, loopback).
+   serves each with `glacierflow serve --workers 4`'s app (uvicorn, loopback).
 2. Bytes read per point (this process's read bytes, /proc/self/io rchar, steady state:
    the 1-D metadata are kept per cube version), for `v` alone and for the itslive
    client's default variables.
-3. GET /timeseries at random pixels of the window: p50/p95 with 1 client, and queries/s
-   with p50/p95 with 16 concurrent clients, for both layouts.
+3. GET /timeseries at random pixels of the window: p50/p95 with 1 client (httpx, answers
+   decoded), and queries/s with p50/p95 with 16 concurrent connections (answers read
+   compressed), for both layouts.
 4. Ingest of N granules into one cube (granules/s), and the time from the start of
    ingesting one more granule to its appearance in /timeseries.
 Uses DATABASE_URL when set, else a private cluster in a temporary folder.
@@ -19,9 +21,9 @@ Uses DATABASE_URL when set, else a private cluster in a temporary folder.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import sys
 import tempfile
-import threading
 import time
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -133,28 +135,52 @@ def lonlat(row: int, col: int) -> tuple[float, float]:
     return Transformer.from_crs(3413, 4326, always_xy=True).transform(x, y)
 
 
-def latencies(base: str, points, repeat: int, clients: int) -> tuple[list[float], float]:
+def one_client(base: str, points, repeat: int) -> tuple[list[float], float]:
+    """One httpx client, as a script would be: each answer decompressed (brotli); the
+    time stops before the JSON is parsed."""
+    rng = np.random.default_rng(1)
+    times: list[float] = []
+    started = time.perf_counter()
+    with httpx.Client(base_url=base, timeout=60) as http:
+        for _ in range(repeat):
+            lon, lat = points[rng.integers(len(points))]
+            t0 = time.perf_counter()
+            answer = http.get("/timeseries", params={"lon": lon, "lat": lat})
+            times.append(time.perf_counter() - t0)  # the answer received and decompressed
+            assert answer.status_code == 200 and answer.json()["count"] > 0, answer.text
+    return times, len(times) / (time.perf_counter() - started)
+
+
+def many_clients(base: str, points, repeat: int, clients: int) -> tuple[list[float], float]:
+    """`clients` keep-alive connections at once (asyncio, one process): each sends GET
+    /timeseries accepting brotli and reads the compressed answer whole without decoding
+    it, so the two cores go to the server, as they would with clients on other machines."""
+    host, port = base.removeprefix("http://").split(":")
     rng = np.random.default_rng(clients)
     times: list[float] = []
-    lock = threading.Lock()
 
-    def worker(count: int) -> None:
-        with httpx.Client(base_url=base, timeout=60) as http:
-            for _ in range(count):
-                lon, lat = points[rng.integers(len(points))]
-                t0 = time.perf_counter()
-                answer = http.get("/timeseries", params={"lon": lon, "lat": lat})
-                elapsed = time.perf_counter() - t0
-                assert answer.status_code == 200, answer.text
-                with lock:
-                    times.append(elapsed)
+    async def client(count: int) -> None:
+        reader, writer = await asyncio.open_connection(host, int(port))
+        for _ in range(count):
+            lon, lat = points[rng.integers(len(points))]
+            request = (
+                f"GET /timeseries?lon={lon}&lat={lat} HTTP/1.1\r\nHost: {host}\r\n"
+                "Accept-Encoding: br\r\n\r\n"
+            )
+            t0 = time.perf_counter()
+            writer.write(request.encode())
+            head = (await reader.readuntil(b"\r\n\r\n")).decode().lower()
+            assert head.startswith("http/1.1 200") and "content-encoding: br" in head, head
+            length = int(head.split("content-length:")[1].split("\r\n")[0])
+            await reader.readexactly(length)
+            times.append(time.perf_counter() - t0)
+        writer.close()
+
+    async def all_clients() -> None:
+        await asyncio.gather(*[client(repeat // clients) for _ in range(clients)])
 
     started = time.perf_counter()
-    threads = [threading.Thread(target=worker, args=(repeat // clients,)) for _ in range(clients)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    asyncio.run(all_clients())
     return times, len(times) / (time.perf_counter() - started)
 
 
@@ -174,11 +200,10 @@ def main() -> None:
         run(Path(tmp), dsn, args)
 
 
-SERVE = (
-    "import os, uvicorn\n"
-    "os.environ['DATABASE_URL'] = {dsn!r}\n"
-    "uvicorn.run('glacierflow.services.app:create_app_from_environment', factory=True, "
-    "host='127.0.0.1', port={{port}}, workers=2, log_level='error')\n"
+SERVE = (  # `glacierflow serve --workers 4`: two processes per core (BENCHMARKS.md)
+    "from glacierflow.services.server import run\n"
+    "from glacierflow.settings import Settings\n"
+    "run(Settings(), {dsn!r}, '127.0.0.1', {{port}}, say=lambda _: None, workers=4)\n"
 )
 
 
@@ -207,8 +232,12 @@ def run(tmp: Path, dsn: str, args) -> None:
             servers[name] = serve(SERVE.format(dsn=own), {})
         for clients in (1, 16):
             for name, (_, base) in servers.items():
-                latencies(base, points, 32, clients)  # warm
-                times, rate = latencies(base, points, args.repeat, clients)
+                if clients == 1:
+                    one_client(base, points, 32)  # warm
+                    times, rate = one_client(base, points, args.repeat)
+                else:
+                    many_clients(base, points, 64, clients)  # warm
+                    times, rate = many_clients(base, points, args.repeat * 4, clients)
                 print(
                     f"{name:12s} {clients:2d} client(s): p50 {pct(times, 50):6.1f} ms, "
                     f"p95 {pct(times, 95):6.1f} ms, {rate:6.1f} queries/s"

@@ -308,7 +308,8 @@ def cube_consolidate(store: str | None, register: bool) -> None:
     default=1,
     show_default=True,
     type=click.IntRange(1, 64),
-    help="Server processes (one per core serves the most concurrent clients).",
+    help="Server processes. Two per core serve the most concurrent clients: keep-alive "
+    "connections stay with the process that accepted them, and more processes even the load.",
 )
 def serve(host: str, port: int, workers: int) -> None:
     """Serve the HTTP API: /stac (STAC API), /timeseries and /profile, /healthz, /docs."""
@@ -319,7 +320,11 @@ def serve(host: str, port: int, workers: int) -> None:
     settings = get_settings()
     with _exit_on_input_errors(), catalog_database(settings.data_dir) as dsn:
         init_catalog(dsn, settings.collection_ids)
-        run(settings, dsn, host, port, say=_say, workers=workers)
+        try:
+            run(settings, dsn, host, port, say=_say, workers=workers)
+        except OSError as err:  # the port: in use, or not ours to take
+            _say(f"error: {err.strerror}; choose another --port")
+            sys.exit(2)
 
 
 @main.command()

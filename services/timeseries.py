@@ -238,11 +238,17 @@ def _check_lonlat(lon: float, lat: float) -> None:
 
 # -- formatting ----------------------------------------------------------------------------
 def _column(values: np.ndarray) -> list | np.ndarray:
-    """One JSON column: numbers stay numpy (orjson writes them in C, NaN as null)."""
+    """One JSON column: numbers stay numpy (orjson writes them in C); empty values null."""
     if np.issubdtype(values.dtype, np.datetime64):
         return np.datetime_as_string(values.astype("datetime64[ms]"), unit="ms").tolist()
     if np.issubdtype(values.dtype, np.floating):
-        return np.round(values.astype(np.float64), 3)
+        finite = np.isfinite(values)
+        if not np.array_equal(values[finite], np.rint(values[finite])):
+            return np.round(values.astype(np.float64), 3)
+        # whole numbers (the int16 velocities): integers, 3x faster to write and smaller
+        if finite.all():
+            return values.astype(np.int64)
+        return [int(v) if ok else None for v, ok in zip(values, finite, strict=True)]
     if values.dtype.kind in "OUT":
         return values.astype(str).tolist()
     return values

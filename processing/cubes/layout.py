@@ -3,8 +3,9 @@ chunks.
 
 Variables, types, fill values and attributes follow ITS_LIVE's cubes (../shared/FORMATS.md),
 so ITS_LIVE users' code reads our cubes unchanged. The chunking differs, on measurement
-(BENCHMARKS.md): the velocities are chunked 5 x 5 pixels by the whole history, so a point's
-series is one chunk of a quarter of the size of ITS_LIVE's 20000 x 10 x 10.
+(BENCHMARKS.md): the velocities are chunked one pixel by the whole history, in shards of
+50 x 50 pixels, so a point's series is one small read instead of ITS_LIVE's 20000 x 10 x 10
+chunk, a hundred times larger.
 """
 
 from __future__ import annotations
@@ -101,31 +102,57 @@ class ChunkLayout:
     """Chunks of the 3-D variables: the whole time axis (up to `max_time_chunk`) by
     `point_px` x `point_px` pixels for POINT_VARIABLES, `bulk_px` x `bulk_px` for the rest.
 
-    Why plain chunks, not Zarr v3 shards of one-pixel histories: zarr-python spends about
-    1 ms per inner chunk writing shards, so a full tile (694,000 pixels) takes minutes per
-    variable; and every chunk file costs about 1 ms to create here, so bulk variables,
-    rarely read at points, get larger tiles (BENCHMARKS.md has the measurements).
+    With `shard_px`, the point variables' chunks are stored in Zarr v3 shards of
+    `shard_px` x `shard_px` pixels (one file each): a point reads one pixel's history, a
+    few tens of kilobytes, while a tile stays a few hundred files. Writing that many
+    inner chunks needs the zarrs codec pipeline (set in this package's __init__):
+    zarr-python's own spends about 1 ms per inner chunk (BENCHMARKS.md).
     """
 
-    point_px: int = 5
+    point_px: int = 1
     bulk_px: int = 25
+    shard_px: int | None = 50
     max_time_chunk: int | None = None
     cname: str = "zstd"
     clevel: int = 3
+    shuffle: str = "shuffle"
+
+    def __post_init__(self) -> None:
+        if self.block % self.bulk_px or self.block % self.point_px:
+            raise ValueError(f"{self}: shards must hold whole chunks")
+
+    @property
+    def block(self) -> int:
+        """Pixels per side of a write: whole chunks and shards of every variable."""
+        return self.shard_px or self.bulk_px
+
+    def _time(self, n_time: int) -> int:
+        n = max(n_time, 1)
+        return min(n, self.max_time_chunk) if self.max_time_chunk else n
 
     def chunks(self, name: str, n_time: int, ny: int, nx: int) -> tuple[int, int, int]:
-        n = max(n_time, 1)
-        t = min(n, self.max_time_chunk) if self.max_time_chunk else n
         side = self.point_px if name in POINT_VARIABLES else self.bulk_px
-        return t, min(side, ny), min(side, nx)
+        return self._time(n_time), min(side, ny), min(side, nx)
+
+    def shards(self, name: str, n_time: int, ny: int, nx: int) -> tuple[int, int, int] | None:
+        if self.shard_px is None or name not in POINT_VARIABLES:
+            return None
+        return self._time(n_time), min(self.shard_px, ny), min(self.shard_px, nx)
 
     def compressor(self) -> BloscCodec:
-        return BloscCodec(cname=self.cname, clevel=self.clevel, shuffle="shuffle")
+        return BloscCodec(cname=self.cname, clevel=self.clevel, shuffle=self.shuffle)
 
 
-# glacierflow's history (see BENCHMARKS.md) and ITS_LIVE's layout, the benchmark baseline
+# glacierflow's history and recent segments (see BENCHMARKS.md); ITS_LIVE's layout, the
+# benchmark baseline. Segments use the history's shards, so consolidation reads and writes
+# aligned blocks.
 HISTORY_LAYOUT = ChunkLayout()
-ITS_LIVE_LAYOUT = ChunkLayout(point_px=10, bulk_px=10, max_time_chunk=20000, cname="zlib", clevel=2)
-# recent segments hold a few layers each: larger tiles, few files, still small reads; a
-# multiple of the history's chunks, so consolidation reads and writes aligned blocks
-SEGMENT_LAYOUT = ChunkLayout(point_px=50, bulk_px=50)
+SEGMENT_LAYOUT = ChunkLayout()
+ITS_LIVE_LAYOUT = ChunkLayout(
+    point_px=10,
+    bulk_px=10,
+    shard_px=None,
+    max_time_chunk=20000,
+    cname="zlib",
+    clevel=2,
+)

@@ -190,17 +190,19 @@ class CubeReader:
                     self._version = None
         else:
             raise CubeError(f"{self.cube.path}: changing too fast to read; try again")
-        values = {
-            name: np.where(a == GRIDDED[name][1], np.nan, a.astype(np.float32))[layers.order]
-            for name, a in raw.items()
-        }
-        keep = np.isfinite(values["v"]) & _layer_mask(layers, query)
+        # filter on the stored integers, then decode only the layers kept
+        v = raw["v"][layers.order]
+        keep = (v != GRIDDED["v"][1]) & _layer_mask(layers, query)
         if query.max_error is not None:
-            keep &= values["v_error"] <= query.max_error
+            error = raw["v_error"][layers.order]
+            keep &= (error != GRIDDED["v_error"][1]) & (error <= query.max_error)
+        index = layers.order[keep]
         columns, attrs = {}, {}
         for name in variables:
             if name in GRIDDED:
-                columns[name], attrs[name] = values[name][keep], {"units": "meter/year"}
+                kept = raw[name][index]
+                columns[name] = np.where(kept == GRIDDED[name][1], np.nan, kept.astype(np.float32))
+                attrs[name] = {"units": "meter/year"}
             else:
                 columns[name], attrs[name] = layers.columns[name][keep], layers.attrs[name]
         return PointSeries(layers.time[keep], layers.time_text[keep], columns, attrs)

@@ -133,7 +133,7 @@ class LivingCube:
     def open(self, chunks: dict[str, int] | None = None) -> xr.Dataset:
         """The whole cube as one Dataset in ITS_LIVE's layout, sorted by mid_date (lazy:
         dask blocks of 50 x 50 pixels by default, aligned with every part's chunks)."""
-        side = SEGMENT_LAYOUT.bulk_px
+        side = SEGMENT_LAYOUT.block
         chunks = chunks or {TIME_DIM: -1, "y": side, "x": side}
         for _ in range(5):
             snap = self.snapshot()
@@ -196,7 +196,7 @@ class LivingCube:
         if not snap.segments:
             return False
         through = int(snap.segments[-1].stem)
-        side = SEGMENT_LAYOUT.bulk_px  # aligned with the chunks of every part
+        side = SEGMENT_LAYOUT.block  # aligned with the chunks of every part
         blocks = {TIME_DIM: -1, "y": side, "x": side}
         ds = open_snapshot(snap, chunks=blocks).chunk(blocks)  # one time block after concat
         ds.attrs["skipped_granules"] = _skipped_attr(ds.attrs, skipped)
@@ -274,6 +274,7 @@ def write_zarr(ds: xr.Dataset, path: Path, layout: ChunkLayout) -> None:
         encoding[name] = {
             "dtype": np.dtype(dtype),
             "chunks": layout.chunks(name, n, ny, nx),
+            "shards": layout.shards(name, n, ny, nx),
             "compressors": [layout.compressor()],
             "_FillValue": fill,
             "fill_value": fill,  # what zarr returns for chunks never written
@@ -285,7 +286,7 @@ def write_zarr(ds: xr.Dataset, path: Path, layout: ChunkLayout) -> None:
         encoding[name].update(units=TIME_UNITS, dtype="float64")
     encoding[TIME_DIM] = {"units": TIME_UNITS, "dtype": "float64", "chunks": (max(n, 1),)}
     ds = ds.drop_encoding()  # what it was read with does not decide how it is written
-    block = layout.bulk_px  # a multiple of point_px: aligned with every variable's chunks
+    block = layout.block  # whole chunks and shards of every variable
     r0, r1, c0, c1 = json.loads(ds.attrs[WINDOW_ATTR])
     rows = slice(r0 // block * block, min(-(-r1 // block) * block, ny))
     cols = slice(c0 // block * block, min(-(-c1 // block) * block, nx))

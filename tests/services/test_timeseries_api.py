@@ -8,6 +8,7 @@ from pathlib import Path
 
 import httpx
 import numpy as np
+import orjson
 import pytest
 import xarray as xr
 from conftest import make_cube_granules, serving
@@ -17,6 +18,7 @@ from glacierflow.catalog.loader import init_catalog, load_cubes
 from glacierflow.processing.cubes.ingest import ingest
 from glacierflow.processing.cubes.layers import read_granule
 from glacierflow.processing.cubes.store import cube_names
+from glacierflow.services import timeseries
 from glacierflow.services.app import create_app
 from glacierflow.settings import Settings
 
@@ -74,6 +76,7 @@ def test_a_point_series_names_its_cube_and_pixel_and_holds_the_truth(served) -> 
     series = body["time_series"]
     assert body["count"] == 14
     assert series["vx"] == [100.0 + 10 * k for k in range(14)]
+    assert {type(v) for v in series["vx"]} == {int}  # whole m/yr, written as integers
     assert set(series["vy"]) == {-50.0}
     assert series["date_dt"] == [16.0] * 14
     assert series["mid_date"] == sorted(series["mid_date"])
@@ -208,3 +211,13 @@ def test_the_cube_item_describes_the_cube_as_it_is_now(served) -> None:
     assert item.properties["layer_count"] >= 14
     assert item.assets["data"].href.endswith(".zarr") and "data" in item.assets["data"].roles
     assert xr.open_zarr(item.assets["data"].href).sizes["mid_date"] >= 14
+
+
+def test_json_columns_whole_numbers_as_integers_empty_as_null_fractions_kept() -> None:
+    def written(values: list[float]) -> bytes:
+        column = timeseries._column(np.array(values, np.float32))
+        return orjson.dumps(column, option=orjson.OPT_SERIALIZE_NUMPY)
+
+    assert written([1.0, -2.0]) == b"[1,-2]"
+    assert written([3.0, np.nan]) == b"[3,null]"
+    assert written([1.25, np.nan]) == b"[1.25,null]"

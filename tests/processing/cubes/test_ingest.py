@@ -15,10 +15,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import xarray as xr
+import zarr
 from conftest import make_cube_granules, write_granule
 
 from glacierflow.processing.cubes.ingest import ingest
 from glacierflow.processing.cubes.layers import read_granule
+from glacierflow.processing.cubes.layout import ChunkLayout
 from glacierflow.processing.cubes.store import LivingCube, cube_names
 
 TILE = "ITS_LIVE_vel_EPSG3413_G0120_X-150000_Y-2250000.zarr"
@@ -78,6 +80,31 @@ def test_a_new_cube_has_itslive_layout_and_the_true_values(
     assert sorted(point["granule_url"].values) == sorted(str(p.resolve()) for p in batch)
     # outside the granule: fill, read back as NaN
     assert np.isnan(ds["v"].isel(x=0, y=0).values).all()
+
+
+def test_point_variables_are_one_pixel_histories_in_shards_that_plain_zarr_reads(
+    batch: list[Path], template: Path, tmp_path: Path
+) -> None:
+    ingest(batch[:4], tmp_path, progress=quiet)
+    group = zarr.open_group(tmp_path / TILE, mode="r")
+    for name in ("v", "vx", "vy", "v_error"):
+        assert group[name].chunks == (4, 1, 1) and group[name].shards == (4, 50, 50), name
+    bulk = group["chip_size_width"]
+    assert bulk.chunks == (4, 25, 25) and bulk.shards is None
+    assert len(list((tmp_path / TILE / "v").rglob("c/*/*/*"))) <= 17 * 17  # a file per shard
+    # zarr-python's own codec pipeline (a user without zarrs) reads the same values
+    default = {"codec_pipeline.path": "zarr.core.codec_pipeline.BatchedCodecPipeline"}
+    with zarr.config.set(default):
+        plain = xr.open_zarr(tmp_path / TILE)
+        xs, ys = _valid(template)
+        np.testing.assert_array_equal(
+            plain["vx"].sel(x=xs[0], y=ys[0]).values, 100 + 10 * np.arange(4)
+        )
+
+
+def test_layout_shards_hold_whole_chunks() -> None:
+    with pytest.raises(ValueError, match="whole chunks"):
+        ChunkLayout(point_px=3, shard_px=50)
 
 
 def test_ingest_is_idempotent_and_appends_without_rewriting_the_history(
