@@ -2,6 +2,6 @@
 
 import zarr
 
-# zarrs (Rust) writes and reads the history's sharded one-pixel chunks; zarr-python's own
-# pipeline spends about 1 ms on each of a tile's 700,000 inner chunks (BENCHMARKS.md)
+# zarrs (Rust) writes and reads the cubes' sharded one-pixel chunks: 40,000 of them in
+# 0.02 s, where zarr-python's own pipeline takes 9.8 s (BENCHMARKS.md)
 zarr.config.set({"codec_pipeline.path": "zarrs.ZarrsCodecPipeline"})

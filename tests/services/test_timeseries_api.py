@@ -213,6 +213,15 @@ def test_the_cube_item_describes_the_cube_as_it_is_now(served) -> None:
     assert xr.open_zarr(item.assets["data"].href).sizes["mid_date"] >= 14
 
 
+@pytest.mark.parametrize("encoding", ["br", "gzip", "identity"])
+def test_answers_are_compressed_as_the_client_accepts(served, encoding: str) -> None:
+    params = {"lon": served["lon"], "lat": served["lat"]}
+    plain = served["http"].get("/timeseries", params=params, headers={"accept-encoding": ""})
+    answer = served["http"].get("/timeseries", params=params, headers={"accept-encoding": encoding})
+    assert answer.headers.get("content-encoding", "identity") == encoding
+    assert answer.json() == plain.json() and plain.json()["count"] >= 14
+
+
 def test_json_columns_whole_numbers_as_integers_empty_as_null_fractions_kept() -> None:
     def written(values: list[float]) -> bytes:
         column = timeseries._column(np.array(values, np.float32))
