@@ -39,8 +39,8 @@ from glacierflow.catalog.loader import load_cubes
 from glacierflow.processing.cubes.grid import CubeTile
 from glacierflow.processing.cubes.layers import Layer
 from glacierflow.processing.cubes.layout import (
+    CUBE_LAYOUT,
     GRIDDED,
-    HISTORY_LAYOUT,
     ITS_LIVE_LAYOUT,
     ChunkLayout,
     layer_figure_names,
@@ -214,7 +214,7 @@ def run(tmp: Path, dsn: str, args) -> None:
     r0, r1, c0, c1 = WINDOW
     pixels = [(int(rng.integers(r0, r1)), int(rng.integers(c0, c1))) for _ in range(50)]
     points = [lonlat(r, c) for r, c in pixels]
-    layouts = {"glacierflow": HISTORY_LAYOUT, "ITS_LIVE": ITS_LIVE_LAYOUT}
+    layouts = {"glacierflow": CUBE_LAYOUT, "ITS_LIVE": ITS_LIVE_LAYOUT}
     servers = {}
     try:
         for name, layout in layouts.items():

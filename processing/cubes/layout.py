@@ -144,11 +144,9 @@ class ChunkLayout:
         return BloscCodec(cname=self.cname, clevel=self.clevel, shuffle=self.shuffle)
 
 
-# glacierflow's history and recent segments (see BENCHMARKS.md); ITS_LIVE's layout, the
-# benchmark baseline. Segments use the history's shards, so consolidation reads and writes
-# aligned blocks.
-HISTORY_LAYOUT = ChunkLayout()
-SEGMENT_LAYOUT = ChunkLayout()
+# glacierflow's, for the history and the recent segments alike, so consolidation reads
+# and writes aligned blocks (BENCHMARKS.md); ITS_LIVE's, the benchmark baseline
+CUBE_LAYOUT = ChunkLayout()
 ITS_LIVE_LAYOUT = ChunkLayout(
     point_px=10,
     bulk_px=10,

@@ -41,11 +41,10 @@ from pyproj import CRS, Transformer
 from glacierflow.processing.cubes.grid import CELL_SIZE_M, TILE_SIZE_M, CubeTile
 from glacierflow.processing.cubes.layers import Layer
 from glacierflow.processing.cubes.layout import (
+    CUBE_LAYOUT,
     GRIDDED,
-    HISTORY_LAYOUT,
     PAIR_DATES,
     PAIR_STRINGS,
-    SEGMENT_LAYOUT,
     TIME_DIM,
     TIME_UNITS,
     ChunkLayout,
@@ -133,7 +132,7 @@ class LivingCube:
     def open(self, chunks: dict[str, int] | None = None) -> xr.Dataset:
         """The whole cube as one Dataset in ITS_LIVE's layout, sorted by mid_date (lazy:
         dask blocks of 50 x 50 pixels by default, aligned with every part's chunks)."""
-        side = SEGMENT_LAYOUT.block
+        side = CUBE_LAYOUT.block
         chunks = chunks or {TIME_DIM: -1, "y": side, "x": side}
         for _ in range(5):
             snap = self.snapshot()
@@ -178,13 +177,13 @@ class LivingCube:
         ]
         snap = self.snapshot()
         if snap.history is None:  # a new cube: its first batch is its history
-            self.publish_history(layers_dataset(self.tile, batches[0], skipped), 0, HISTORY_LAYOUT)
+            self.publish_history(layers_dataset(self.tile, batches[0], skipped), 0, CUBE_LAYOUT)
             snap, batches = self.snapshot(), batches[1:]
         seq = max([snap.through, *(int(p.stem) for p in snap.segments)])
         for batch in batches:
             seq += 1
             staged = self._staged()
-            write_zarr(layers_dataset(self.tile, batch), staged, SEGMENT_LAYOUT)
+            write_zarr(layers_dataset(self.tile, batch), staged, CUBE_LAYOUT)
             (self.state / "recent").mkdir(exist_ok=True)
             os.rename(staged, self.state / "recent" / f"{seq:06d}.zarr")  # the commit
         return len(batches)
@@ -196,12 +195,12 @@ class LivingCube:
         if not snap.segments:
             return False
         through = int(snap.segments[-1].stem)
-        side = SEGMENT_LAYOUT.block  # aligned with the chunks of every part
+        side = CUBE_LAYOUT.block  # aligned with the chunks of every part
         blocks = {TIME_DIM: -1, "y": side, "x": side}
         ds = open_snapshot(snap, chunks=blocks).chunk(blocks)  # one time block after concat
         ds.attrs["skipped_granules"] = _skipped_attr(ds.attrs, skipped)
         ds.attrs["date_updated"] = _now()
-        self.publish_history(ds, through, HISTORY_LAYOUT)
+        self.publish_history(ds, through, CUBE_LAYOUT)
         for segment in snap.segments:
             shutil.rmtree(segment, ignore_errors=True)
         return True
