@@ -315,7 +315,7 @@ def serve(host: str, port: int, workers: int) -> None:
     """Serve the HTTP API: /stac (STAC API), /timeseries and /profile, /healthz, /docs."""
     from glacierflow.catalog.database import catalog_database
     from glacierflow.catalog.loader import init_catalog
-    from glacierflow.services.server import run
+    from glacierflow.services.server import ServerError, run
 
     settings = get_settings()
     with _exit_on_input_errors(), catalog_database(settings.data_dir) as dsn:
@@ -325,6 +325,9 @@ def serve(host: str, port: int, workers: int) -> None:
         except OSError as err:  # the port: in use, or not ours to take
             _say(f"error: {err.strerror}; choose another --port")
             sys.exit(2)
+        except ServerError as err:
+            _say(f"error: {err}")
+            sys.exit(1)
 
 
 @main.command()

@@ -52,6 +52,13 @@ def run(
     except KeyboardInterrupt:  # Ctrl-C reaches every worker too; each shuts down cleanly
         for process in processes:
             process.join()
+    failed = sorted({p.exitcode for p in processes} - {0, -signal.SIGTERM, -signal.SIGINT})
+    if failed:
+        raise ServerError(f"server processes exited with code(s) {failed}; see their errors above")
+
+
+class ServerError(RuntimeError):
+    """Worker processes that stopped on an error (the app did not start, a crash)."""
 
 
 def _listening_socket(host: str, port: int) -> socket.socket:

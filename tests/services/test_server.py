@@ -1,5 +1,6 @@
 """`glacierflow serve --workers N`: N processes, each on its own socket of the one port,
-all answering, all stopping with the parent; a port in use is an error that names it."""
+all answering, all stopping with the parent; a port in use is an error that names it, and
+workers that die make the command fail."""
 
 from __future__ import annotations
 
@@ -58,20 +59,24 @@ def _listening_inodes(pid: int, port: int) -> set[str]:
     return listening & own
 
 
+def _listening_workers(server: subprocess.Popen[str], port: int, count: int) -> list[int]:
+    deadline = time.monotonic() + 60
+    while True:
+        assert server.poll() is None, server.communicate()[1]
+        assert time.monotonic() < deadline, "the workers did not start"
+        workers = [w for w in _children(server.pid) if _listening_inodes(w, port)]
+        if len(workers) == count:
+            return workers
+        time.sleep(0.3)
+
+
 def test_workers_listen_on_their_own_sockets_answer_and_stop_together(
     new_catalog: Callable[[str], str], tmp_path: Path
 ) -> None:
     port = _free_port()
     server = _serve(tmp_path, new_catalog("serve_workers"), port, workers=3)
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert server.poll() is None, server.communicate()[1]
-            assert time.monotonic() < deadline, "the workers did not start"
-            workers = [w for w in _children(server.pid) if _listening_inodes(w, port)]
-            if len(workers) == 3:
-                break
-            time.sleep(0.3)
+        workers = _listening_workers(server, port, 3)
         sockets = [_listening_inodes(w, port) for w in workers]
         assert len(set.union(*sockets)) == 3  # one socket each, not one shared
         for _ in range(12):  # new connections, whichever worker takes them
@@ -93,3 +98,19 @@ def test_a_port_in_use_is_named(new_catalog: Callable[[str], str], tmp_path: Pat
         _, stderr = server.communicate(timeout=60)
     assert server.returncode == 2
     assert f"cannot listen on 127.0.0.1:{port}" in stderr and "Traceback" not in stderr
+
+
+def test_workers_killed_make_serve_exit_with_an_error(
+    new_catalog: Callable[[str], str], tmp_path: Path
+) -> None:
+    """Say, by the out-of-memory killer: the command ends non-zero and says how."""
+    port = _free_port()
+    server = _serve(tmp_path, new_catalog("serve_killed"), port, workers=2)
+    try:
+        for worker in _listening_workers(server, port, 2):
+            os.kill(worker, signal.SIGKILL)
+        _, stderr = server.communicate(timeout=60)
+    finally:
+        server.kill()
+    assert server.returncode == 1
+    assert "server processes exited with code(s) [-9]" in stderr and "Traceback" not in stderr
