@@ -29,6 +29,8 @@ from glacierflow.processing.cubes.store import (
     MAX_SEGMENT_LAYERS,
     STATE_DIR,
     LivingCube,
+    flush_folder,
+    flush_tree,
 )
 
 SKIP_LEDGER = "skipped_granules.json"
@@ -174,4 +176,6 @@ def record_skipped(store: Path, skipped: dict[str, str]) -> None:
     known.update(skipped)
     staged = ledger.with_name(f".{ledger.name}.{os.getpid()}")
     staged.write_text(json.dumps(known, indent=1, sort_keys=True))
+    flush_tree(staged)
     os.replace(staged, ledger)
+    flush_folder(ledger.parent)

@@ -14,8 +14,9 @@ ingest writes a new segment instead (a few files) and a consolidation rewrites t
 now and then (`consolidate`). Every change is made in `staging/` and published by one
 atomic rename (a segment into `recent/`, or the NAME symlink onto a new history), so a
 process killed at any moment leaves each cube with its old or its new content, never a
-mix. `xarray.open_zarr(STORE/NAME)` reads the history in ITS_LIVE's layout; `open_cube`
-and the time-series API add the recent segments (one call, the whole series).
+mix; what a rename publishes is on disk first (fsync), so a power cut cannot undo it.
+`xarray.open_zarr(STORE/NAME)` reads the history in ITS_LIVE's layout; `open_cube` and the
+time-series API add the recent segments (one call, the whole series).
 """
 
 from __future__ import annotations
@@ -184,8 +185,10 @@ class LivingCube:
             seq += 1
             staged = self._staged()
             write_zarr(layers_dataset(self.tile, batch), staged, CUBE_LAYOUT)
+            flush_tree(staged)
             (self.state / "recent").mkdir(exist_ok=True)
             os.rename(staged, self.state / "recent" / f"{seq:06d}.zarr")  # the commit
+            flush_folder(self.state / "recent")
         return len(batches)
 
     def consolidate(self, skipped: dict[str, str] | None = None) -> bool:
@@ -214,15 +217,42 @@ class LivingCube:
         staged = self._staged()
         ds.attrs["url"] = str(self.path)
         write_zarr(ds, staged, layout)
+        flush_tree(staged)
         target = self.state / f"history-{through:06d}.zarr"
         shutil.rmtree(target, ignore_errors=True)  # a leftover of a writer that died
         os.rename(staged, target)
+        flush_folder(self.state)
         link = self.state / "staging" / f"{uuid.uuid4().hex}.link"
         os.symlink(os.path.relpath(target, self.path.parent), link)
         previous = self.snapshot().history
         os.replace(link, self.path)  # the commit: readers now see the new history
+        flush_folder(self.path.parent)
         if previous and previous != target:
             shutil.rmtree(previous, ignore_errors=True)
+
+
+def flush_tree(tree: Path) -> None:
+    """A file, or every file and folder of a tree, written to disk (fsync) before it is
+    published, so the rename that publishes it survives a power cut, not only a kill."""
+    if tree.is_file():
+        _fsync(tree, os.O_RDONLY)
+    for folder, _, files in os.walk(tree):
+        for name in files:
+            _fsync(os.path.join(folder, name), os.O_RDONLY)
+        flush_folder(folder)
+
+
+def flush_folder(folder: str | Path) -> None:
+    """A folder's entries (a rename, a new name) written to disk."""
+    _fsync(folder, os.O_RDONLY | os.O_DIRECTORY)
+
+
+def _fsync(path: str | Path, flags: int) -> None:
+    handle = os.open(path, flags)
+    try:
+        os.fsync(handle)
+    finally:
+        os.close(handle)
 
 
 def _now() -> str:

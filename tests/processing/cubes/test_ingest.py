@@ -142,6 +142,38 @@ def test_ingest_is_idempotent_and_appends_without_rewriting_the_history(
     assert np.all(np.diff(ds["mid_date"].values) > np.timedelta64(0))
 
 
+def test_what_a_rename_publishes_is_on_disk_first(
+    batch: list[Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every file of a new history or segment is fsynced before the rename that publishes
+    it, and the folder it lands in after: a power cut keeps old or new, as a kill does."""
+    events: list[tuple[str, ...]] = []
+    real_fsync, real_rename = os.fsync, os.rename
+
+    def fsync(handle: int) -> None:
+        events.append(("fsync", os.path.realpath(f"/proc/self/fd/{handle}")))
+        real_fsync(handle)
+
+    def rename(source: str, target: str) -> None:
+        events.append(("rename", os.path.realpath(source), os.path.realpath(target)))
+        real_rename(source, target)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "rename", rename)
+    ingest(batch[:2], tmp_path, progress=quiet)  # the first history
+    ingest(batch[2:4], tmp_path, progress=quiet, consolidate_after=99)  # a segment
+    published = [(k, e[1], e[2]) for k, e in enumerate(events) if e[0] == "rename"]
+    assert [Path(target).parent.name for _, _, target in published] == [TILE, "recent"]
+    for k, source, target in published:
+        synced = {e[1] for e in events[:k] if e[0] == "fsync"}
+        written = {str(p).replace(target, source, 1) for p in Path(target).rglob("*")}
+        assert len(written) > 20 and written <= synced, written - synced
+        assert ("fsync", str(Path(target).parent)) in events[k + 1 :]
+    # and the store folder, where the cube's name now points at the new history
+    first_segment = published[1][0]
+    assert ("fsync", os.path.realpath(tmp_path)) in events[published[0][0] : first_segment]
+
+
 def test_bad_granules_are_named_and_skipped_and_the_rest_go_in(
     batch: list[Path], template: Path, itslive_granule: Path, tmp_path: Path
 ) -> None:
