@@ -171,7 +171,8 @@ def granule_files(
     return files
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A loopback port nobody listens on now."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
@@ -180,7 +181,7 @@ def _free_port() -> int:
 @contextmanager
 def serving(app, **config) -> Iterator[str]:
     """Run `app` with uvicorn in a thread on a free loopback port; yields the base URL."""
-    port = _free_port()
+    port = free_port()
     server = uvicorn.Server(
         uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", **config)
     )

@@ -14,12 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import httpx
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+from conftest import free_port
 
 
 def _serve(tmp_path: Path, dsn: str, port: int, workers: int) -> subprocess.Popen[str]:
@@ -73,7 +68,7 @@ def _listening_workers(server: subprocess.Popen[str], port: int, count: int) -> 
 def test_workers_listen_on_their_own_sockets_answer_and_stop_together(
     new_catalog: Callable[[str], str], tmp_path: Path
 ) -> None:
-    port = _free_port()
+    port = free_port()
     server = _serve(tmp_path, new_catalog("serve_workers"), port, workers=3)
     try:
         workers = _listening_workers(server, port, 3)
@@ -104,7 +99,7 @@ def test_workers_killed_make_serve_exit_with_an_error(
     new_catalog: Callable[[str], str], tmp_path: Path
 ) -> None:
     """Say, by the out-of-memory killer: the command ends non-zero and says how."""
-    port = _free_port()
+    port = free_port()
     server = _serve(tmp_path, new_catalog("serve_killed"), port, workers=2)
     try:
         for worker in _listening_workers(server, port, 2):
