@@ -3,7 +3,7 @@
 Several processes each listen on their own SO_REUSEPORT socket, so the kernel spreads new
 connections evenly over them. uvicorn's own workers share one socket, and the first to
 wake accepts a whole burst of keep-alive connections: with 16 clients connecting at once,
-throughput then varied from 150 to 240 queries/s between runs (BENCHMARKS.md).
+throughput then varied from 147 to 238 queries/s between runs (BENCHMARKS.md).
 """
 
 from __future__ import annotations

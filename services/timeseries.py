@@ -243,7 +243,8 @@ def _column(values: np.ndarray) -> list | np.ndarray:
         return np.datetime_as_string(values.astype("datetime64[ms]"), unit="ms").tolist()
     if np.issubdtype(values.dtype, np.floating):
         finite = np.isfinite(values)
-        if not np.array_equal(values[finite], np.rint(values[finite])):
+        present = values[finite]
+        if not np.array_equal(present, np.rint(present)):
             return np.round(values.astype(np.float64), 3)
         # whole numbers (the int16 velocities): integers, 10x faster to write, a third shorter
         if finite.all():
