@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import inspect
+import logging
 from contextlib import asynccontextmanager
 
 import asyncpg
@@ -15,6 +16,8 @@ from fastapi.responses import JSONResponse
 from glacierflow.services import stac
 from glacierflow.services.timeseries import timeseries_router
 from glacierflow.settings import Settings
+
+log = logging.getLogger(__name__)
 
 
 def health_router(settings: Settings, dsn: str) -> APIRouter:
@@ -33,7 +36,7 @@ def health_router(settings: Settings, dsn: str) -> APIRouter:
                 raise
             await conn.close(timeout=settings.database_statement_timeout_s)
         except (*stac.DATABASE_UNAVAILABLE, asyncpg.PostgresError) as err:
-            stac.log.warning("health check: catalog database down: %r", err)
+            log.warning("health check: catalog database down: %r", err)
             body = {"status": "down", "database": {"status": "down"}}
             return JSONResponse(body, status_code=503, headers={"Retry-After": "1"})
         return JSONResponse({"status": "up", "database": {"status": "up", "pgstac": version}})

@@ -14,7 +14,7 @@ from fastapi.responses import JSONResponse
 from starlette.middleware import Middleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-log = logging.getLogger("glacierflow.services")
+log = logging.getLogger(__name__)
 
 
 def error_response(status_code: int, code: str, description: str) -> JSONResponse:

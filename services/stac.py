@@ -23,7 +23,12 @@ from stac_fastapi.pgstac.app import instantiate_api
 from stac_fastapi.pgstac.config import PostgresSettings
 from stac_fastapi.pgstac.config import Settings as StacSettings
 from stac_fastapi.pgstac.core import CoreCrudClient
-from stac_fastapi.pgstac.db import close_db_connection, con_init, translate_pgstac_errors
+from stac_fastapi.pgstac.db import (
+    ConnectionGetter,
+    close_db_connection,
+    con_init,
+    translate_pgstac_errors,
+)
 from stac_fastapi.pgstac.models.extensions import Extensions
 from starlette.middleware import Middleware
 from starlette.middleware.base import BaseHTTPMiddleware
@@ -99,7 +104,7 @@ DATABASE_UNAVAILABLE = (
     asyncpg.exceptions.OperatorInterventionError,
     asyncpg.exceptions.InsufficientResourcesError,
 )
-log = logging.getLogger("glacierflow.services")
+log = logging.getLogger(__name__)
 
 
 def connect_options(settings: Settings) -> dict[str, object]:
@@ -132,7 +137,7 @@ async def _create_pool(postgres: PostgresSettings, settings: Settings) -> asyncp
     )
 
 
-def _connection_getter(settings: Settings):
+def _connection_getter(settings: Settings) -> ConnectionGetter:
     """stac-fastapi's connection getter, bounded: waiting for a pooled connection (or a new
     one) takes at most the connect timeout, and a connection whose server did not answer
     in time is dropped at once instead of being cancelled and reset (which would wait on
@@ -161,7 +166,7 @@ async def _bad_query(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse({"code": "BadRequest", "description": str(exc)}, status_code=400)
 
 
-async def database_unavailable(request: Request, exc: Exception) -> JSONResponse:
+async def _database_unavailable(request: Request, exc: Exception) -> JSONResponse:
     """Fail fast with 503 while the database is away or not answering; the pool reconnects
     when it returns. What went wrong (host, port, PostgreSQL's text) goes to the log only."""
     log.warning("catalog database unavailable (%s %s): %r", request.method, request.url.path, exc)
@@ -227,7 +232,7 @@ def create_stac_app(settings: Settings, dsn: str, prefix: str = "") -> FastAPI:
     ]
     add_limits(api.app, settings.max_body_bytes)
     for unavailable in DATABASE_UNAVAILABLE:
-        api.app.add_exception_handler(unavailable, database_unavailable)
+        api.app.add_exception_handler(unavailable, _database_unavailable)
     # pgstac's own RAISE (SQLSTATE P0001) and invalid-value errors are the query's fault
     for rejected in (asyncpg.exceptions.RaiseError, asyncpg.exceptions.DataError):
         api.app.add_exception_handler(rejected, _bad_query)

@@ -82,6 +82,19 @@ def _listening_workers(server: subprocess.Popen[str], port: int, count: int) -> 
         time.sleep(0.3)
 
 
+def _wait_healthy(server: subprocess.Popen[str], port: int) -> None:
+    deadline = time.monotonic() + 180
+    while True:
+        assert server.poll() is None, server.communicate()[1]
+        assert time.monotonic() < deadline, "serve did not start"
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=30).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.3)
+
+
 def _wait_dead(pid: int) -> None:
     """Until `pid` has exited (gone, or a zombie: its sockets are closed)."""
     deadline = time.monotonic() + 30
@@ -152,6 +165,8 @@ def test_a_killed_worker_is_replaced_while_the_others_answer(
         # and both die: both come back
         for worker in replaced:
             os.kill(worker, signal.SIGKILL)
+        for worker in replaced:
+            _wait_dead(worker)
         again = _listening_workers(server, port, 2)
         assert not set(again) & set(replaced)
         assert httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=30).status_code == 200
@@ -200,17 +215,19 @@ def _postgres_stopped(cluster: EmbeddedCluster) -> bool:
     return not (cluster.data / "postmaster.pid").exists() and not serving
 
 
-@pytest.mark.parametrize("how", [signal.SIGTERM, signal.SIGHUP, signal.SIGINT])
+@pytest.mark.parametrize(
+    ("how", "workers"),
+    [(signal.SIGTERM, 1), (signal.SIGTERM, 2), (signal.SIGHUP, 2), (signal.SIGINT, 1)],
+)
 def test_serve_stops_its_private_cluster_on_a_signal(
-    tmp_path: Path, cluster_template: Path, how: signal.Signals
+    tmp_path: Path, cluster_template: Path, how: signal.Signals, workers: int
 ) -> None:
     cluster = _data_dir_with_cluster(tmp_path, cluster_template)
     port = free_port()
-    server = _serve(tmp_path, None, port, workers=2)
+    server = _serve(tmp_path, None, port, workers=workers)
     try:
-        _listening_workers(server, port, 2)
-        assert cluster.running_port(), "serve did not use the private cluster"
-        assert httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=30).status_code == 200
+        _wait_healthy(server, port)
+        assert not _postgres_stopped(cluster), "serve did not use the private cluster"
     finally:
         stderr = _stop(server, how)
     assert server.returncode == 0, stderr
@@ -226,7 +243,7 @@ def test_a_signal_during_start_up_stops_the_private_cluster(
     server = _serve(tmp_path, None, free_port(), workers=1)
     try:
         deadline = time.monotonic() + 120
-        while not cluster.running_port():
+        while _postgres_stopped(cluster):
             assert server.poll() is None, server.communicate()[1]
             assert time.monotonic() < deadline, "the private cluster did not start"
             time.sleep(0.05)
