@@ -10,8 +10,10 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import signal
 import socket
 import subprocess
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -214,4 +216,22 @@ def catalog_database(data_dir: Path) -> Iterator[str]:
         yield dsn
     finally:
         if ours:
-            cluster.stop()
+            with _stop_signals_ignored():
+                cluster.stop()
+
+
+@contextmanager
+def _stop_signals_ignored() -> Iterator[None]:
+    """Ctrl-C, SIGTERM and SIGHUP are ignored while the cluster stops: we are stopping
+    already, and a second press would otherwise cut the stop short and leave it running.
+    (Signal handlers belong to the main thread; elsewhere nothing changes.)"""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    stops = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    previous = {stop: signal.signal(stop, signal.SIG_IGN) for stop in stops}
+    try:
+        yield
+    finally:
+        for stop, handler in previous.items():
+            signal.signal(stop, handler)
