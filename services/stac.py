@@ -15,6 +15,7 @@ words, never PostgreSQL's text.
 
 from __future__ import annotations
 
+import json
 import math
 import re
 import secrets
@@ -67,11 +68,6 @@ class _Client(CoreCrudClient):
             if any(not entry.strip(" +-") for entry in kwargs.get(name) or []):
                 raise InvalidQueryParameter(f"`{name}` has an empty entry")
         return super()._clean_search_args(base_args, **kwargs)
-
-    async def post_search(self, search_request, request: Request, **kwargs: Any):
-        """POST /search: JSON carries NaN and Infinity into bbox, which pydantic lets by."""
-        _check_bbox(search_request.bbox)
-        return await super().post_search(search_request, request=request, **kwargs)
 
 
 def _check_bbox(bbox: tuple[float, ...] | list[float] | None) -> None:
@@ -143,6 +139,14 @@ _CQL2_TEXT_TOKENS = re.compile(
 )
 _JSON_TOKENS = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"?|(?P<open>[\[{])|(?P<close>[\]}])')
 
+# the parameters something parses recursively (cql2, orjson, PostgreSQL's tsquery), and how
+# to scan them; `filter` is added per request, by its filter-lang
+_PARSED_PARAMETERS = {
+    "q": (_CQL2_TEXT_TOKENS,),
+    "query": (_JSON_TOKENS,),
+    "intersects": (_JSON_TOKENS,),
+}
+
 
 def _deeper_than(text: str, limit: int, tokens: re.Pattern[str]) -> bool:
     """Whether `text` nests more than `limit` levels (a bound on any parser's recursion)."""
@@ -171,8 +175,6 @@ class _RequestBounds:
     """Refuses, before any parser sees them, STAC parameters and bodies that nest deeper
     or run longer than the settings allow (400, naming the limit)."""
 
-    _EXPRESSIONS = ("filter", "query", "intersects", "q")  # the parameters with a length cap
-
     def __init__(self, app: ASGIApp, prefix: str, max_depth: int, max_length: int):
         self.app = app
         self._prefix = prefix.lower()
@@ -196,16 +198,21 @@ class _RequestBounds:
         await answer(scope, receive, send)
 
     def _parameters_problem(self, params: QueryParams) -> str | None:
-        # stac-fastapi reads the last filter-lang given, and cql2-text when none is
-        text_filter = params.get("filter-lang", "cql2-text") != "cql2-json"
+        # a filter is CQL2 text unless every filter-lang given says JSON; scanned as JSON
+        # too, so that a JSON string cannot hide brackets from the text scan
+        langs = params.getlist("filter-lang")
+        json_only = bool(langs) and all(lang == "cql2-json" for lang in langs)
+        filters = (_JSON_TOKENS,) if json_only else (_JSON_TOKENS, _CQL2_TEXT_TOKENS)
+        scans = {**_PARSED_PARAMETERS, "filter": filters}
         for name, value in params.multi_items():
-            if name in self._EXPRESSIONS and len(value) > self._length:
+            if name not in scans:
+                continue
+            if len(value) > self._length:
                 return (
                     f"`{name}` has {len(value)} characters; at most {self._length} are "
                     "allowed (GLACIERFLOW_STAC_FILTER_MAX_LENGTH)"
                 )
-            tokens = _CQL2_TEXT_TOKENS if name == "filter" and text_filter else _JSON_TOKENS
-            if _deeper_than(value, self._depth, tokens):
+            if any(_deeper_than(value, self._depth, tokens) for tokens in scans[name]):
                 return self._too_deep(f"`{name}`")
         return None
 
@@ -218,6 +225,14 @@ class _RequestBounds:
         # latin-1 maps every byte to one character: brackets and quotes stay where they are
         if _deeper_than(body.decode("latin-1"), self._depth + 1, _JSON_TOKENS):
             return self._too_deep("the request body")  # + 1: the body's own object
+        # Python's JSON reads NaN, Infinity and 1e999, which pydantic lets into a bbox and
+        # stac-fastapi's error answer cannot write back; safe to parse now it is shallow
+        try:
+            json.loads(body, parse_constant=_not_finite, parse_float=_finite)
+        except _NotFiniteError as number:
+            return f"the request body has a number that is not finite: {number}"
+        except ValueError:
+            pass  # not JSON: the route's own parser says so
         return None
 
     def _too_deep(self, what: str) -> str:
@@ -225,6 +240,21 @@ class _RequestBounds:
             f"{what} nests more than {self._depth} levels deep (brackets, and chained "
             "operators in CQL2 text); the limit is GLACIERFLOW_STAC_FILTER_MAX_DEPTH"
         )
+
+
+class _NotFiniteError(Exception):
+    """A JSON number that is NaN or infinite."""
+
+
+def _not_finite(constant: str) -> float:
+    raise _NotFiniteError(constant)
+
+
+def _finite(text: str) -> float:
+    number = float(text)
+    if not math.isfinite(number):
+        raise _NotFiniteError(text)
+    return number
 
 
 async def _buffered(receive: Receive) -> tuple[bytes, Receive]:
