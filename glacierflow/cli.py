@@ -13,7 +13,7 @@ import click
 from glacierflow.processing.io.scenes import SceneError
 from glacierflow.processing.tracking.preprocess import ImageFilter
 from glacierflow.processing.tracking.tracker import SubpixelMethod
-from glacierflow.settings import get_settings
+from glacierflow.settings import SettingsError, get_settings
 
 
 def _say(message: str) -> None:
@@ -22,13 +22,13 @@ def _say(message: str) -> None:
 
 @contextmanager
 def _exit_on_input_errors() -> Iterator[None]:
-    """Input the user can fix (a scene, the database): its message and exit code 2,
-    no traceback."""
+    """Input the user can fix (a scene, the database, a setting): its message and exit
+    code 2, no traceback."""
     from glacierflow.catalog.database import DatabaseError
 
     try:
         yield
-    except (SceneError, DatabaseError) as err:
+    except (SceneError, DatabaseError, SettingsError) as err:
         _say(f"error: {err}")
         sys.exit(2)
 
@@ -331,6 +331,8 @@ def serve(host: str, port: int, workers: int) -> None:
     from glacierflow.services.server import ServerError, run
 
     settings = get_settings()
+    with _exit_on_input_errors():
+        settings.transactions_key()  # refused before any database starts
     with _exit_on_input_errors(), catalog_database(settings.data_dir) as dsn:
         init_catalog(dsn, settings.collection_ids)
         try:

@@ -8,6 +8,12 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+MIN_API_KEY_LENGTH = 16
+
+
+class SettingsError(ValueError):
+    """A setting that cannot be used as given; commands exit 2 with its message."""
+
 
 class Settings(BaseSettings):
     """Where data live and how work runs; every field can be set as GLACIERFLOW_<NAME>."""
@@ -25,7 +31,22 @@ class Settings(BaseSettings):
     )
     cors_origins: list[str] = Field(["*"], description="origins allowed to call the HTTP API")
     stac_transactions_api_key: str | None = Field(
-        None, description="enables STAC transactions, for requests carrying this X-API-Key"
+        None,
+        description="enables STAC transactions, for requests carrying this X-API-Key "
+        f"(at least {MIN_API_KEY_LENGTH} printable ASCII characters)",
+    )
+    stac_filter_max_length: int = Field(
+        20_000,
+        ge=100,
+        description="characters in a STAC search's filter, query, intersects or q parameter, "
+        "and in a POST search body",
+    )
+    stac_filter_max_depth: int = Field(
+        20,
+        ge=2,
+        le=200,  # cql2's parser overflows its stack near 1,500 levels and slows well before
+        description="nesting levels in a STAC filter (brackets, and chained operators in CQL2 "
+        "text) or in any JSON a STAC request carries",
     )
     database_connect_timeout_s: float = Field(
         2.0, gt=0, description="the HTTP API's wait for a catalog database connection"
@@ -47,6 +68,27 @@ class Settings(BaseSettings):
     def cube_store(self) -> Path:
         """Where `cube ingest` writes cubes unless --store says otherwise."""
         return self.data_dir / "cubes"
+
+    def transactions_key(self) -> str | None:
+        """The key that guards STAC writes, or None when writes are off.
+
+        A set but empty (or short) key would open writes to anyone who guesses it: refused.
+        """
+        key = self.stac_transactions_api_key
+        if key is None:
+            return None
+        if len(key) < MIN_API_KEY_LENGTH or not (key.isascii() and key.isprintable()):
+            raise SettingsError(
+                f"GLACIERFLOW_STAC_TRANSACTIONS_API_KEY must be at least {MIN_API_KEY_LENGTH} "
+                "printable ASCII characters (it has "
+                f"{len(key)}); unset it to keep transactions off"
+            )
+        if key != key.strip():
+            raise SettingsError(
+                "GLACIERFLOW_STAC_TRANSACTIONS_API_KEY starts or ends with spaces, which an "
+                "X-API-Key header cannot carry"
+            )
+        return key
 
     def collection_id(self, kind: str) -> str:
         return self.collection_ids.get(kind, kind)

@@ -3,22 +3,35 @@
 Search (CQL2 text and JSON filter, sort, fields, query, token paging), collections with
 free-text collection search. Transactions are off unless an API key is configured; then
 every write needs the `X-API-Key` header (401 without it).
+
+Hostile input is stopped before it reaches a parser: cql2's parser is recursive Rust and
+overflows its stack (a segfault that kills the server process) on about 1,500 nested
+parentheses, 3,500 chained NOTs or 9,000 chained additions, and its validation slows with
+depth; so the nesting and size of filters, and of every JSON a request carries, are
+bounded by a non-recursive scan first. What the catalog database refuses (a value of the
+wrong type, a free-text syntax error, a bad geometry) is the query's fault: a 400 in our
+words, never PostgreSQL's text.
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import math
+import re
 import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Literal
+from typing import Any, Literal
 from urllib.parse import unquote, urlparse
 
 import asyncpg
 import attr
+import orjson
 from brotli_asgi import BrotliMiddleware
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+from pydantic import ValidationError
 from stac_fastapi.pgstac.app import instantiate_api
 from stac_fastapi.pgstac.config import PostgresSettings
 from stac_fastapi.pgstac.config import Settings as StacSettings
@@ -30,14 +43,18 @@ from stac_fastapi.pgstac.db import (
     translate_pgstac_errors,
 )
 from stac_fastapi.pgstac.models.extensions import Extensions
+from stac_fastapi.types.errors import InvalidQueryParameter
+from stac_pydantic.api.search import Search
+from starlette.datastructures import QueryParams
 from starlette.middleware import Middleware
 from starlette.middleware.base import BaseHTTPMiddleware
 from starlette.middleware.gzip import GZipMiddleware
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from glacierflow.services.middleware import add_limits
 from glacierflow.settings import Settings
 
-_WRITE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
+_READ_METHODS = {"GET", "HEAD", "OPTIONS"}
 _TITLE = "glacierflow"
 _DESCRIPTION = "Glacier velocity granules, cubes and mosaics (ITS_LIVE layout)"
 
@@ -49,6 +66,29 @@ class _Client(CoreCrudClient):
     landing_page_id: str = attr.ib(default=_TITLE)
     title: str = attr.ib(default=_TITLE)
     description: str = attr.ib(default=_DESCRIPTION)
+
+    def _clean_search_args(self, base_args: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+        """GET searches (items, a collection's items, collections) checked before pgstac:
+        the collection search passes bbox on unchecked, and an empty `fields` entry
+        crashes stac-fastapi."""
+        _check_bbox(base_args.get("bbox"))
+        for name in ("fields", "sortby"):
+            if any(not entry.strip(" +-") for entry in kwargs.get(name) or []):
+                raise InvalidQueryParameter(f"`{name}` has an empty entry")
+        return super()._clean_search_args(base_args, **kwargs)
+
+
+def _check_bbox(bbox: tuple[float, ...] | list[float] | None) -> None:
+    """A bbox of finite numbers, in order, as STAC's search model requires."""
+    if bbox is None:
+        return
+    if not all(isinstance(v, int | float) and math.isfinite(v) for v in bbox):
+        raise InvalidQueryParameter(f"bbox values must be finite numbers: {list(bbox)}")
+    try:
+        Search(bbox=bbox)
+    except ValidationError as err:
+        reasons = "; ".join(e["msg"].removeprefix("Value error, ") for e in err.errors())
+        raise InvalidQueryParameter(f"invalid bbox {list(bbox)}: {reasons}") from None
 
 
 def postgres_settings(dsn: str) -> PostgresSettings:
@@ -68,20 +108,20 @@ def postgres_settings(dsn: str) -> PostgresSettings:
 
 
 class _ApiKeyGuard(BaseHTTPMiddleware):
-    """Writes (transactions) need the configured key; searches by POST stay open."""
+    """Every method but a read needs the configured key; searches by POST stay open."""
 
     def __init__(self, app, key: str, prefix: str):
         super().__init__(app)
         self._key = key
-        self._prefix = prefix
-        self._search = f"{prefix}/search"  # POST /search reads; every other write is guarded
+        self._prefix = prefix.lower()
+        self._search = f"{self._prefix}/search"  # POST /search reads; other writes are guarded
 
     async def dispatch(self, request: Request, call_next):
-        path = request.url.path.rstrip("/")
+        path = request.url.path.rstrip("/").lower()  # as strict as the loosest router
         guarded = path.startswith(self._prefix) and not (
             request.method == "POST" and path == self._search
         )
-        if request.method in _WRITE_METHODS and guarded:
+        if request.method not in _READ_METHODS and guarded:
             given = request.headers.get("x-api-key", "")
             if not secrets.compare_digest(given.encode(), self._key.encode()):
                 return JSONResponse(
@@ -92,6 +132,160 @@ class _ApiKeyGuard(BaseHTTPMiddleware):
                     status_code=401,
                 )
         return await call_next(request)
+
+
+# One token at a time, without recursion. CQL2 text: string literals and quoted
+# identifiers are skipped; brackets nest; a comma, AND or OR separates operands; each
+# operator (or NOT) may add a level to the parser's recursion, e.g. NOT NOT NOT … or
+# 1 + 1 + 1 …, so they count until the next separator. JSON: strings skipped, brackets.
+_CQL2_TEXT_TOKENS = re.compile(
+    r"'[^']*(?:''[^']*)*'?"
+    r'|"[^"]*(?:""[^"]*)*"?'
+    r"|(?P<open>[(\[{])|(?P<close>[)\]}])|(?P<separator>,|\b(?i:and|or)\b)"
+    r"|\d+(?:\.\d*)?(?:[eE][-+]?\d+)?|(?P<operator>\b(?i:not|div)\b|[-+*/%^=<>])"
+    r"|[A-Za-z_][\w:.]*"
+)
+_JSON_TOKENS = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"?|(?P<open>[\[{])|(?P<close>[\]}])')
+
+# the parameters something parses recursively (cql2, orjson, PostgreSQL's tsquery), and how
+# to scan them; `filter` is added per request, by its filter-lang
+_PARSED_PARAMETERS = {
+    "q": (_CQL2_TEXT_TOKENS,),
+    "query": (_JSON_TOKENS,),
+    "intersects": (_JSON_TOKENS,),
+}
+
+
+def _deeper_than(text: str, limit: int, tokens: re.Pattern[str]) -> bool:
+    """Whether `text` nests more than `limit` levels (a bound on any parser's recursion)."""
+    chained = [0]  # operators chained since the last separator, per open bracket
+    total = 0
+    for token in tokens.finditer(text):
+        kind = token.lastgroup
+        if kind == "open":
+            chained.append(0)
+        elif kind == "close" and len(chained) > 1:
+            total -= chained.pop()
+        elif kind == "separator":
+            total -= chained[-1]
+            chained[-1] = 0
+        elif kind == "operator":
+            chained[-1] += 1
+            total += 1
+        else:
+            continue
+        if len(chained) - 1 + total > limit:
+            return True
+    return False
+
+
+class _RequestBounds:
+    """Refuses, before any parser sees them, STAC parameters and bodies that nest deeper
+    or run longer than the settings allow (400, naming the limit)."""
+
+    def __init__(self, app: ASGIApp, prefix: str, max_depth: int, max_length: int):
+        self.app = app
+        self._prefix = prefix.lower()
+        self._search = f"{self._prefix}/search"
+        self._depth = max_depth
+        self._length = max_length
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope.get("path", "").rstrip("/").lower() if scope["type"] == "http" else ""
+        if scope["type"] != "http" or not path.startswith(self._prefix):
+            await self.app(scope, receive, send)
+            return
+        problem = self._parameters_problem(QueryParams(scope["query_string"]))
+        if problem is None and scope["method"] not in _READ_METHODS:
+            body, receive = await _buffered(receive)
+            problem = self._body_problem(body, is_search=path == self._search)
+        if problem is None:
+            await self.app(scope, receive, send)
+            return
+        answer = JSONResponse({"code": "BadRequest", "description": problem}, status_code=400)
+        await answer(scope, receive, send)
+
+    def _parameters_problem(self, params: QueryParams) -> str | None:
+        # a filter is CQL2 text unless every filter-lang given says JSON; scanned as JSON
+        # too, so that a JSON string cannot hide brackets from the text scan
+        langs = params.getlist("filter-lang")
+        json_only = bool(langs) and all(lang == "cql2-json" for lang in langs)
+        filters = (_JSON_TOKENS,) if json_only else (_JSON_TOKENS, _CQL2_TEXT_TOKENS)
+        scans = {**_PARSED_PARAMETERS, "filter": filters}
+        for name, value in params.multi_items():
+            if name not in scans:
+                continue
+            if len(value) > self._length:
+                return (
+                    f"`{name}` has {len(value)} characters; at most {self._length} are "
+                    "allowed (GLACIERFLOW_STAC_FILTER_MAX_LENGTH)"
+                )
+            if any(_deeper_than(value, self._depth, tokens) for tokens in scans[name]):
+                return self._too_deep(f"`{name}`")
+        return None
+
+    def _body_problem(self, body: bytes, is_search: bool) -> str | None:
+        if is_search and len(body) > self._length:
+            return (
+                f"a search body has {len(body)} bytes; at most {self._length} are allowed "
+                "(GLACIERFLOW_STAC_FILTER_MAX_LENGTH)"
+            )
+        # latin-1 maps every byte to one character: brackets and quotes stay where they are
+        if _deeper_than(body.decode("latin-1"), self._depth + 1, _JSON_TOKENS):
+            return self._too_deep("the request body")  # + 1: the body's own object
+        # Python's JSON reads NaN, Infinity and 1e999, which pydantic lets into a bbox and
+        # stac-fastapi's error answer cannot write back; safe to parse now it is shallow
+        try:
+            json.loads(body, parse_constant=_not_finite, parse_float=_finite)
+        except _NotFiniteError as number:
+            return f"the request body has a number that is not finite: {number}"
+        except ValueError:
+            pass  # not JSON: the route's own parser says so
+        return None
+
+    def _too_deep(self, what: str) -> str:
+        return (
+            f"{what} nests more than {self._depth} levels deep (brackets, and chained "
+            "operators in CQL2 text); the limit is GLACIERFLOW_STAC_FILTER_MAX_DEPTH"
+        )
+
+
+class _NotFiniteError(Exception):
+    """A JSON number that is NaN or infinite."""
+
+
+def _not_finite(constant: str) -> float:
+    raise _NotFiniteError(constant)
+
+
+def _finite(text: str) -> float:
+    number = float(text)
+    if not math.isfinite(number):
+        raise _NotFiniteError(text)
+    return number
+
+
+async def _buffered(receive: Receive) -> tuple[bytes, Receive]:
+    """The whole request body, and a `receive` that hands it on to the app."""
+    chunks = []
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":  # the client left
+            return b"", receive
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            break
+    body = b"".join(chunks)
+    replayed = False
+
+    async def replay() -> Message:
+        nonlocal replayed
+        if replayed:
+            return await receive()
+        replayed = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return body, replay
 
 
 # what asyncpg raises when the server is gone, refuses connections, does not answer in
@@ -161,9 +355,40 @@ def _connection_getter(settings: Settings) -> ConnectionGetter:
     return get_connection
 
 
-async def _bad_query(request: Request, exc: Exception) -> JSONResponse:
-    """pgstac rejects a query it cannot run (an unknown CQL2 operator, say): a 400."""
-    return JSONResponse({"code": "BadRequest", "description": str(exc)}, status_code=400)
+# What the catalog database refuses, by SQLSTATE class, is the query's fault; our words
+# replace PostgreSQL's, which would describe its internals.
+_QUERY_FAULTS = {
+    "22": "a value in the search has the wrong type or is out of range (check filter, "
+    "query, bbox and datetime)",
+    "42": "the search has a syntax error (check the free-text `q` and the filter)",
+    "54": "the search is too large or complex for the catalog",
+    "XX": "the catalog could not evaluate the search; check its geometries (bbox, "
+    "intersects, spatial filters) and values",
+}
+
+
+async def _database_refused(request: Request, exc: Exception) -> JSONResponse:
+    """A query the catalog database could not run: 400 in our words; pgstac's own
+    messages (an unknown CQL2 operator, a bad paging token) pass, as they name the problem."""
+    state = getattr(exc, "sqlstate", None) or ""
+    if state == "P0001":  # pgstac's RAISE
+        message = str(exc).splitlines()[0] if str(exc) else "the catalog refused the search"
+        return JSONResponse({"code": "BadRequest", "description": message}, status_code=400)
+    fault = _QUERY_FAULTS.get(state[:2])
+    if fault is None:
+        return JSONResponse(
+            {"code": "InternalServerError", "description": "the catalog database failed"},
+            status_code=500,
+        )
+    return JSONResponse({"code": "BadRequest", "description": fault}, status_code=400)
+
+
+async def _malformed_json(request: Request, exc: Exception) -> JSONResponse:
+    """stac-fastapi parses `query` and `intersects` with orjson, unguarded."""
+    return JSONResponse(
+        {"code": "BadRequest", "description": f"`query` or `intersects` is not valid JSON: {exc}"},
+        status_code=400,
+    )
 
 
 async def _database_unavailable(request: Request, exc: Exception) -> JSONResponse:
@@ -185,7 +410,8 @@ def create_stac_app(settings: Settings, dsn: str, prefix: str = "") -> FastAPI:
 
     Other parts of glacierflow add their routers to the app this returns.
     """
-    transactions = settings.stac_transactions_api_key is not None
+    key = settings.transactions_key()  # refuses an empty or short key
+    transactions = key is not None
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -233,11 +459,18 @@ def create_stac_app(settings: Settings, dsn: str, prefix: str = "") -> FastAPI:
     add_limits(api.app, settings.max_body_bytes)
     for unavailable in DATABASE_UNAVAILABLE:
         api.app.add_exception_handler(unavailable, _database_unavailable)
-    # pgstac's own RAISE (SQLSTATE P0001) and invalid-value errors are the query's fault
-    for rejected in (asyncpg.exceptions.RaiseError, asyncpg.exceptions.DataError):
-        api.app.add_exception_handler(rejected, _bad_query)
+    # what the database refuses is the query's fault (400 in our words), unless the more
+    # specific handlers above say it is unavailable
+    api.app.add_exception_handler(asyncpg.PostgresError, _database_refused)
+    api.app.add_exception_handler(orjson.JSONDecodeError, _malformed_json)
+    api.app.add_middleware(
+        _RequestBounds,
+        prefix=prefix,
+        max_depth=settings.stac_filter_max_depth,
+        max_length=settings.stac_filter_max_length,
+    )
     if transactions:
-        api.app.add_middleware(_ApiKeyGuard, key=settings.stac_transactions_api_key, prefix=prefix)
+        api.app.add_middleware(_ApiKeyGuard, key=key, prefix=prefix)
     return api.app
 
 

@@ -7,6 +7,8 @@ import dataclasses
 import os
 import socket
 import stat
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -222,6 +224,40 @@ def serving(app, **config) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(10)
+
+
+@contextmanager
+def serving_process(factory: str, env: dict[str, str]) -> Iterator[tuple[str, subprocess.Popen]]:
+    """Run uvicorn's app `factory` in a process of its own on a free loopback port, so that
+    a crash there (a segfault) fails the test instead of killing pytest.
+
+    Yields the base URL and the process; `env` is added to this process's environment.
+    """
+    port = free_port()
+    command = [sys.executable, "-m", "uvicorn", "--factory", factory, "--port", str(port)]
+    process = subprocess.Popen(
+        [*command, "--host", "127.0.0.1", "--log-level", "warning"], env={**os.environ, **env}
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(f"the server exited before it started ({process.returncode})")
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise TimeoutError("the server did not start within 60 s") from None
+                time.sleep(0.1)
+        yield f"http://127.0.0.1:{port}", process
+    finally:
+        process.terminate()
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
 
 
 # -- cubes: many granules with a known velocity, made from one tracked granule -------------

@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,7 +18,7 @@ from urllib.parse import urlparse
 import httpx
 import psycopg
 import pytest
-from conftest import child_processes, let_postgres_traverse, serving
+from conftest import child_processes, let_postgres_traverse, serving, serving_process
 from pystac_client import Client
 
 from glacierflow.catalog.database import EmbeddedCluster
@@ -23,12 +26,13 @@ from glacierflow.catalog.items import granule_item
 from glacierflow.catalog.loader import init_catalog, load_granules
 from glacierflow.services.app import create_app
 from glacierflow.services.stac import create_stac_app, postgres_settings
-from glacierflow.settings import Settings
+from glacierflow.settings import Settings, SettingsError
 
 UNREACHABLE = "postgresql://postgres@127.0.0.1:1/postgres"
 COLLECTIONS = {"scenes", "granules", "cubes", "mosaics"}
 GREENLAND = [-49.6, 69.0, -49.4, 69.2]  # around the july and august granules
 JULY_2024 = "2024-07-01T00:00:00Z/2024-07-31T23:59:59Z"
+API_KEY = "glacierflow-test-key-7f3a"
 
 
 def _settings(tmp_path_factory: pytest.TempPathFactory, **options) -> Settings:
@@ -259,6 +263,82 @@ BAD_REQUESTS = [
     ("GET", "/stac/search", {"limit": -1}, 400, "greater than 0"),
     ("GET", "/stac/search", {"limit": "ten"}, 400, "valid integer"),
     ("POST", "/stac/search", {"limit": 0}, 400, "greater than 0"),
+    # bbox on every search route: counts, order (heights too), NaN and infinities
+    ("GET", "/stac/search", {"bbox": "0,60,500,10,70,100"}, 400, "elevation"),
+    ("GET", "/stac/collections", {"bbox": "0,60,500,10,70,100"}, 400, "elevation"),
+    ("GET", "/stac/collections/granules/items", {"bbox": "0,60,500,10,70,100"}, 400, "elevation"),
+    ("POST", "/stac/search", {"bbox": [0, 60, 500, 10, 70, 100]}, 400, "elevation"),
+    ("GET", "/stac/collections", {"bbox": "10,10,5,5"}, 400, "latitude"),
+    ("GET", "/stac/collections", {"bbox": "1,2,3"}, 400, "must have 4 or 6 values"),
+    ("GET", "/stac/collections", {"bbox": "a,b,c,d"}, 400, "invalid bbox"),
+    ("GET", "/stac/search", {"bbox": "nan,nan,nan,nan"}, 400, "finite"),
+    ("GET", "/stac/search", {"bbox": "0,60,inf,70"}, 400, "finite"),
+    ("GET", "/stac/collections", {"bbox": "nan,60,10,70"}, 400, "finite"),
+    ("GET", "/stac/collections/granules/items", {"bbox": "0,-inf,10,70"}, 400, "finite"),
+    ("POST", "/stac/search", b'{"bbox": [NaN, 60, 10, 70]}', 400, "finite"),
+    ("POST", "/stac/search", b'{"bbox": [0, 60, Infinity, 70]}', 400, "finite"),
+    ("POST", "/stac/search", b'{"bbox": [0, 60, 1e999, 70]}', 400, "finite"),
+    (
+        "POST",
+        "/stac/search",
+        b'{"limit": 1, "filter": {"op": "=", "args": [1, NaN]}}',
+        400,
+        "finite",
+    ),
+    # malformed JSON in query and intersects, on every route that takes them
+    ("GET", "/stac/search", {"query": "{bad"}, 400, "not valid JSON"),
+    ("GET", "/stac/collections", {"query": "{bad"}, 400, "not valid JSON"),
+    ("GET", "/stac/collections/granules/items", {"query": "{bad"}, 400, "not valid JSON"),
+    ("GET", "/stac/search", {"intersects": "{bad"}, 400, "not valid JSON"),
+    ("GET", "/stac/search", {"filter": "{bad", "filter-lang": "cql2-json"}, 400, "Invalid filter"),
+    # free-text syntax errors
+    ("GET", "/stac/collections", {"q": "!"}, 400, "free-text"),
+    ("GET", "/stac/collections", {"q": "ice & | sheet"}, 400, "free-text"),
+    ("GET", "/stac/collections", {"q": "((ice"}, 400, "free-text"),
+    # datetimes on the other routes
+    ("GET", "/stac/collections", {"datetime": "not-a-date"}, 400, "Invalid RFC3339 datetime"),
+    (
+        "GET",
+        "/stac/collections",
+        {"datetime": "2024-08-01T00:00:00Z/2024-07-01T00:00:00Z"},
+        400,
+        "Start datetime",
+    ),
+    (
+        "GET",
+        "/stac/collections/granules/items",
+        {"datetime": "2024-08-01T00:00:00Z/2024-07-01T00:00:00Z"},
+        400,
+        "Start datetime",
+    ),
+    ("GET", "/stac/search", {"datetime": "0000-01-01T00:00:00Z"}, 400, "out of range"),
+    # sort, fields and paging tokens
+    ("GET", "/stac/search", {"fields": ","}, 400, "`fields` has an empty entry"),
+    ("GET", "/stac/collections", {"fields": "id,"}, 400, "`fields` has an empty entry"),
+    ("GET", "/stac/search", {"sortby": "+"}, 400, "`sortby` has an empty entry"),
+    ("GET", "/stac/search", {"token": "next:nope"}, 400, "Invalid paging token"),
+    ("POST", "/stac/search", {"token": "prev:nope"}, 400, "Invalid paging token"),
+    # values the catalog database cannot use, answered in our words
+    ("GET", "/stac/search", {"filter": "date_dt > 'abc'"}, 400, "wrong type"),
+    (
+        "POST",
+        "/stac/search",
+        {"filter": {"op": "=", "args": [{"property": "date_dt"}, "x"]}},
+        400,
+        "wrong type",
+    ),
+    (
+        "POST",
+        "/stac/search",
+        {
+            "filter": {
+                "op": "s_intersects",
+                "args": [{"property": "geometry"}, {"type": "Point", "coordinates": [1]}],
+            }
+        },
+        400,
+        "geometries",
+    ),
 ]
 
 
@@ -270,7 +350,10 @@ BAD_REQUESTS = [
 def test_bad_requests_get_a_4xx_naming_the_problem(
     http: httpx.Client, method: str, path: str, payload, status: int, words: str
 ) -> None:
-    kwargs = {"json": payload} if method == "POST" else {"params": payload}
+    if isinstance(payload, bytes):  # JSON that json.dumps would not write (NaN)
+        kwargs = {"content": payload, "headers": {"content-type": "application/json"}}
+    else:
+        kwargs = {"json": payload} if method == "POST" else {"params": payload}
     response = http.request(method, path, **kwargs)
     assert response.status_code == status, response.text
     assert words in response.text
@@ -303,6 +386,190 @@ def test_an_unknown_cql2_operator_is_a_400(base: str) -> None:
     assert "bogus" in response.text
 
 
+def test_database_refusals_never_carry_postgresql_text_or_where_it_runs(
+    http: httpx.Client, pgstac_dsn: str
+) -> None:
+    """What PostgreSQL or PostGIS says about a bad query stays on the server."""
+    requests = [
+        ("GET", "/stac/collections", {"params": {"q": "!"}}),
+        ("GET", "/stac/collections", {"params": {"q": "ice & | sheet"}}),
+        ("GET", "/stac/search", {"params": {"filter": "date_dt > 'abc'"}}),
+        ("GET", "/stac/collections/granules/items", {"params": {"filter": "date_dt > 'abc'"}}),
+        (
+            "POST",
+            "/stac/search",
+            {"json": {"filter": {"op": "=", "args": [{"property": "date_dt"}, "x"]}}},
+        ),
+        (
+            "POST",
+            "/stac/search",
+            {
+                "json": {
+                    "filter": {
+                        "op": "s_intersects",
+                        "args": [{"property": "geometry"}, {"type": "Point", "coordinates": [1]}],
+                    }
+                }
+            },
+        ),
+    ]
+    port = str(postgres_settings(pgstac_dsn).pgport)
+    for method, path, kwargs in requests:
+        response = http.request(method, path, **kwargs)
+        assert response.status_code == 400, (path, kwargs, response.text)
+        text = response.text.lower()
+        for leak in ("tsquery", "double precision", "ordinates", "detail:", "sqlstate", port):
+            assert leak not in text, (path, kwargs, response.text)
+        assert "/tmp" not in text and "postgres" not in text, response.text
+
+
+# -- hostile requests: a server process of its own, which must survive them -------------------
+
+LEAF = '{"op": "=", "args": [{"property": "date_dt"}, 1]}'
+
+
+def _nested_json(levels: int, op: str = "not") -> str:
+    """CQL2-JSON nested `levels` deep (written as text: json.dumps itself would recurse)."""
+    return f'{{"op": "{op}", "args": [' * levels + LEAF + "]}" * levels
+
+
+def _nested_arrays(levels: int) -> str:
+    return (
+        '{"op": "in", "args": [{"property": "date_dt"}, ' + "[" * levels + "1" + "]" * levels + "]}"
+    )
+
+
+def _body(filter_json: str) -> dict:
+    return {
+        "content": f'{{"filter": {filter_json}}}',
+        "headers": {"content-type": "application/json"},
+    }
+
+
+SEARCH_ROUTES = ["/stac/search", "/stac/collections", "/stac/collections/granules/items"]
+HOSTILE_FILTERS = {
+    # each crashed cql2's parser (segfault) or the app (500) before the limits
+    "2000 parentheses": "(" * 2000 + "date_dt = 1" + ")" * 2000,
+    "4500 NOTs": "NOT " * 4500 + "date_dt = 1",
+    "5000 minus signs": "date_dt = " + "-" * 5000 + "1",
+    "9400 additions": "date_dt = " + "+".join(["1"] * 9400),
+    "nested functions": "date_dt = " + "f(" * 2000 + "1" + ")" * 2000,
+}
+HOSTILE = [
+    *[
+        (f"GET {route} {name}", "GET", route, {"params": {"filter": text, **lang}})
+        for route in SEARCH_ROUTES
+        for name, text in HOSTILE_FILTERS.items()
+        for lang in ({}, {"filter-lang": "cql2-text"})
+    ],
+    *[
+        (f"GET {route} cql2-json {name}", "GET", route, {"params": {"filter": text, **lang}})
+        for route in SEARCH_ROUTES
+        for name, text in {
+            "700 NOTs": _nested_json(700),
+            "400 ANDs": _nested_json(400, "and"),
+            "5000 arrays": _nested_arrays(5000),
+        }.items()
+        for lang in ({"filter-lang": "cql2-json"}, {"filter-lang": ["cql2-text", "cql2-json"]})
+    ],
+    ("POST search 200 ANDs", "POST", "/stac/search", _body(_nested_json(200, "and"))),
+    ("POST search 700 NOTs", "POST", "/stac/search", _body(_nested_json(700))),
+    ("POST search 8000 arrays", "POST", "/stac/search", _body(_nested_arrays(8000))),
+    ("POST search 100000 brackets", "POST", "/stac/search", {"content": b"[" * 100_000}),
+    *[
+        (
+            f"GET {route} query",
+            "GET",
+            route,
+            {"params": {"query": '{"a": {"eq": ' + "[" * 5000 + "]" * 5000 + "}}"}},
+        )
+        for route in SEARCH_ROUTES
+    ],
+    ("GET search intersects", "GET", "/stac/search", {"params": {"intersects": "[" * 5000}}),
+    ("GET collections q", "GET", "/stac/collections", {"params": {"q": "(" * 5000 + "ice"}}),
+    (
+        "GET search long filter",
+        "GET",
+        "/stac/search",
+        {"params": {"filter": "date_dt = 1 OR " * 2000 + "date_dt = 1"}},
+    ),
+]
+
+
+@pytest.fixture(scope="module")
+def own_process(
+    base: str, pgstac_dsn: str, tmp_path_factory
+) -> Iterator[tuple[str, subprocess.Popen]]:
+    """The composed app in a uvicorn process of its own, over the loaded session catalog."""
+    env = {"DATABASE_URL": pgstac_dsn, "GLACIERFLOW_DATA_DIR": str(tmp_path_factory.mktemp("own"))}
+    with serving_process("glacierflow.services.app:create_app_from_environment", env) as served:
+        yield served
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "kwargs"), [h[1:] for h in HOSTILE], ids=[h[0] for h in HOSTILE]
+)
+def test_hostile_filters_get_a_400_naming_the_limit_and_the_server_lives(
+    own_process: tuple[str, subprocess.Popen],
+    ids: dict[str, str],
+    method: str,
+    path: str,
+    kwargs: dict,
+) -> None:
+    url, process = own_process
+    with httpx.Client(base_url=url, timeout=60) as http:
+        try:
+            response = http.request(method, path, **kwargs)
+        except httpx.TransportError as err:
+            pytest.fail(f"no answer ({err}); the server process exit code: {process.poll()}")
+        assert response.status_code == 400, response.text[:300]
+        assert "GLACIERFLOW_STAC_FILTER_MAX_" in response.json()["description"]
+        assert process.poll() is None, "the server process died"
+        normal = http.get(
+            "/stac/search", params={"filter": "date_dt = 16 AND percent_valid_pixels > 0"}
+        )
+        assert normal.status_code == 200
+        assert {f["id"] for f in normal.json()["features"]} == {
+            ids["july"],
+            ids["august"],
+            ids["east"],
+        }
+
+
+def test_filters_within_the_limits_still_work(http: httpx.Client, ids: dict[str, str]) -> None:
+    """The limits leave ordinary filters alone: nesting, negative coordinates, a polygon of
+    many vertices, brackets inside strings, JSON at the depth allowed."""
+    west, south, east, north = GREENLAND
+    ring = [(west + (east - west) * k / 300, south) for k in range(300)]
+    ring += [(east, north), (west, north), (west, south)]
+    polygon = ", ".join(f"{x} {y}" for x, y in ring)
+    text = (
+        f"S_INTERSECTS(geometry, POLYGON(({polygon}))) AND ((date_dt = 16 AND NOT "
+        "(percent_valid_pixels < -1)) OR platform LIKE '((((((((((((((((((((((((')"
+    )
+    response = http.get("/stac/search", params={"filter": text})
+    assert response.status_code == 200, response.text
+    assert _ids(response.json()["features"]) == {ids["july"], ids["august"]}
+    deep = '{"op": "not", "args": [' * 7 + LEAF + "]}" * 7  # 17 brackets deep: date_dt != 1
+    for method, kwargs in [
+        ("GET", {"params": {"filter": deep, "filter-lang": "cql2-json"}}),
+        ("POST", _body(deep)),
+    ]:
+        response = http.request(method, "/stac/search", **kwargs)
+        assert response.status_code == 200, response.text
+        assert _ids(response.json()["features"]) == set(ids.values())
+
+
+def test_the_limits_are_settings(pgstac_dsn: str, tmp_path_factory: pytest.TempPathFactory) -> None:
+    settings = _settings(tmp_path_factory, stac_filter_max_depth=3, stac_filter_max_length=200)
+    with serving(create_stac_app(settings, pgstac_dsn)) as url, httpx.Client(base_url=url) as http:
+        assert http.get("/search", params={"filter": "((date_dt = 1))"}).status_code == 200
+        deeper = http.get("/search", params={"filter": "(((date_dt = 1)))"})
+        assert deeper.status_code == 400 and "more than 3 levels" in deeper.text
+        longer = http.get("/search", params={"filter": "date_dt = 1 OR " * 20 + "date_dt = 1"})
+        assert longer.status_code == 400 and "at most 200" in longer.text
+
+
 # -- transactions -----------------------------------------------------------------------------
 
 
@@ -327,9 +594,9 @@ def test_transactions_are_off_by_default(
 
 @pytest.fixture(scope="module")
 def writable(new_catalog, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
-    """An app with transactions (API key "k") over a catalog of its own: (base URL, dsn)."""
+    """An app with transactions (API_KEY) over a catalog of its own: (base URL, dsn)."""
     dsn = new_catalog("transactions")
-    settings = _settings(tmp_path_factory, stac_transactions_api_key="k")
+    settings = _settings(tmp_path_factory, stac_transactions_api_key=API_KEY)
     with serving(create_app(settings, dsn)) as url:
         yield url, dsn
 
@@ -352,6 +619,76 @@ def test_writes_need_the_api_key(writable: tuple[str, str], granule_files: dict[
         assert conn.execute("SELECT count(*) FROM pgstac.items").fetchone() == (0,)
 
 
+WRITES = [
+    (method, path)
+    for method, paths in {
+        "POST": ["/stac/collections", "/stac/collections/granules/items"],
+        "PUT": ["/stac/collections/granules", "/stac/collections/granules/items/x"],
+        "PATCH": ["/stac/collections/granules", "/stac/collections/granules/items/x"],
+        "DELETE": ["/stac/collections/granules", "/stac/collections/granules/items/x"],
+    }.items()
+    for plain in paths
+    for path in (plain, plain + "/", plain.upper(), plain.replace("/stac/", "/stac//"))
+] + [("FOO", "/stac/collections/granules"), ("POST", "/stac/collections/granules/bulk_items")]
+
+
+def test_every_write_needs_the_api_key(
+    writable: tuple[str, str], granule_files: dict[str, Path]
+) -> None:
+    url, dsn = writable
+    item = _new_item(granule_files["july"], "x")
+    with httpx.Client(base_url=url, timeout=30) as http:
+        for method, path in WRITES:
+            for headers in ({}, {"X-API-Key": ""}, {"X-API-Key": API_KEY[:-1]}):
+                response = http.request(method, path, json=item, headers=headers)
+                assert response.status_code == 401, (method, path, headers, response.text)
+        for method in ("HEAD", "OPTIONS"):  # reads: answered, nothing written
+            response = http.request(method, "/stac/collections/granules")
+            assert response.status_code in (200, 405), (method, response.status_code)
+        assert http.get("/stac/collections/granules").status_code == 200
+    with psycopg.connect(dsn) as conn:
+        assert conn.execute("SELECT count(*) FROM pgstac.items").fetchone() == (0,)
+        assert conn.execute("SELECT count(*) FROM pgstac.collections").fetchone() == (4,)
+
+
+@pytest.mark.parametrize(
+    "key", ["", " ", "short", "x" * 15, " " * 20, "sixteen-chars-ok ", "ключ" * 5]
+)
+def test_an_empty_or_short_api_key_refuses_to_build_the_app(
+    key: str, pgstac_dsn: str, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    settings = _settings(tmp_path_factory, stac_transactions_api_key=key)
+    with pytest.raises(SettingsError, match="GLACIERFLOW_STAC_TRANSACTIONS_API_KEY"):
+        create_stac_app(settings, pgstac_dsn)
+    with pytest.raises(SettingsError, match="GLACIERFLOW_STAC_TRANSACTIONS_API_KEY"):
+        create_app(settings, pgstac_dsn)
+
+
+@pytest.mark.parametrize("key", ["", "short"])
+def test_serve_refuses_an_empty_or_short_api_key(key: str, tmp_path: Path) -> None:
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("PG", "DATABASE_URL"))},
+        "GLACIERFLOW_STAC_TRANSACTIONS_API_KEY": key,
+        "GLACIERFLOW_DATA_DIR": str(tmp_path / "data"),
+    }
+    with socket.socket() as taken:  # were the key let through, serve would stop here
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        done = subprocess.run(
+            [sys.executable, "-m", "glacierflow.cli", "serve", "--port", port],
+            env=env,
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    assert done.returncode == 2, done.stderr
+    assert "GLACIERFLOW_STAC_TRANSACTIONS_API_KEY" in done.stderr
+    assert "at least 16" in done.stderr and "Traceback" not in done.stderr
+    assert not (tmp_path / "data" / "postgres").exists(), "a database was started"
+
+
 def test_with_the_api_key_an_item_is_created_and_found(
     writable: tuple[str, str], granule_files: dict[str, Path]
 ) -> None:
@@ -359,7 +696,7 @@ def test_with_the_api_key_an_item_is_created_and_found(
     item = _new_item(granule_files["july"], "posted-with-key")
     with httpx.Client(base_url=url, timeout=30) as http:
         response = http.post(
-            "/stac/collections/granules/items", json=item, headers={"X-API-Key": "k"}
+            "/stac/collections/granules/items", json=item, headers={"X-API-Key": API_KEY}
         )
         assert response.status_code in (200, 201), (response.status_code, response.text)
     found = Client.open(f"{url}/stac").search(datetime="2030-01-05T00:00:00Z").item_collection()
@@ -375,11 +712,11 @@ def test_an_item_called_search_cannot_be_deleted_without_the_key(
     # stac-fastapi-pgstac's own switch, so that the transaction routes exist (see the bug above)
     monkeypatch.setenv("ENABLE_TRANSACTIONS_EXTENSIONS", "true")
     dsn = new_catalog("transactions_guard")
-    settings = _settings(tmp_path_factory, stac_transactions_api_key="k")
+    settings = _settings(tmp_path_factory, stac_transactions_api_key=API_KEY)
     with serving(create_app(settings, dsn)) as url, httpx.Client(base_url=url, timeout=30) as http:
         item = _new_item(granule_files["july"], "search")
         created = http.post(
-            "/stac/collections/granules/items", json=item, headers={"X-API-Key": "k"}
+            "/stac/collections/granules/items", json=item, headers={"X-API-Key": API_KEY}
         )
         assert created.status_code in (200, 201), created.text
         response = http.delete("/stac/collections/granules/items/search")  # no key
