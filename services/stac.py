@@ -22,6 +22,8 @@ from stac_fastapi.pgstac.config import Settings as StacSettings
 from stac_fastapi.pgstac.core import CoreCrudClient
 from stac_fastapi.pgstac.db import close_db_connection, connect_to_db
 from stac_fastapi.pgstac.models.extensions import Extensions
+from stac_fastapi.pgstac.types.search import PgstacSearch
+from stac_fastapi.types.stac import ItemCollection
 from starlette.middleware import Middleware
 from starlette.middleware.base import BaseHTTPMiddleware
 from starlette.middleware.gzip import GZipMiddleware
@@ -40,6 +42,16 @@ class _Client(CoreCrudClient):
     landing_page_id: str = attr.ib(default=_TITLE)
     title: str = attr.ib(default=_TITLE)
     description: str = attr.ib(default=_DESCRIPTION)
+
+    async def _search_base(self, search_request: PgstacSearch, request: Request) -> ItemCollection:
+        """Every item answer (search, item lists, one item) with asset hrefs as URLs: the
+        catalog stores them relative to the data directory (services/data.py)."""
+        found = await super()._search_base(search_request, request)
+        files = getattr(request.app.state, "data_files", None)
+        if files is not None:
+            base = files.base_url(request)
+            found["features"] = [files.public_item(item, base) for item in found["features"]]
+        return found
 
 
 def postgres_settings(dsn: str) -> PostgresSettings:
