@@ -43,7 +43,9 @@ from stac_fastapi.pgstac.db import (
     translate_pgstac_errors,
 )
 from stac_fastapi.pgstac.models.extensions import Extensions
+from stac_fastapi.pgstac.types.search import PgstacSearch
 from stac_fastapi.types.errors import InvalidQueryParameter
+from stac_fastapi.types.stac import ItemCollection
 from stac_pydantic.api.search import Search
 from starlette.datastructures import QueryParams
 from starlette.middleware import Middleware
@@ -66,6 +68,16 @@ class _Client(CoreCrudClient):
     landing_page_id: str = attr.ib(default=_TITLE)
     title: str = attr.ib(default=_TITLE)
     description: str = attr.ib(default=_DESCRIPTION)
+
+    async def _search_base(self, search_request: PgstacSearch, request: Request) -> ItemCollection:
+        """Every item answer (search, item lists, one item) with asset hrefs as URLs: the
+        catalog stores them relative to the data directory (services/data.py)."""
+        found = await super()._search_base(search_request, request)
+        files = getattr(request.app.state, "data_files", None)
+        if files is not None:
+            base = files.base_url(request)
+            found["features"] = [files.public_item(item, base) for item in found["features"]]
+        return found
 
     def _clean_search_args(self, base_args: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
         """GET searches (items, a collection's items, collections) checked before pgstac:
