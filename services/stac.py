@@ -41,6 +41,16 @@ class _Client(CoreCrudClient):
     title: str = attr.ib(default=_TITLE)
     description: str = attr.ib(default=_DESCRIPTION)
 
+    async def _search_base(self, search_request, request: Request):
+        """pgstac drops `"datetime": null` from the items it returns (pgstac#158, #425):
+        items with a time span (our cubes) get it back, as the STAC spec requires."""
+        found = await super()._search_base(search_request, request)
+        for item in found.get("features", []):
+            properties = item.get("properties")
+            if isinstance(properties, dict) and "start_datetime" in properties:
+                properties.setdefault("datetime", None)
+        return found
+
 
 def postgres_settings(dsn: str) -> PostgresSettings:
     """stac-fastapi's connection settings from a DSN (it reads no DATABASE_URL itself)."""

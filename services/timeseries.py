@@ -428,6 +428,10 @@ def _profile_json(profile: xr.Dataset) -> dict[str, object]:
 
 
 # -- the router --------------------------------------------------------------------------------
+# every route answers json, csv or netcdf (`format`): declared for clients and the fuzzer
+_FORMATS = {200: {"content": {"text/csv": {}, "application/x-netcdf": {}}}}
+
+
 def timeseries_router(settings: Settings, dsn: str) -> tuple[APIRouter, CubeFinder]:
     """GET/POST /timeseries and GET /profile; the finder is closed by the app on exit."""
     finder = CubeFinder(dsn, settings.collection_id("cubes"))
@@ -447,7 +451,7 @@ def timeseries_router(settings: Settings, dsn: str) -> tuple[APIRouter, CubeFind
             raise HTTPException(503, f"cube {located.pixel.tile.name} unreadable: {err}") from err
         return located, series
 
-    @router.get("/timeseries", summary="A point's whole history")
+    @router.get("/timeseries", summary="A point's whole history", responses=_FORMATS)
     def timeseries(
         lon: Annotated[float, Query(ge=-180, le=180)],
         lat: Annotated[float, Query(ge=-90, le=90)],
@@ -465,13 +469,13 @@ def timeseries_router(settings: Settings, dsn: str) -> tuple[APIRouter, CubeFind
         filters = _filters(start, end, min_dt, max_dt, sensors, missions, max_error, variables)
         return _respond(format, [series_at(lon, lat, filters)], single=True)
 
-    @router.post("/timeseries", summary="Several points' histories")
+    @router.post("/timeseries", summary="Several points' histories", responses=_FORMATS)
     def timeseries_points(request: Annotated[PointsRequest, Body()]) -> Response:
         """Body: {"points": [[lon, lat], ...], filters..., "format": "json|csv|netcdf"}."""
         items = [series_at(lon, lat, request) for lon, lat in request.points]
         return _respond(request.format, items, single=False)
 
-    @router.get("/profile", summary="Time x distance along a line (Hovmöller)")
+    @router.get("/profile", summary="Time x distance along a line (Hovmöller)", responses=_FORMATS)
     def profile(
         line: Annotated[str, Query(description="LON LAT,LON LAT,... (at least two vertices)")],
         spacing: Annotated[float, Query(gt=0, description="metres between samples")] = 120.0,
