@@ -78,7 +78,7 @@ class EmbeddedCluster:
             command = ["runuser", "-u", "postgres", "--", *command]
         return subprocess.run(command, capture_output=True, text=True, check=False)
 
-    def _running_port(self) -> int | None:
+    def running_port(self) -> int | None:
         pid_file = self.data / "postmaster.pid"
         if not pid_file.exists():
             return None
@@ -91,7 +91,7 @@ class EmbeddedCluster:
 
     def start(self) -> tuple[str, bool]:
         """Start the cluster (creating it the first time); returns (dsn, started_here)."""
-        port = self._running_port()
+        port = self.running_port()
         if port:
             return self.dsn(port), False
         self.directory.mkdir(parents=True, exist_ok=True)
@@ -206,9 +206,12 @@ def catalog_database(data_dir: Path) -> Iterator[str]:
         yield dsn
         return
     cluster = EmbeddedCluster(cluster_directory(data_dir))
-    dsn, started = cluster.start()
+    # a cluster not running now is ours to stop, even when a signal (see the CLI: SIGTERM
+    # and SIGHUP interrupt as Ctrl-C does) cuts its start short
+    ours = cluster.running_port() is None
     try:
+        dsn, ours = cluster.start()
         yield dsn
     finally:
-        if started:
+        if ours:
             cluster.stop()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -36,6 +37,14 @@ def _exit_on_input_errors() -> Iterator[None]:
 @click.version_option(package_name="glacierflow")
 def main() -> None:
     """glacierflow: glacier velocity from repeat satellite images (ITS_LIVE-compatible)."""
+    # SIGTERM (kill, systemd, Docker) and SIGHUP stop a command as Ctrl-C does, so that its
+    # clean-up runs: the private database stops, half-written files are removed
+    for stop in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(stop, _interrupt)
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(signal.Signals(signum).name)
 
 
 @main.command()
@@ -312,7 +321,11 @@ def cube_consolidate(store: str | None, register: bool) -> None:
     "connections stay with the process that accepted them, and more processes even the load.",
 )
 def serve(host: str, port: int, workers: int) -> None:
-    """Serve the HTTP API: /stac (STAC API), /timeseries and /profile, /healthz, /docs."""
+    """Serve the HTTP API: /stac (STAC API), /timeseries and /profile, /healthz, /docs.
+
+    Runs until Ctrl-C, SIGTERM or SIGHUP. A worker process that dies is replaced; when
+    they keep dying (5 per worker within a minute) the command stops and exits 1.
+    """
     from glacierflow.catalog.database import catalog_database
     from glacierflow.catalog.loader import init_catalog
     from glacierflow.services.server import ServerError, run

@@ -27,6 +27,15 @@ class Settings(BaseSettings):
     stac_transactions_api_key: str | None = Field(
         None, description="enables STAC transactions, for requests carrying this X-API-Key"
     )
+    database_connect_timeout_s: float = Field(
+        2.0, gt=0, description="the HTTP API's wait for a catalog database connection"
+    )
+    database_statement_timeout_s: float = Field(
+        2.0, gt=0, description="the HTTP API's limit on one catalog query (503 beyond)"
+    )
+    max_body_bytes: int = Field(
+        1 << 20, ge=1, description="largest request body the HTTP API reads (413 beyond)"
+    )
 
     cube_consolidate_after: int = Field(
         8,

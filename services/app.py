@@ -6,7 +6,7 @@ from __future__ import annotations
 import inspect
 from contextlib import asynccontextmanager
 
-import psycopg
+import asyncpg
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.exception_handlers import request_validation_exception_handler
 from fastapi.exceptions import RequestValidationError
@@ -17,19 +17,25 @@ from glacierflow.services.timeseries import timeseries_router
 from glacierflow.settings import Settings
 
 
-def health_router(dsn: str) -> APIRouter:
+def health_router(settings: Settings, dsn: str) -> APIRouter:
     router = APIRouter(tags=["health"])
 
     @router.get("/healthz")
     async def healthz() -> JSONResponse:
-        """Up, and whether the catalog database answers (503 when it does not)."""
+        """Up, and whether the catalog database answers (503 when it does not, within the
+        connect and statement timeouts). Why it does not goes to the log only."""
         try:
-            async with await psycopg.AsyncConnection.connect(dsn, connect_timeout=3) as conn:
-                cursor = await conn.execute("SELECT pgstac.get_version()")
-                version = (await cursor.fetchone())[0]
-        except psycopg.Error as err:
-            body = {"status": "down", "database": {"status": "down", "error": str(err).strip()}}
-            return JSONResponse(body, status_code=503)
+            conn = await asyncpg.connect(dsn, **stac.connect_options(settings))
+            try:
+                version = await conn.fetchval("SELECT pgstac.get_version()")
+            except BaseException:
+                conn.terminate()  # no goodbye to a server that may not answer
+                raise
+            await conn.close(timeout=settings.database_statement_timeout_s)
+        except (*stac.DATABASE_UNAVAILABLE, asyncpg.PostgresError) as err:
+            stac.log.warning("health check: catalog database down: %r", err)
+            body = {"status": "down", "database": {"status": "down"}}
+            return JSONResponse(body, status_code=503, headers={"Retry-After": "1"})
         return JSONResponse({"status": "up", "database": {"status": "up", "pgstac": version}})
 
     return router
@@ -38,7 +44,7 @@ def health_router(dsn: str) -> APIRouter:
 def create_app(settings: Settings, dsn: str) -> FastAPI:
     """The composed application; `dsn` is the catalog database."""
     app = stac.create_stac_app(settings, dsn, prefix="/stac")
-    app.include_router(health_router(dsn))
+    app.include_router(health_router(settings, dsn))
     series, finder = timeseries_router(settings, dsn)
     app.include_router(series)
     stac_lifespan = app.router.lifespan_context

@@ -1,25 +1,44 @@
-"""Running the composed app with uvicorn: one process, or several sharing the port.
+"""Running the composed app: worker processes under a supervisor that replaces any that die.
 
-Several processes each listen on their own SO_REUSEPORT socket, so the kernel spreads new
+Each worker listens on its own SO_REUSEPORT socket of the port, so the kernel spreads new
 connections evenly over them. uvicorn's own workers share one socket, and the first to
 wake accepts a whole burst of keep-alive connections: with 16 clients connecting at once,
 throughput then varied from 147 to 238 queries/s between runs (BENCHMARKS.md).
+
+The supervisor (the `glacierflow serve` process, which also owns a private database) does
+no serving itself, so a worker's crash (a segfault, the out-of-memory killer) costs the
+requests in flight on that worker, never the service, and never leaves the database behind.
 """
 
 from __future__ import annotations
 
+import ctypes
 import multiprocessing
+import multiprocessing.connection
 import os
 import signal
 import socket
+import sys
+import time
+from collections import deque
 from collections.abc import Callable
+from multiprocessing.process import BaseProcess
 
 import uvicorn
 
 from glacierflow.services.app import create_app
 from glacierflow.settings import Settings
 
-_FACTORY = "glacierflow.services.app:create_app_from_environment"
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+RESTART_WINDOW_S = 60.0
+DEATHS_PER_WORKER = 5  # more than this many deaths per worker in the window: a crash loop
+_GRACE_S = 10.0  # for requests in flight when the workers stop; then they are killed
+_PR_SET_PDEATHSIG = 1
+
+
+class ServerError(RuntimeError):
+    """The service cannot keep running: its workers keep dying (the app does not start,
+    or something kills them as fast as they come)."""
 
 
 def run(
@@ -30,35 +49,88 @@ def run(
     say: Callable[[str], None] = print,
     workers: int = 1,
 ) -> None:
-    """Serve until interrupted; with workers > 1, that many processes, each building the
-    app from the environment (the database passed on as DATABASE_URL)."""
+    """Serve with `workers` processes until SIGINT (Ctrl-C), SIGTERM or SIGHUP, then stop
+    them and return. A worker that dies is replaced; ServerError when they die faster than
+    DEATHS_PER_WORKER per worker within RESTART_WINDOW_S."""
+    _listening_socket(host, port).close()  # a port in use fails here, once, with its name
     say(
         f"serving on http://{host}:{port}/  (STAC API: /stac, time series: /timeseries, "
         "health: /healthz, docs: /docs)"
     )
-    if workers == 1:
-        uvicorn.run(create_app(settings, dsn), host=host, port=port, log_level="warning")
-        return
-    os.environ["DATABASE_URL"] = dsn
-    _listening_socket(host, port).close()  # a port in use fails here, once, with its name
-    spawn = multiprocessing.get_context("spawn")
-    processes = [spawn.Process(target=_worker, args=(host, port)) for _ in range(workers)]
-    for process in processes:
+    _Supervisor(settings, dsn, host, port, workers, say).run()
+
+
+class _Supervisor:
+    def __init__(
+        self,
+        settings: Settings,
+        dsn: str,
+        host: str,
+        port: int,
+        workers: int,
+        say: Callable[[str], None],
+    ) -> None:
+        self._context = multiprocessing.get_context("spawn")  # the app is built in the worker
+        self._args = (settings, dsn, host, port)
+        self._count = workers
+        self._say = say
+        self._stop_requested = False
+        self._deaths: deque[float] = deque()
+
+    def _on_signal(self, signum: int, frame: object) -> None:
+        self._stop_requested = True
+
+    def _spawn(self) -> BaseProcess:
+        process = self._context.Process(target=_worker, args=self._args, name="glacierflow-worker")
         process.start()
-    signal.signal(signal.SIGTERM, lambda *_: [p.terminate() for p in processes])
-    try:
-        for process in processes:
-            process.join()
-    except KeyboardInterrupt:  # Ctrl-C reaches every worker too; each shuts down cleanly
-        for process in processes:
-            process.join()
-    failed = sorted({p.exitcode for p in processes} - {0, -signal.SIGTERM, -signal.SIGINT})
-    if failed:
-        raise ServerError(f"server processes exited with code(s) {failed}; see their errors above")
+        return process
+
+    def run(self) -> None:
+        previous = {sig: signal.signal(sig, self._on_signal) for sig in STOP_SIGNALS}
+        processes: list[BaseProcess] = []
+        try:
+            processes.extend(self._spawn() for _ in range(self._count))
+            while not self._stop_requested:
+                ended = multiprocessing.connection.wait([p.sentinel for p in processes], 0.25)
+                for process in [p for p in processes if p.sentinel in ended]:
+                    process.join()
+                    processes.remove(process)
+                    if self._stop_requested:
+                        break
+                    self._count_death(process)
+                    processes.append(self._spawn())
+        finally:
+            _stop(processes)
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+    def _count_death(self, process: BaseProcess) -> None:
+        """Note a worker's death; ServerError when they come too fast to keep replacing."""
+        now = time.monotonic()
+        self._deaths.append(now)
+        while self._deaths[0] < now - RESTART_WINDOW_S:
+            self._deaths.popleft()
+        code = process.exitcode or 0
+        how = f"was killed by {signal.Signals(-code).name}" if code < 0 else f"exited ({code})"
+        if len(self._deaths) > DEATHS_PER_WORKER * self._count:
+            raise ServerError(
+                f"workers keep dying ({len(self._deaths)} in {RESTART_WINDOW_S:.0f} s, the "
+                f"last {how}); see their errors above"
+            )
+        self._say(f"worker {process.pid} {how}; starting a new one")
 
 
-class ServerError(RuntimeError):
-    """Worker processes that stopped on an error (the app did not start, a crash)."""
+def _stop(processes: list[BaseProcess]) -> None:
+    """SIGTERM to every worker (uvicorn finishes the requests in flight), SIGKILL to those
+    still running after the grace period."""
+    for process in processes:
+        process.terminate()
+    deadline = time.monotonic() + _GRACE_S + 5
+    for process in processes:
+        process.join(max(0.0, deadline - time.monotonic()))
+        if process.is_alive():
+            process.kill()
+            process.join()
 
 
 def _listening_socket(host: str, port: int) -> socket.socket:
@@ -74,9 +146,19 @@ def _listening_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
-def _worker(host: str, port: int) -> None:
-    """One server process on its own socket (spawned: the app is built here)."""
+def _worker(settings: Settings, dsn: str, host: str, port: int) -> None:
+    """One server process on its own socket. It takes signals from the supervisor only
+    (its own process group: Ctrl-C and a hang-up reach the supervisor, which stops the
+    workers in order), and it stops when the supervisor dies, even by SIGKILL."""
+    os.setpgid(0, 0)
+    if sys.platform == "linux":
+        ctypes.CDLL(None).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+        parent = multiprocessing.parent_process()
+        if parent is not None and os.getppid() != parent.pid:  # it died before the prctl
+            return
     sock = _listening_socket(host, port)
     sock.listen(2048)
-    config = uvicorn.Config(_FACTORY, factory=True, log_level="warning")
+    config = uvicorn.Config(
+        create_app(settings, dsn), log_level="warning", timeout_graceful_shutdown=_GRACE_S
+    )
     uvicorn.Server(config).run(sockets=[sock])

@@ -7,8 +7,11 @@ every write needs the `X-API-Key` header (401 without it).
 
 from __future__ import annotations
 
+import logging
 import secrets
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Literal
 from urllib.parse import unquote, urlparse
 
 import asyncpg
@@ -20,12 +23,13 @@ from stac_fastapi.pgstac.app import instantiate_api
 from stac_fastapi.pgstac.config import PostgresSettings
 from stac_fastapi.pgstac.config import Settings as StacSettings
 from stac_fastapi.pgstac.core import CoreCrudClient
-from stac_fastapi.pgstac.db import close_db_connection, connect_to_db
+from stac_fastapi.pgstac.db import close_db_connection, con_init, translate_pgstac_errors
 from stac_fastapi.pgstac.models.extensions import Extensions
 from starlette.middleware import Middleware
 from starlette.middleware.base import BaseHTTPMiddleware
 from starlette.middleware.gzip import GZipMiddleware
 
+from glacierflow.services.middleware import add_limits
 from glacierflow.settings import Settings
 
 _WRITE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
@@ -95,12 +99,71 @@ class _ApiKeyGuard(BaseHTTPMiddleware):
         return await call_next(request)
 
 
-# what asyncpg raises when the server is gone or refuses connections
-_DATABASE_DOWN = (
+# what asyncpg raises when the server is gone, refuses connections, does not answer in
+# time (TimeoutError is an OSError), cancels a statement at the statement timeout, shuts
+# down, or lacks the resources (connections, memory) to take the query
+DATABASE_UNAVAILABLE = (
     OSError,
     asyncpg.exceptions.PostgresConnectionError,
     asyncpg.exceptions.InterfaceError,
+    asyncpg.exceptions.OperatorInterventionError,
+    asyncpg.exceptions.InsufficientResourcesError,
 )
+log = logging.getLogger("glacierflow.services")
+
+
+def connect_options(settings: Settings) -> dict[str, object]:
+    """asyncpg connection options that bound every wait on the catalog database: the
+    connection, and each statement, on the server and on the client (a frozen server does
+    not enforce its own statement_timeout)."""
+    statement_ms = round(settings.database_statement_timeout_s * 1000)
+    return {
+        "timeout": settings.database_connect_timeout_s,
+        "command_timeout": settings.database_statement_timeout_s,
+        "server_settings": {"statement_timeout": str(statement_ms)},
+    }
+
+
+async def _create_pool(postgres: PostgresSettings, settings: Settings) -> asyncpg.Pool:
+    """stac-fastapi's pool (its sizes, codecs and search path), with the timeouts."""
+    options = connect_options(settings)
+    options["server_settings"] = {
+        **postgres.server_settings.model_dump(),
+        **options["server_settings"],
+    }
+    return await asyncpg.create_pool(
+        postgres.connection_string,
+        min_size=postgres.db_min_conn_size,
+        max_size=postgres.db_max_conn_size,
+        max_queries=postgres.db_max_queries,
+        max_inactive_connection_lifetime=postgres.db_max_inactive_conn_lifetime,
+        init=con_init,
+        **options,
+    )
+
+
+def _connection_getter(settings: Settings):
+    """stac-fastapi's connection getter, bounded: waiting for a pooled connection (or a new
+    one) takes at most the connect timeout, and a connection whose server did not answer
+    in time is dropped at once instead of being cancelled and reset (which would wait on
+    that server again)."""
+
+    @asynccontextmanager
+    async def get_connection(
+        request: Request, readwrite: Literal["r", "w"] = "r"
+    ) -> AsyncIterator[asyncpg.Connection]:
+        pool = getattr(request.app.state, "writepool" if readwrite == "w" else "readpool")
+        with translate_pgstac_errors():
+            conn = await pool.acquire(timeout=settings.database_connect_timeout_s)
+            try:
+                yield conn
+            except TimeoutError:
+                conn.terminate()
+                raise
+            finally:
+                await pool.release(conn)
+
+    return get_connection
 
 
 async def _bad_query(request: Request, exc: Exception) -> JSONResponse:
@@ -108,14 +171,17 @@ async def _bad_query(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse({"code": "BadRequest", "description": str(exc)}, status_code=400)
 
 
-async def _database_down(request: Request, exc: Exception) -> JSONResponse:
-    """Fail fast with 503 while the database is away; the pool reconnects when it returns."""
+async def database_unavailable(request: Request, exc: Exception) -> JSONResponse:
+    """Fail fast with 503 while the database is away or not answering; the pool reconnects
+    when it returns. What went wrong (host, port, PostgreSQL's text) goes to the log only."""
+    log.warning("catalog database unavailable (%s %s): %r", request.method, request.url.path, exc)
     return JSONResponse(
         {
             "code": "ServiceUnavailable",
-            "description": f"the catalog database is unreachable: {exc}",
+            "description": "the catalog database is unreachable or not answering; try again",
         },
         status_code=503,
+        headers={"Retry-After": "1"},
     )
 
 
@@ -128,9 +194,11 @@ def create_stac_app(settings: Settings, dsn: str, prefix: str = "") -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        await connect_to_db(
-            app, postgres_settings=postgres_settings(dsn), add_write_connection_pool=transactions
-        )
+        postgres = postgres_settings(dsn)
+        app.state.readpool = await _create_pool(postgres, settings)
+        if transactions:
+            app.state.writepool = await _create_pool(postgres, settings)
+        app.state.get_connection = _connection_getter(settings)
         yield
         await close_db_connection(app)
 
@@ -167,8 +235,9 @@ def create_stac_app(settings: Settings, dsn: str, prefix: str = "") -> FastAPI:
             else [m]
         )
     ]
-    for unreachable in _DATABASE_DOWN:
-        api.app.add_exception_handler(unreachable, _database_down)
+    add_limits(api.app, settings.max_body_bytes)
+    for unavailable in DATABASE_UNAVAILABLE:
+        api.app.add_exception_handler(unavailable, database_unavailable)
     # pgstac's own RAISE (SQLSTATE P0001) and invalid-value errors are the query's fault
     for rejected in (asyncpg.exceptions.RaiseError, asyncpg.exceptions.DataError):
         api.app.add_exception_handler(rejected, _bad_query)

@@ -181,6 +181,20 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
+def child_processes(pid: int) -> list[int]:
+    """The processes whose parent is `pid` (from /proc)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(entry.name))
+    return found
+
+
 @contextmanager
 def serving(app, **config) -> Iterator[str]:
     """Run `app` with uvicorn in a thread on a free loopback port; yields the base URL."""
