@@ -263,13 +263,14 @@ def make_cube_granules(
 @dataclasses.dataclass(frozen=True)
 class ServedRegion:
     """What a live server over the region needs (data dir holding `cubes/`, catalog DSN)
-    and where to ask it: a point inside the cube and a line across it."""
+    and where to ask it: a point inside the cube, a line across it, the cube's item id."""
 
     data_dir: Path
     dsn: str
     lon: float
     lat: float
     line: str
+    cube_item: str
 
 
 @pytest.fixture(scope="session")
@@ -293,7 +294,7 @@ def served_region(
     store = folder / "data" / "cubes"
     ingest(files, store, progress=lambda _: None)
     dsn = new_catalog("served_region")
-    load_cubes(dsn, [store / name for name in cube_names(store)], "cubes")
+    (cube_item,) = load_cubes(dsn, [store / name for name in cube_names(store)], "cubes")
     report = load_granules(dsn, granule_files.values(), "granules")
     assert not report.rejected, report.rejected
     x0, y0 = GRANULE_PAIRS["july"][2]
@@ -301,7 +302,7 @@ def served_region(
     lon, lat = to_lonlat.transform(x0 + 1000, y0 - 1000)
     ends = [to_lonlat.transform(x0 + dx, y0 - 1000) for dx in (200, 2000)]
     line = ",".join(f"{lo:.6f} {la:.6f}" for lo, la in ends)
-    return ServedRegion(folder / "data", dsn, lon, lat, line)
+    return ServedRegion(folder / "data", dsn, lon, lat, line, cube_item)
 
 
 @contextmanager

@@ -1,7 +1,7 @@
 """Schemathesis hooks for test_fuzz.py, loaded by `st run` (SCHEMATHESIS_HOOKS=fuzz_hooks):
-generated requests are also aimed at the served cube (GLACIERFLOW_FUZZ_REGION, JSON with
-lon, lat and line), so the fuzzer reaches the reads and filters behind /timeseries and
-/profile rather than only the 404 of a point outside every cube."""
+generated requests are also aimed at what the server holds (GLACIERFLOW_FUZZ_REGION, JSON
+with lon, lat, line and cube_item), so the fuzzer reaches the reads and filters behind
+/timeseries, /profile and the STAC item routes rather than only their 404s."""
 
 from __future__ import annotations
 
@@ -35,3 +35,14 @@ def flatmap_body(context: Any, body: Any) -> st.SearchStrategy:
         return st.just(body)
     point = [_REGION["lon"], _REGION["lat"]]
     return st.sampled_from([body, {**body, "points": [point] * max(1, len(body["points"]))}])
+
+
+@schemathesis.hook
+def flatmap_path_parameters(context: Any, parameters: Any) -> st.SearchStrategy:
+    """As generated, or the catalogued cube's collection and item."""
+    if not _REGION or not isinstance(parameters, dict) or "collection_id" not in parameters:
+        return st.just(parameters)
+    aimed = {**parameters, "collection_id": "cubes"}
+    if "item_id" in aimed:
+        aimed["item_id"] = _REGION["cube_item"]
+    return st.sampled_from([parameters, aimed])

@@ -25,7 +25,7 @@ MAX_EXAMPLES = 40  # per operation and phase: ~1,300 requests, about a minute he
 
 
 def test_every_operation_answers_as_declared(served_region: ServedRegion, tmp_path: Path) -> None:
-    region = {"lon": served_region.lon, "lat": served_region.lat, "line": served_region.line}
+    region = {name: getattr(served_region, name) for name in ("lon", "lat", "line", "cube_item")}
     env = {
         **os.environ,
         "SCHEMATHESIS_HOOKS": "fuzz_hooks",
