@@ -38,13 +38,21 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 @dataclass(frozen=True)
 class Call:
-    """One request: method, path (with its query), and an optional body."""
+    """One request: method, path, query parameters or body, and what it tries."""
 
     method: str
     path: str
+    what: str = ""
     json: object = None
     content: bytes | None = None
     params: dict[str, str] | None = None
+
+    @property
+    def name(self) -> str:
+        return f"{self.method} {self.path}" + (f" ({self.what})" if self.what else "")
+
+
+OVERSIZED = "20 MB body"  # refused with 413; the client may see the connection close first
 
 
 def normal_calls(lon: float, lat: float, line: str) -> list[Call]:
@@ -58,7 +66,8 @@ def normal_calls(lon: float, lat: float, line: str) -> list[Call]:
              params={"limit": "5", "filter": "percent_valid_pixels > 1"}),
         Call("GET", "/stac/collections"),
         Call("GET", "/timeseries", params={"lon": str(lon), "lat": str(lat)}),
-        Call("GET", "/timeseries", params={"lon": str(lon), "lat": str(lat), "format": "csv"}),
+        Call("GET", "/timeseries", "csv",
+             params={"lon": str(lon), "lat": str(lat), "format": "csv"}),
         Call("POST", "/timeseries", json={"points": [[lon, lat]] * 3, "variables": ["v"]}),
         Call("GET", "/profile", params={"line": line, "spacing": "240"}),
         Call("GET", "/healthz"),
@@ -70,30 +79,34 @@ def hostile_calls(lon: float, lat: float, line: str) -> list[Call]:
     nested_text = "(" * 2000 + "percent_valid_pixels > 1" + ")" * 2000
     inner = '{"op": ">", "args": [{"property": "percent_valid_pixels"}, 1]}'
     nested_json = ('{"op": "not", "args": [' * 2000 + inner + "]}" * 2000).encode()
-    huge_points = json.dumps({"points": [[lon, lat]] * 800_000}).encode()  # ~20 MB
-    huge_ids = json.dumps({"ids": ["x" * 20] * 800_000}).encode()
+    huge_points = json.dumps({"points": [[lon, lat]] * 800_000}).encode()  # ~13 MB
+    huge_ids = json.dumps({"ids": ["x" * 20] * 800_000}).encode()  # ~20 MB
     point = {"lon": str(lon), "lat": str(lat)}
+    nested = "nested CQL2 text"
     calls = [
-        Call("GET", path, params={"filter": nested_text})
+        Call("GET", path, nested, params={"filter": nested_text})
         for path in ("/stac/search", "/stac/collections", "/stac/collections/granules/items")
     ]
     return [
         *calls,
-        Call("POST", "/stac/search", json={"filter": nested_text, "filter-lang": "cql2-text"}),
-        Call("POST", "/stac/search",
+        Call("POST", "/stac/search", nested,
+             json={"filter": nested_text, "filter-lang": "cql2-text"}),
+        Call("POST", "/stac/search", "nested CQL2 JSON",
              content=b'{"filter-lang": "cql2-json", "filter": ' + nested_json + b"}"),
-        Call("POST", "/timeseries", content=huge_points),
-        Call("POST", "/stac/search", content=huge_ids),
-        Call("GET", "/stac/search", params={"bbox": "nan,nan,nan,nan"}),
-        Call("GET", "/stac/search", params={"bbox": "-50,68,10,-48,70,5"}),
-        Call("GET", "/stac/search", params={"query": "{bad"}),
-        Call("GET", "/stac/search", params={"intersects": "\x04L"}),
-        Call("POST", "/stac/search", json=[None, None]),
-        Call("GET", "/stac/collections", params={"q": "!"}),
-        Call("GET", "/stac/search", params={"datetime": "2024-13-45"}),
-        Call("GET", "/timeseries", params={**point, "start": "2024-01-01T00:00:00+05:00",
-                                           "end": "2024-06-01T00:00:00"}),
-        Call("GET", "/profile", params={"line": line, "spacing": "inf"}),
+        Call("POST", "/timeseries", OVERSIZED, content=huge_points),
+        Call("POST", "/stac/search", OVERSIZED, content=huge_ids),
+        Call("GET", "/stac/search", "NaN bbox", params={"bbox": "nan,nan,nan,nan"}),
+        Call("GET", "/stac/search", "misordered heights",
+             params={"bbox": "-50,68,10,-48,70,5"}),
+        Call("GET", "/stac/search", "query not JSON", params={"query": "{bad"}),
+        Call("GET", "/stac/search", "intersects not JSON", params={"intersects": "\x04L"}),
+        Call("POST", "/stac/search", "body not an object", json=[None, None]),
+        Call("GET", "/stac/collections", "q syntax", params={"q": "!"}),
+        Call("GET", "/stac/search", "bad date", params={"datetime": "2024-13-45"}),
+        Call("GET", "/timeseries", "aware start, naive end",
+             params={**point, "start": "2024-01-01T00:00:00+05:00",
+                     "end": "2024-06-01T00:00:00"}),
+        Call("GET", "/profile", "spacing=inf", params={"line": line, "spacing": "inf"}),
     ]  # fmt: skip
 
 
@@ -104,7 +117,7 @@ class Tally:
     requests: int = 0
     server_errors: int = 0  # 5xx
     dropped: int = 0  # no answer: connection reset or closed, timeout
-    not_ok: dict[str, int] = field(default_factory=dict)  # "status path" -> count, non-200
+    not_ok: dict[str, int] = field(default_factory=dict)  # "status call" -> count, non-200
     latencies: list[float] = field(default_factory=list)
 
     def record(self, call: Call, status: int | None, seconds: float) -> None:
@@ -115,7 +128,7 @@ class Tally:
         elif status >= 500:
             self.server_errors += 1
         if status != 200:
-            key = f"{status} {call.method} {call.path}"
+            key = f"{status or 'dropped'} {call.name}"
             self.not_ok[key] = self.not_ok.get(key, 0) + 1
 
 
