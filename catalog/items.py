@@ -231,7 +231,7 @@ def cube_item(
         }
         x, y = ds["x"].values, ds["y"].values
         geo = json.loads(ds.attrs["geo_polygon"])
-        updated = ds.attrs.get("date_updated")
+        updated = ds.attrs.get("date_updated")  # ITS_LIVE's compact form; STAC: RFC 3339
     tile = cube.tile
     epsg = tile.epsg
     footprint = antimeridian.fix_shape({"type": "Polygon", "coordinates": [geo]})
@@ -273,7 +273,7 @@ def cube_item(
             },
         },
         "cube:variables": variables,
-        "updated": updated,
+        "updated": _time(updated).isoformat() if updated else None,
     }
     item = pystac.Item(
         id=cube.name.removesuffix(".zarr"),

@@ -74,7 +74,77 @@ def create_app(settings: Settings, dsn: str) -> FastAPI:
         return await request_validation_exception_handler(request, exc)
 
     app.add_exception_handler(RequestValidationError, invalid)
+    declare_error_answers(app)
     return app
+
+
+# What any route may answer besides its own 2xx, always as a JSON error body: stac-fastapi's
+# 400 for bad STAC queries, 404, 413 (body too large), 422 (bad parameters), 503 (database
+# or cube store away), and 500 (still JSON). Declared so that clients and the fuzzer in the
+# test suite can hold every answer to the document.
+_ERROR_STATUSES = {
+    "400": "Bad request (STAC query)",
+    "404": "Not found",
+    "413": "Request body too large",
+    "422": "Invalid parameters",
+    "500": "Internal error",
+    "503": "A backend (catalog database, cube store) is unavailable",
+}
+_ERROR_SCHEMA = {
+    "title": "Error",
+    "description": "FastAPI's `detail` (a message or the list of invalid fields), or "
+    "stac-fastapi's `code` and `description`.",
+    "type": "object",
+    "properties": {
+        "detail": {"anyOf": [{"type": "string"}, {"type": "array"}]},
+        "code": {"type": "string"},
+        "description": {"type": "string"},
+    },
+    "anyOf": [{"required": ["detail"]}, {"required": ["code", "description"]}],
+}
+
+
+def declare_error_answers(app: FastAPI) -> None:
+    """Add the error answers to every operation of the app's OpenAPI document."""
+    generate = app.openapi
+
+    def openapi() -> dict:
+        if app.openapi_schema is None:
+            document = generate()
+            document.setdefault("components", {}).setdefault("schemas", {})["Error"] = _ERROR_SCHEMA
+            error = {"$ref": "#/components/schemas/Error"}
+            for operations in document.get("paths", {}).values():
+                for operation in operations.values():
+                    responses = operation.setdefault("responses", {})
+                    if _takes_fields(document, operation):
+                        _declare_subsets(responses.setdefault("200", {"description": "OK"}))
+                    for status, description in _ERROR_STATUSES.items():
+                        answer = responses.setdefault(status, {"description": description})
+                        json = answer.setdefault("content", {}).setdefault("application/json", {})
+                        declared = json.get("schema")  # FastAPI's own 422 stays one choice
+                        json["schema"] = {"anyOf": [declared, error]} if declared else error
+        return app.openapi_schema
+
+    app.openapi = openapi
+
+
+def _takes_fields(document: dict, operation: dict) -> bool:
+    """Whether the operation takes the STAC fields extension's `fields` (query or body)."""
+    if any(p.get("name") == "fields" for p in operation.get("parameters", [])):
+        return True
+    body = operation.get("requestBody", {}).get("content", {}).get("application/json", {})
+    ref = body.get("schema", {}).get("$ref", "")
+    schema = document["components"]["schemas"].get(ref.rsplit("/", 1)[-1], {})
+    return "fields" in schema.get("properties", {})
+
+
+def _declare_subsets(answer: dict) -> None:
+    """With `fields`, STAC answers carry only the fields asked for, as application/json
+    (stac-fastapi): the declared models' required properties may be left out."""
+    subset = {"type": "object", "description": "the fields asked for (fields extension)"}
+    json = answer.setdefault("content", {}).setdefault("application/json", {})
+    declared = json.get("schema")
+    json["schema"] = {"anyOf": [declared, subset]} if declared else subset
 
 
 def create_app_from_environment() -> FastAPI:

@@ -71,8 +71,14 @@ class _Client(CoreCrudClient):
 
     async def _search_base(self, search_request: PgstacSearch, request: Request) -> ItemCollection:
         """Every item answer (search, item lists, one item) with asset hrefs as URLs: the
-        catalog stores them relative to the data directory (services/data.py)."""
+        catalog stores them relative to the data directory (services/data.py). pgstac
+        drops `"datetime": null` from the items it returns (pgstac#158, #425): items with
+        a time span (our cubes) get it back, as the STAC spec requires."""
         found = await super()._search_base(search_request, request)
+        for item in found.get("features", []):
+            properties = item.get("properties")
+            if isinstance(properties, dict) and "start_datetime" in properties:
+                properties.setdefault("datetime", None)
         files = getattr(request.app.state, "data_files", None)
         if files is not None:
             base = files.base_url(request)

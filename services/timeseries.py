@@ -557,6 +557,10 @@ def _profile_json(profile: xr.Dataset) -> dict[str, object]:
 
 
 # -- the router --------------------------------------------------------------------------------
+# every route answers json, csv or netcdf (`format`): declared for clients and the fuzzer
+_FORMATS = {200: {"content": {"text/csv": {}, "application/x-netcdf": {}}}}
+
+
 def timeseries_router(
     settings: Settings, dsn: str, files: DataFiles
 ) -> tuple[APIRouter, CubeFinder]:
@@ -584,7 +588,7 @@ def timeseries_router(
         names, query = filters.variable_names(), filters.series_filter()
         return located, _read(finder, located, names, query, base)
 
-    @router.get("/timeseries", summary="A point's whole history")
+    @router.get("/timeseries", summary="A point's whole history", responses=_FORMATS)
     def timeseries(
         request: Request,
         lon: Annotated[float, Query(ge=-180, le=180, allow_inf_nan=False)],
@@ -617,6 +621,7 @@ def timeseries_router(
     @router.post(
         "/timeseries",
         summary="Several points' histories",
+        responses=_FORMATS,
         openapi_extra={
             "requestBody": {
                 "required": True,
@@ -644,7 +649,7 @@ def timeseries_router(
 
         return await anyio.to_thread.run_sync(answer)
 
-    @router.get("/profile", summary="Time x distance along a line (Hovmöller)")
+    @router.get("/profile", summary="Time x distance along a line (Hovmöller)", responses=_FORMATS)
     def profile(
         request: Request,
         line: Annotated[

@@ -17,6 +17,7 @@ from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 
+import httpx
 import numpy as np
 import psycopg
 import pytest
@@ -315,3 +316,87 @@ def make_cube_granules(
             )
         )
     return files
+
+
+# -- a served region: cube + granules in a catalog, and `glacierflow serve` as a process ----
+@dataclasses.dataclass(frozen=True)
+class ServedRegion:
+    """What a live server over the region needs (data dir holding `cubes/`, catalog DSN)
+    and where to ask it: a point inside the cube, a line across it, the cube's item id."""
+
+    data_dir: Path
+    dsn: str
+    lon: float
+    lat: float
+    line: str
+    cube_item: str
+
+
+@pytest.fixture(scope="session")
+def served_region(
+    granule_files: dict[str, Path],
+    new_catalog: Callable[[str], str],
+    tmp_path_factory: pytest.TempPathFactory,
+) -> ServedRegion:
+    """Demo-like data for the fuzzer and the soak test: a 12-layer cube (Landsat 8 and
+    Sentinel-2A) and the granules, loaded into a catalog of their own."""
+    from pyproj import Transformer
+
+    from glacierflow.catalog.loader import load_cubes, load_granules
+    from glacierflow.processing.cubes.ingest import ingest
+    from glacierflow.processing.cubes.store import cube_names
+
+    folder = tmp_path_factory.mktemp("region")
+    template = granule_files["july"]
+    files = make_cube_granules(template, folder / "l8", 8)
+    files += make_cube_granules(template, folder / "s2", 4, first=8, satellite="2A")
+    store = folder / "data" / "cubes"
+    ingest(files, store, progress=lambda _: None)
+    dsn = new_catalog("served_region")
+    (cube_item,) = load_cubes(dsn, [store / name for name in cube_names(store)], "cubes")
+    report = load_granules(dsn, granule_files.values(), "granules")
+    assert not report.rejected, report.rejected
+    x0, y0 = GRANULE_PAIRS["july"][2]
+    to_lonlat = Transformer.from_crs(synthetic.EPSG, 4326, always_xy=True)
+    lon, lat = to_lonlat.transform(x0 + 1000, y0 - 1000)
+    ends = [to_lonlat.transform(x0 + dx, y0 - 1000) for dx in (200, 2000)]
+    line = ",".join(f"{lo:.6f} {la:.6f}" for lo, la in ends)
+    return ServedRegion(folder / "data", dsn, lon, lat, line, cube_item)
+
+
+@contextmanager
+def glacierflow_serve(
+    region: ServedRegion, log: Path, workers: int = 1
+) -> Iterator[subprocess.Popen]:
+    """`glacierflow serve` over the region as a real process on a free loopback port, up
+    and answering /healthz; its output goes to `log` (a pipe nobody reads would fill and
+    stall it); stopped (SIGTERM, then SIGKILL) on the way out. `.url` is its base URL."""
+    port = free_port()
+    env = {**os.environ, "DATABASE_URL": region.dsn, "GLACIERFLOW_DATA_DIR": str(region.data_dir)}
+    with log.open("w") as output:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "glacierflow.cli", "serve", "--port", str(port),
+             "--workers", str(workers)],
+            env=env, stdout=output, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    server.url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 180  # imports take long on a busy 2-core machine
+        while True:
+            assert server.poll() is None, f"serve exited: {log.read_text()[-4000:]}"
+            assert time.monotonic() < deadline, "serve did not answer /healthz within 180 s"
+            try:
+                if httpx.get(f"{server.url}/healthz", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            time.sleep(0.3)
+        yield server
+    finally:
+        if server.poll() is None:
+            server.terminate()
+            try:
+                server.wait(20)
+            except subprocess.TimeoutExpired:
+                server.kill()
+                server.wait()
