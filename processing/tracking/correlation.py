@@ -9,17 +9,36 @@ FFTW wisdom is loaded from and saved to a file so that planning happens once per
 from __future__ import annotations
 
 import json
+import sys
 import threading
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import pyfftw
-import pyfftw.builders
 from scipy.fft import next_fast_len
+
+
+def _import_pyfftw() -> None:
+    """Import pyfftw without the Dask interface its __init__ loads whenever Dask is
+    installed: dask.array costs a second of start-up, and we only use the builders."""
+    hidden = "dask.array.fft"
+    if hidden in sys.modules:
+        return
+    sys.modules[hidden] = None  # makes pyfftw's `from dask.array.fft import ...` fail
+    try:
+        import pyfftw.builders  # noqa: F401
+    finally:
+        del sys.modules[hidden]
+
+
+_import_pyfftw()
+import pyfftw  # noqa: E402 (after _import_pyfftw)
+import pyfftw.builders  # noqa: E402
 
 # Chips per FFT call: large enough to amortise Python overhead, small enough for cache.
 BATCH = 128
+# ...and fewer for wide search windows, so that one complex plan buffer stays this small.
+_PLAN_BUFFER_BYTES = 2**22
 _PLANNER_EFFORT = "FFTW_MEASURE"
 _plan_lock = threading.Lock()
 _local = threading.local()
@@ -54,13 +73,15 @@ class _Plans:
 
     @classmethod
     def build(cls, size: int) -> _Plans:
+        batch = plan_batch(size)
+
         def forward() -> pyfftw.FFTW:
-            real = pyfftw.zeros_aligned((BATCH, size, size), dtype="float32")
+            real = pyfftw.zeros_aligned((batch, size, size), dtype="float32")
             return pyfftw.builders.rfftn(
                 real, axes=(1, 2), threads=1, planner_effort=_PLANNER_EFFORT
             )
 
-        spectrum = pyfftw.empty_aligned((BATCH, size, size // 2 + 1), dtype="complex64")
+        spectrum = pyfftw.empty_aligned((batch, size, size // 2 + 1), dtype="complex64")
         with _plan_lock:
             windows, templates = forward(), forward()
             inverse = pyfftw.builders.irfftn(
@@ -76,6 +97,17 @@ def _plans(size: int) -> _Plans:
     if size not in cache:
         cache[size] = _Plans.build(size)
     return cache[size]
+
+
+def plan_batch(size: int) -> int:
+    """Chips per FFT call for size x size transforms."""
+    return max(1, min(BATCH, _PLAN_BUFFER_BYTES // (8 * size * (size // 2 + 1))))
+
+
+def plan_bytes(size: int) -> int:
+    """Memory of one thread's plans for size x size transforms: three real and three
+    complex buffers of `plan_batch` arrays."""
+    return plan_batch(size) * size * (12 * size + 24 * (size // 2 + 1))
 
 
 def fft_size(window: int) -> int:
@@ -132,8 +164,9 @@ def ncc_surfaces(
         w_in[:] = 0.0
         t_in[:] = 0.0
         plans.shapes = (span, chip)
-    for start in range(0, n, BATCH):
-        stop = min(start + BATCH, n)
+    batch = len(w_in)
+    for start in range(0, n, batch):
+        stop = min(start + batch, n)
         m = stop - start
         # padding stays zero: only these regions are ever written
         w_in[:m, :span, :span] = windows[start:stop]
