@@ -115,12 +115,16 @@ def fft_size(window: int) -> int:
     return next_fast_len(window, real=True)
 
 
-def box_sums(image: np.ndarray, box: int) -> np.ndarray:
-    """Sums over every box x box square of the last two axes, indexed by top-left corner."""
+def _integral(image: np.ndarray) -> np.ndarray:
+    """Summed-area table of the last two axes (float64), with a leading row/column of 0."""
     *lead, h, w = image.shape
     integral = np.zeros((*lead, h + 1, w + 1), dtype=np.float64)
     np.cumsum(image, axis=-2, out=integral[..., 1:, 1:])
     np.cumsum(integral[..., 1:, 1:], axis=-1, out=integral[..., 1:, 1:])
+    return integral
+
+
+def _box(integral: np.ndarray, box: int) -> np.ndarray:
     return (
         integral[..., box:, box:]
         - integral[..., :-box, box:]
@@ -129,11 +133,29 @@ def box_sums(image: np.ndarray, box: int) -> np.ndarray:
     )
 
 
+def box_sums(image: np.ndarray, box: int) -> np.ndarray:
+    """Sums over every box x box square of the last two axes, indexed by top-left corner."""
+    return _box(_integral(image), box)
+
+
+class BoxVariance:
+    """n * variance of every box x box square of an image (indexed by top-left), the NCC
+    denominator term, for any box size: the integral images are summed once and shared
+    by every size (a search tries up to three chip sizes on the same block)."""
+
+    def __init__(self, image: np.ndarray) -> None:
+        centred = image - image.mean(axis=(-2, -1), keepdims=True)
+        self._sums = _integral(centred)
+        self._squares = _integral(centred * centred)
+
+    def __call__(self, box: int) -> np.ndarray:
+        sums = _box(self._sums, box)
+        return np.maximum(_box(self._squares, box) - sums * sums / (box * box), 0.0)
+
+
 def box_variance(image: np.ndarray, box: int) -> np.ndarray:
     """n * variance of every box x box square (indexed by top-left): the NCC denominator term."""
-    centred = image - image.mean(axis=(-2, -1), keepdims=True)
-    sums = box_sums(centred, box)
-    return np.maximum(box_sums(centred * centred, box) - sums * sums / (box * box), 0.0)
+    return BoxVariance(image)(box)
 
 
 def ncc_surfaces(

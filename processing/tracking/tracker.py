@@ -27,7 +27,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 from scipy import ndimage
 
 from glacierflow.processing.tracking.correlation import (
-    box_variance,
+    BoxVariance,
     fft_size,
     ncc_surfaces,
     plan_bytes,
@@ -238,8 +238,12 @@ class _Block:
         """NCC denominators of every chip-sized square of SEC, computed once per chip size."""
         cache = self.__dict__.setdefault("_box_variance", {})
         if chip not in cache:
-            cache[chip] = box_variance(self.sec, chip).astype(np.float32)
+            cache[chip] = self._sec_variance(chip).astype(np.float32)
         return cache[chip]
+
+    @cached_property
+    def _sec_variance(self) -> BoxVariance:
+        return BoxVariance(self.sec)
 
 
 def _fill(image: np.ndarray, inside: tuple[slice, slice]) -> np.ndarray:
@@ -272,9 +276,10 @@ def _bucket(radius: np.ndarray, cap: int) -> np.ndarray:
 
 
 # Bytes per pixel of a strip's block while it is read and filtered: both images raw,
-# filtered and filled, their NaN masks, spline coefficients and box variances, and the
-# temporaries of filtering (61 measured with tracemalloc, 1000 x 3000 px, three chips).
-_BLOCK_BYTES_PER_PX = 64
+# filtered and filled, their NaN masks, spline coefficients, box variances and their
+# integral images, and the temporaries of filtering (tracemalloc: 61 before the integral
+# images were kept, so 16 more; 1000 x 3000 px, three chips).
+_BLOCK_BYTES_PER_PX = 80
 # Bytes per correlation-surface pixel of one node in a batch: its box variance, the
 # surface and the temporaries of normalising it and of the peak ratio (the window itself
 # is counted apart).

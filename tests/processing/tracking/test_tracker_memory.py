@@ -22,10 +22,18 @@ GiB = 1024**3
 
 
 def test_ordinary_searches_are_left_alone() -> None:
-    for shape, wanted in (((1000, 1000), 25), ((3000, 3000), 60), ((8000, 8000), 60)):
+    for shape, wanted in (((1000, 1000), 25), ((3000, 3000), 60), ((8000, 8000), 25)):
         limit = search_limit(DEFAULT_CHIPS, shape, 16, wanted)
         assert limit.radius_px == wanted and limit.clipped_by is None
         assert limit.strip_rows == DEFAULT_CHIPS.strip_rows
+
+
+def test_wide_images_get_shorter_strips_before_a_smaller_search() -> None:
+    """A 16-day pair of a 12,000 px wide scene at 10 km/yr: strips of fewer node rows
+    keep the whole +-60 px search within the default budget."""
+    limit = search_limit(DEFAULT_CHIPS, (12000, 12000), 16, 60)
+    assert limit.radius_px == 60 and limit.clipped_by is None
+    assert limit.strip_rows < DEFAULT_CHIPS.strip_rows
 
 
 def test_the_image_bounds_the_search() -> None:
