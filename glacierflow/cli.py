@@ -54,7 +54,9 @@ def _exit_on_input_errors() -> Iterator[None]:
 class _Number(click.FloatRange):
     """A finite number within a range (click's FloatRange lets NaN through)."""
 
-    def convert(self, value, param, ctx):
+    def convert(
+        self, value: object, param: click.Parameter | None, ctx: click.Context | None
+    ) -> float:
         number = click.FLOAT.convert(value, param, ctx)
         if not math.isfinite(number):
             self.fail(f"{value!r} is not a finite number.", param, ctx)
@@ -81,7 +83,7 @@ class _Raster(click.ParamType):
 
     name = "raster"
 
-    def convert(self, value, param, ctx):
+    def convert(self, value: str, param: click.Parameter | None, ctx: click.Context | None) -> str:
         if "://" in value or value.startswith("/vsi"):
             return value
         path = Path(value)
