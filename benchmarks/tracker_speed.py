@@ -1,17 +1,34 @@
-"""Tracker speed: vectors per second end to end (GeoTIFFs -> granule) and in the core.
+"""Tracker speed: vectors per second of the library call, side by side with autoRIFT,
+and what the `glacierflow track` process spends outside that call.
 
 Pairs: synthetic fractal texture, 2 % noise, a channel-flow glacier (up to 6 px), 16 px
 grid and chips (120 m at 7.5 m pixels), +-25 px search (--max-speed 4109 m/yr over 16
-days). Each figure is the best of --repeat runs after a warm-up that measures the FFTW
-plans (kept as wisdom, as production runs keep them). The core figures time the FFT NCC
-alone on the same chip/window shapes, as a baseline for what the rest costs.
+days). Every figure is the best of --repeat runs after a warm-up that measures the FFTW
+plans (kept as wisdom, as production runs keep them). What each figure includes:
 
-    .venv/bin/python benchmarks/tracker_speed.py [--sizes 1000 3000] [--memory 8000]
+- "library call": `track_pair` in this process: open and check both GeoTIFFs, read,
+  pre-filter, track, velocity and quality figures, write the NetCDF granule and its PNG.
+- "CLI": the wall time of a `glacierflow track` process on the same pair (Python start,
+  imports, option checks, the same library call, exit); "outside the call" is that wall
+  time minus the call's own total, which the command prints.
+- "autoRIFT" (with --autorift DIR, a folder holding run_autorift.py): nasa-jpl/autoRIFT's
+  optical workflow on the same pair as in-memory arrays, run by that folder's Python
+  (default /usr/bin/python3) in its own process, timed inside it: its high-pass
+  pre-filter, uint8 conversion and runAutorift() (nested chip search 16-64 px, +-25 px,
+  oversampled sub-pixel, filtering); no reading or writing; the second of two runs in its
+  process (numba compiled, as FFTW's plans are planned). glacierflow and autoRIFT
+  runs alternate (interleaved) on the same pair, so that load on the machine hits both.
+- "core": the batched FFT NCC alone on the same chip/window shapes.
+
+    .venv/bin/python benchmarks/tracker_speed.py [--sizes 1000 3000] [--repeat 3]
+        [--threads 1 2] [--autorift /work/autorift] [--memory 8000]
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import re
 import resource
 import subprocess
 import sys
@@ -66,28 +83,92 @@ def _request(ref: Path, sec: Path, out: Path, threads: int, wisdom: Path) -> Tra
     )
 
 
-def end_to_end(size: int, folder: Path, repeat: int) -> None:
+def _autorift_run(
+    folder: Path, autorift: Path, python: str, ref: Path, sec: Path
+) -> tuple[int, float]:
+    """(vectors, seconds) of autoRIFT on the pair, timed inside its process (its second
+    run there)."""
+    out = subprocess.run(
+        [python, str(autorift / "run_autorift.py"), str(ref), str(sec), "--spacing", "16",
+         "--chip-min", "16", "--chip-max", "64", "--search", str(SEARCH_PX), "--repeat", "2"],
+        cwd=folder, capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    # the second run: numba's compilation and first-touch costs paid, as FFTW's are for us
+    runs = re.findall(r"autorift nodes (\d+) valid \d+ seconds ([\d.]+)", out.stdout)
+    return int(runs[-1][0]), float(runs[-1][1])
+
+
+def _cli_seconds(
+    ref: Path, sec: Path, out: Path, threads: int, data_dir: Path
+) -> tuple[float, float]:
+    """(wall time of a `glacierflow track` process, the call's total it prints)."""
+    env = {**os.environ, "GLACIERFLOW_DATA_DIR": str(data_dir), "GLACIERFLOW_THREADS": str(threads)}
+    cli = Path(sys.executable).with_name("glacierflow")
+    t0 = time.perf_counter()
+    run = subprocess.run(
+        [str(cli), "track", str(ref), str(sec), "-o", str(out), "--chip-min", "120",
+         "--chip-max", "480", "--max-speed", str(MAX_SPEED)],
+        env=env, capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    wall = time.perf_counter() - t0
+    call = float(re.search(r", ([\d.]+) s\n", run.stderr).group(1))
+    return wall, call
+
+
+def end_to_end(
+    size: int,
+    folder: Path,
+    repeat: int,
+    threads: list[int],
+    autorift: Path | None,
+    autorift_python: str,
+) -> None:
     ref, sec = _pair_files(size, folder)
-    wisdom = folder / "wisdom.json"
+    data_dir = folder / "data"  # the CLI's: its FFTW wisdom is shared with the library runs
+    wisdom = data_dir / "cache" / "fftw_wisdom.json"
     cold = track_pair(_request(ref, sec, folder / "cold.nc", 1, wisdom))
     print(
         f"{size}x{size}: {cold.nodes} vectors, valid {cold.valid_percentage:.1f} %, "
         f"first run (FFTW planning) {cold.seconds['total']:.2f} s"
     )
-    for threads in (1, 2):
-        best = min(
-            (
-                track_pair(_request(ref, sec, folder / f"t{threads}.nc", threads, wisdom))
-                for _ in range(repeat)
-            ),
-            key=lambda r: r.seconds["total"],
-        )
+    arrays = None
+    if autorift:  # autoRIFT reads numpy arrays: the same pixels as the GeoTIFFs
+        import rasterio
+
+        arrays = folder / f"ref{size}.npy", folder / f"sec{size}.npy"
+        for tif, npy in zip((ref, sec), arrays, strict=True):
+            with rasterio.open(tif) as ds:
+                np.save(npy, ds.read(1))
+    calls: dict[int, list] = {t: [] for t in threads}
+    clis: dict[int, list] = {t: [] for t in threads}
+    ar: list[tuple[int, float]] = []
+    for _ in range(repeat):  # interleaved: each round runs everything once
+        for t in threads:
+            calls[t].append(track_pair(_request(ref, sec, folder / f"t{t}.nc", t, wisdom)))
+            clis[t].append(_cli_seconds(ref, sec, folder / f"cli{t}.nc", t, data_dir))
+        if arrays is not None:
+            ar.append(_autorift_run(folder, autorift, autorift_python, *arrays))
+    for t in threads:
+        best = min(calls[t], key=lambda r: r.seconds["total"])
         s = best.seconds
+        wall, call = min(clis[t])
         print(
-            f"  end to end, {threads} thread(s): {best.nodes / s['total']:8.0f} vectors/s "
+            f"  library call, {t} thread(s): {best.nodes / s['total']:8.0f} vectors/s "
             f"({s['total']:.3f} s: read/check {s['read']:.3f}, track {s['track']:.3f}, "
             f"write {s['write']:.3f})"
         )
+        print(
+            f"  CLI, {t} thread(s): {wall:.2f} s wall, of which the call {call:.2f} s, "
+            f"outside it {wall - call:.2f} s"
+        )
+    if ar:
+        nodes, seconds = min(ar, key=lambda r: r[1])
+        rate = nodes / seconds
+        print(f"  autoRIFT (serial): {rate:8.0f} vectors/s ({nodes} vectors, {seconds:.3f} s)")
+        for t in threads:
+            best = min(calls[t], key=lambda r: r.seconds["total"])
+            ratio = best.nodes / best.seconds["total"] / rate
+            print(f"  glacierflow {t} thread(s) / autoRIFT: {ratio:.2f} x")
 
 
 def core(repeat: int) -> None:
@@ -141,6 +222,11 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="*", default=[1000, 3000])
     parser.add_argument("--memory", type=int, default=None, help="also a SIZE^2 pair's peak memory")
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--threads", type=int, nargs="*", default=[1, 2])
+    parser.add_argument(
+        "--autorift", type=Path, help="folder with run_autorift.py: run autoRIFT side by side"
+    )
+    parser.add_argument("--autorift-python", default="/usr/bin/python3")
     parser.add_argument(
         "--measure-one", nargs=3, metavar=("REF", "SEC", "DIR"), help=argparse.SUPPRESS
     )
@@ -152,7 +238,7 @@ def main() -> None:
         folder = Path(tmp)
         core(args.repeat)
         for size in args.sizes:
-            end_to_end(size, folder, args.repeat)
+            end_to_end(size, folder, args.repeat, args.threads, args.autorift, args.autorift_python)
         if args.memory:
             memory(args.memory, folder)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2

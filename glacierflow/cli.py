@@ -1,19 +1,34 @@
-"""The `glacierflow` command line: a thin layer over the library's functions."""
+"""The `glacierflow` command line: a thin layer over the library's functions.
+
+It imports only what the command at hand needs (the tracker, rasterio, the database and
+the web stack load in the command's body), so that `--help` and every command start fast.
+Options are checked by their click types and callbacks before any work: a bad value exits
+with status 2 and a message naming the option, and writes nothing.
+"""
 
 from __future__ import annotations
 
+import importlib
+import math
 import signal
 import sys
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
-from glacierflow.processing.io.scenes import SceneError
-from glacierflow.processing.tracking.preprocess import ImageFilter
-from glacierflow.processing.tracking.tracker import SubpixelMethod
-from glacierflow.settings import SettingsError, get_settings
+if TYPE_CHECKING:
+    from glacierflow.settings import Settings
+
+
+def _settings() -> Settings:
+    from glacierflow.settings import get_settings  # pydantic: 0.3 s to import
+
+    return get_settings()
 
 
 def _say(message: str) -> None:
@@ -24,13 +39,94 @@ def _say(message: str) -> None:
 def _exit_on_input_errors() -> Iterator[None]:
     """Input the user can fix (a scene, the database, a setting): its message and exit
     code 2, no traceback."""
-    from glacierflow.catalog.database import DatabaseError
-
     try:
         yield
-    except (SceneError, DatabaseError, SettingsError) as err:
+    except Exception as err:
+        # imported here: a command that raised neither need not load their modules
+        from glacierflow.catalog.database import DatabaseError
+        from glacierflow.processing.io.scenes import SceneError
+        from glacierflow.settings import SettingsError
+
+        if not isinstance(err, SceneError | DatabaseError | SettingsError):
+            raise
         _say(f"error: {err}")
         sys.exit(2)
+
+
+class _Number(click.FloatRange):
+    """A finite number within a range (click's FloatRange lets NaN through)."""
+
+    def convert(
+        self, value: object, param: click.Parameter | None, ctx: click.Context | None
+    ) -> float:
+        number = click.FLOAT.convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number.", param, ctx)
+        return super().convert(number, param, ctx)
+
+
+class _EnumChoice(click.Choice):
+    """A choice among an enum's values, imported when first needed, so that other
+    commands and `--help` do not import the tracker."""
+
+    def __init__(self, module: str, enum: str) -> None:
+        self._enum = (module, enum)
+        self.case_sensitive = True
+
+    @cached_property
+    def choices(self) -> tuple[str, ...]:  # type: ignore[override]
+        module, name = self._enum
+        return tuple(m.value for m in getattr(importlib.import_module(module), name))
+
+
+class _Raster(click.ParamType):
+    """A raster GDAL can open: a local file that must exist, or a URL / GDAL virtual path
+    (/vsicurl/…), which only opening can check."""
+
+    name = "raster"
+
+    def convert(self, value: str, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        if "://" in value or value.startswith("/vsi"):
+            return value
+        path = Path(value)
+        if not path.exists():
+            self.fail(f"{value}: no such file.", param, ctx)
+        if not path.is_file():
+            self.fail(f"{value}: is a directory, not a raster file.", param, ctx)
+        return value
+
+
+def _chips_in_order(ctx: click.Context, param: click.Parameter, value: float) -> float:
+    """--chip-min must not exceed --chip-max (checked by whichever of the two comes second)."""
+    chips = {**ctx.params, param.name: value}
+    if "chip_min" in chips and "chip_max" in chips:
+        low, high = chips["chip_min"], chips["chip_max"]
+        if low > high:
+            raise click.BadParameter(
+                f"--chip-min ({low:g} m) is larger than --chip-max ({high:g} m)", ctx, param
+            )
+    return value
+
+
+def _writable_output(ctx: click.Context, param: click.Parameter, value: Path) -> Path:
+    """The granule (.nc) or the folder for it must be writable, found out before tracking
+    rather than after it."""
+    if value.suffix == ".nc" and value.is_dir():
+        raise click.BadParameter(f"{value} is a directory, not a .nc file", ctx, param)
+    folder = value.parent if value.suffix == ".nc" else value
+    existing = next(p for p in (folder, *folder.parents) if p.exists() or p == p.parent)
+    if not existing.is_dir():
+        raise click.BadParameter(f"{existing} is a file, not a folder", ctx, param)
+    try:  # permissions alone do not tell (root, read-only mounts, ACLs): try it
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as err:
+        message = f"cannot write in {existing} ({err.strerror})"
+        raise click.BadParameter(message, ctx, param) from err
+    return value
+
+
+_PORT = click.IntRange(1, 65535)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -48,55 +144,71 @@ def _interrupt(signum: int, frame: object) -> None:
 
 
 @main.command()
-@click.argument("ref")
-@click.argument("sec")
+@click.argument("ref", type=_Raster())
+@click.argument("sec", type=_Raster())
 @click.option(
     "-o",
     "--output",
     type=click.Path(path_type=Path),
     required=True,
+    callback=_writable_output,
     help="Granule file (.nc), or a folder to write an ITS_LIVE-named granule into.",
 )
 @click.option("--ref-time", help="Acquisition time of REF (ISO 8601); default: its TIFF tags.")
 @click.option("--sec-time", help="Acquisition time of SEC (ISO 8601); default: its TIFF tags.")
 @click.option(
-    "--spacing", type=float, default=120.0, show_default=True, help="Grid posting, metres."
+    "--spacing",
+    type=_Number(0, 100_000, min_open=True),
+    default=120.0,
+    show_default=True,
+    help="Grid posting, metres (at least one pixel).",
 )
 @click.option(
-    "--chip-min", type=float, default=240.0, show_default=True, help="Smallest chip, metres."
+    "--chip-min",
+    type=_Number(0, 100_000, min_open=True),
+    default=240.0,
+    show_default=True,
+    callback=_chips_in_order,
+    help="Smallest chip, metres.",
 )
 @click.option(
     "--chip-max",
-    type=float,
+    type=_Number(0, 100_000, min_open=True),
     default=960.0,
     show_default=True,
+    callback=_chips_in_order,
     help="Largest chip of the ladder (doubling from --chip-min), metres.",
 )
 @click.option(
     "--max-speed",
-    type=float,
+    type=_Number(0, 1_000_000, min_open=True),
     default=10_000.0,
     show_default=True,
-    help="Fastest expected motion, m/yr: sets the search window.",
+    help="Fastest expected motion, m/yr: sets the search window (clipped to the image and "
+    "to GLACIERFLOW_TRACK_MEMORY_BUDGET_MB, with a warning).",
 )
 @click.option(
     "--filter",
     "image_filter",
-    type=click.Choice([f.value for f in ImageFilter]),
-    default=ImageFilter.HIGH_PASS.value,
+    type=_EnumChoice("glacierflow.processing.tracking.preprocess", "ImageFilter"),
+    default="hps",
     show_default=True,
     help="Pre-filter of both images.",
 )
 @click.option(
     "--subpixel",
-    type=click.Choice([m.value for m in SubpixelMethod]),
-    default=SubpixelMethod.GAUSS_NEWTON.value,
+    type=_EnumChoice("glacierflow.processing.tracking.tracker", "SubpixelMethod"),
+    default="gauss-newton",
     show_default=True,
     help="Sub-pixel peak estimator.",
 )
-@click.option("--prior-vx", help="Prior vx raster (m/yr) to centre the search on.")
-@click.option("--prior-vy", help="Prior vy raster (m/yr) to centre the search on.")
-@click.option("--stable-mask", help="Raster, non-zero on stable ground, for the shift correction.")
+@click.option("--prior-vx", type=_Raster(), help="Prior vx raster (m/yr) to centre the search on.")
+@click.option("--prior-vy", type=_Raster(), help="Prior vy raster (m/yr) to centre the search on.")
+@click.option(
+    "--stable-mask",
+    type=_Raster(),
+    help="Raster, non-zero on stable ground, for the shift correction.",
+)
 @click.option(
     "--threads",
     type=click.IntRange(1, 64),
@@ -123,10 +235,12 @@ def track(
     """Track features between REF and SEC (single-band GeoTIFFs, paths or URLs) and write a
     velocity granule. SEC on another grid or CRS is resampled onto REF's grid."""
     from glacierflow.processing.pipeline import TrackRequest, track_pair
+    from glacierflow.processing.tracking.preprocess import ImageFilter
+    from glacierflow.processing.tracking.tracker import SubpixelMethod
 
     if (prior_vx is None) != (prior_vy is None):
         raise click.UsageError("give both --prior-vx and --prior-vy, or neither")
-    settings = get_settings()
+    settings = _settings()
     request = TrackRequest(
         ref=ref,
         sec=sec,
@@ -144,6 +258,7 @@ def track(
         stable_mask=stable_mask,
         threads=threads or settings.threads,
         wisdom=settings.fftw_wisdom,
+        memory_budget_bytes=settings.track_memory_budget_mb * 2**20,
     )
     with _exit_on_input_errors():
         report = track_pair(request, progress=_say)
@@ -171,7 +286,7 @@ def catalog_init() -> None:
     from glacierflow.catalog.database import catalog_database
     from glacierflow.catalog.loader import init_catalog
 
-    settings = get_settings()
+    settings = _settings()
     with _exit_on_input_errors(), catalog_database(settings.data_dir) as dsn:
         ids = init_catalog(dsn, settings.collection_ids)
     _say(f"catalog ready: collections {', '.join(ids)}")
@@ -188,7 +303,7 @@ def catalog_load(paths: tuple[Path, ...]) -> None:
     from glacierflow.catalog.database import catalog_database
     from glacierflow.catalog.loader import init_catalog, load_granules
 
-    settings = get_settings()
+    settings = _settings()
     files = [f for p in paths for f in (sorted(p.rglob("*.nc")) if p.is_dir() else [p])]
     with _exit_on_input_errors(), catalog_database(settings.data_dir) as dsn:
         init_catalog(dsn, settings.collection_ids)
@@ -214,7 +329,7 @@ def cube() -> None:
 def _store_path(store: str | None) -> Path:
     """A local folder, or a file:// URL of one (object stores are not supported yet)."""
     if store is None:
-        return get_settings().cube_store
+        return _settings().cube_store
     if "://" in store:
         scheme, _, rest = store.partition("://")
         if scheme != "file":
@@ -261,7 +376,7 @@ def cube_ingest(
     """
     from glacierflow.processing.cubes.ingest import ingest
 
-    settings = get_settings()
+    settings = _settings()
     root = _store_path(store)
     files = [f for p in granules for f in (sorted(p.rglob("*.nc")) if p.is_dir() else [p])]
     report = ingest(
@@ -287,7 +402,7 @@ def _register_cubes(paths: list[Path]) -> None:
     from glacierflow.catalog.database import catalog_database
     from glacierflow.catalog.loader import init_catalog, load_cubes
 
-    settings = get_settings()
+    settings = _settings()
     with _exit_on_input_errors(), catalog_database(settings.data_dir) as dsn:
         init_catalog(dsn, settings.collection_ids)
         ids = load_cubes(dsn, paths, settings.collection_id("cubes"), settings.data_href)
@@ -318,7 +433,7 @@ def cube_consolidate(store: str | None, register: bool) -> None:
 
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", default=8000, show_default=True, type=int)
+@click.option("--port", default=8000, show_default=True, type=_PORT)
 @click.option(
     "--workers",
     default=1,
@@ -337,7 +452,7 @@ def serve(host: str, port: int, workers: int) -> None:
     from glacierflow.catalog.loader import init_catalog
     from glacierflow.services.server import ServerError, run
 
-    settings = get_settings()
+    settings = _settings()
     with _exit_on_input_errors():
         settings.transactions_key()  # refused before any database starts
     with _exit_on_input_errors(), catalog_database(settings.data_dir) as dsn:
@@ -354,7 +469,7 @@ def serve(host: str, port: int, workers: int) -> None:
 
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", default=8000, show_default=True, type=int)
+@click.option("--port", default=8000, show_default=True, type=_PORT)
 @click.option(
     "--serve/--no-serve",
     default=True,
@@ -370,7 +485,7 @@ def demo(host: str, port: int, serve: bool) -> None:
     from glacierflow.demo import run_demo
 
     with _exit_on_input_errors():
-        run_demo(get_settings(), say=_say, host=host, port=port, serve=serve)
+        run_demo(_settings(), say=_say, host=host, port=port, serve=serve)
 
 
 if __name__ == "__main__":

@@ -29,6 +29,11 @@ class Settings(BaseSettings):
         Path("data"), description="granules, cubes, mosaics, the embedded database"
     )
     threads: int = Field(2, ge=1, description="worker threads for one tracking job")
+    track_memory_budget_mb: int = Field(
+        2048,
+        ge=64,
+        description="memory one tracking job may use; its search window is clipped to fit",
+    )
     dask_scheduler: str | None = Field(None, description="tcp://host:port of a Dask scheduler")
     collection_ids: dict[str, str] = Field(
         default_factory=dict,

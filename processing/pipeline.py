@@ -9,13 +9,14 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 import rasterio
 from pyproj import CRS
 from rasterio.enums import Resampling
+from rasterio.errors import CRSError, RasterioError
 from rasterio.vrt import WarpedVRT
 
 from glacierflow.processing.io.granule import (
@@ -28,7 +29,13 @@ from glacierflow.processing.io.scenes import SceneError, describe, open_pair
 from glacierflow.processing.tracking.correlation import load_wisdom, save_wisdom
 from glacierflow.processing.tracking.grid import NodeGrid, node_grid
 from glacierflow.processing.tracking.preprocess import ImageFilter
-from glacierflow.processing.tracking.tracker import Reason, SubpixelMethod, TrackerOptions, track
+from glacierflow.processing.tracking.tracker import (
+    Reason,
+    SubpixelMethod,
+    TrackerOptions,
+    search_limit,
+    track,
+)
 from glacierflow.processing.tracking.velocity import DAYS_PER_YEAR, to_velocity
 
 
@@ -52,6 +59,7 @@ class TrackRequest:
     stable_mask: str | None = None
     threads: int = 1
     wisdom: Path | None = None
+    memory_budget_bytes: int = 2 * 1024**3
 
 
 @dataclass
@@ -89,20 +97,23 @@ def _sample_on_grid(path: str, crs: CRS, grid: NodeGrid, resampling: Resampling)
         -grid.spacing,
         grid.y[0] + grid.spacing / 2,
     )
-    with (
-        rasterio.open(path) as src,
-        WarpedVRT(
-            src,
-            crs=crs,
-            transform=transform,
-            width=len(grid.x),
-            height=len(grid.y),
-            resampling=resampling,
-            nodata=np.nan,
-            dtype="float32",
-        ) as vrt,
-    ):
-        return vrt.read(1)
+    try:
+        with (
+            rasterio.open(path) as src,
+            WarpedVRT(
+                src,
+                crs=crs,
+                transform=transform,
+                width=len(grid.x),
+                height=len(grid.y),
+                resampling=resampling,
+                nodata=np.nan,
+                dtype="float32",
+            ) as vrt,
+        ):
+            return vrt.read(1)
+    except (RasterioError, CRSError) as err:
+        raise SceneError(f"{path}: cannot read it as a georeferenced raster ({err})") from err
 
 
 def track_pair(
@@ -123,20 +134,46 @@ def track_pair(
     with open_pair(req.ref, req.sec) as reader:
         geo = reader.geometry
         pixel = (abs(geo.transform.a), abs(geo.transform.e))
+        if req.spacing_m < max(pixel):
+            raise SceneError(
+                f"--spacing {req.spacing_m:g} m is finer than {req.ref}'s {max(pixel):g} m "
+                "pixels: give at least one pixel"
+            )
         grid = node_grid(geo.transform, geo.shape, req.spacing_m)
         if 0 in grid.shape:
             raise SceneError(f"{req.ref}: smaller than one {req.spacing_m:g} m grid cell")
         chip_min = _even_pixels(req.chip_min_m, pixel[0], "--chip-min")
         chip_max = max(chip_min, _even_pixels(req.chip_max_m, pixel[0], "--chip-max"))
-        search = max(2, math.ceil(req.max_speed_m_per_yr * dt_days / DAYS_PER_YEAR / pixel[0]) + 1)
+        if chip_min > min(geo.shape):
+            raise SceneError(
+                f"--chip-min {req.chip_min_m:g} m ({chip_min} px) is larger than {req.ref} "
+                f"({geo.shape[1]} x {geo.shape[0]} px)"
+            )
+        wanted = max(2, math.ceil(req.max_speed_m_per_yr * dt_days / DAYS_PER_YEAR / pixel[0]) + 1)
         opts = TrackerOptions(
             chip_sizes_px=_chip_ladder(chip_min, chip_max),
-            search_radius_px=search,
+            search_radius_px=wanted,
             coarse_chip_px=min(chip_max, 4 * chip_min),
             image_filter=req.image_filter,
             subpixel=req.subpixel,
             threads=req.threads,
+            memory_budget_bytes=req.memory_budget_bytes,
         )
+        limit = search_limit(opts, geo.shape, round(req.spacing_m / pixel[0]), wanted)
+        search = limit.radius_px
+        opts = replace(opts, search_radius_px=search, strip_rows=limit.strip_rows)
+        if limit.clipped_by:
+            progress(
+                f"warning: search window clipped to +-{search} px by the {limit.clipped_by} "
+                f"(--max-speed asks for +-{wanted} px"
+                + (
+                    f"; the budget is GLACIERFLOW_TRACK_MEMORY_BUDGET_MB="
+                    f"{req.memory_budget_bytes // 2**20}"
+                    if limit.clipped_by == "memory budget"
+                    else ""
+                )
+                + "): faster motion is not measured"
+            )
         crs = CRS.from_wkt(geo.crs.to_wkt())
         prior = None
         if req.prior_vx and req.prior_vy:
@@ -178,6 +215,8 @@ def track_pair(
             "spacing_m": req.spacing_m,
             "chip_sizes_px": " ".join(map(str, opts.chip_sizes_px)),
             "search_radius_px": search,
+            "search_radius_requested_px": wanted,
+            "search_radius_clipped_by": limit.clipped_by or "none",
             "image_filter": str(req.image_filter),
             "subpixel": str(req.subpixel),
         },

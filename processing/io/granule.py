@@ -300,7 +300,11 @@ def write_granule(ds: xr.Dataset, path: Path) -> Path:
         ds.to_netcdf(staged[0], engine="netcdf4", format="NETCDF4")
         _browse(ds).save(staged[1], format="PNG")
         os.replace(staged[1], png)
-        os.replace(staged[0], path)  # last: the granule's presence marks completion
+        try:
+            os.replace(staged[0], path)  # last: the granule's presence marks completion
+        except OSError:
+            png.unlink()  # no browse image without its granule
+            raise
     finally:
         for tmp in staged:
             tmp.unlink(missing_ok=True)

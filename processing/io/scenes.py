@@ -190,12 +190,40 @@ class PairReader:
             )
 
 
+def _north_up(ds: rasterio.DatasetReader, stack: ExitStack) -> rasterio.io.DatasetReaderBase:
+    """A south-up image (rows running north) as the north-up image it is, read flipped
+    pixel for pixel; any other image as it is."""
+    t = ds.transform
+    if t.b != 0 or t.d != 0 or t.e <= 0:
+        return ds
+    flipped = rasterio.Affine(t.a, 0.0, t.c, 0.0, -t.e, t.f + ds.height * t.e)
+    vrt = WarpedVRT(
+        ds,
+        crs=ds.crs,
+        transform=flipped,
+        width=ds.width,
+        height=ds.height,
+        resampling=Resampling.nearest,
+        src_nodata=ds.nodata,
+        nodata=np.nan,
+        dtype="float32",
+    )
+    return stack.enter_context(vrt)
+
+
 @contextmanager
 def open_pair(ref_path: str, sec_path: str) -> Iterator[PairReader]:
-    """Open both scenes; SEC on another grid or CRS is warped onto REF's grid (cubic)."""
+    """Open both scenes; SEC on another grid or CRS is warped onto REF's grid (cubic).
+    South-up images are read as their north-up flip."""
     with ExitStack() as stack:
-        ref = stack.enter_context(_open(ref_path))
-        sec = stack.enter_context(_open(sec_path))
+        ref = _north_up(stack.enter_context(_open(ref_path)), stack)
+        t = ref.transform
+        if t.b != 0 or t.d != 0 or t.a <= 0 or t.e >= 0:
+            raise SceneError(
+                f"{ref_path}: the image is rotated or flipped east-west (geotransform "
+                f"{tuple(t)[:6]}); give a north-up or south-up image"
+            )
+        sec = _north_up(stack.enter_context(_open(sec_path)), stack)
         sec_bounds = transform_bounds(sec.crs, ref.crs, *sec.bounds, densify_pts=21)
         rb = ref.bounds
         if (

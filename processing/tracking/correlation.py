@@ -9,17 +9,36 @@ FFTW wisdom is loaded from and saved to a file so that planning happens once per
 from __future__ import annotations
 
 import json
+import sys
 import threading
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import pyfftw
-import pyfftw.builders
 from scipy.fft import next_fast_len
+
+
+def _import_pyfftw() -> None:
+    """Import pyfftw without the Dask interface its __init__ loads whenever Dask is
+    installed: dask.array costs a second of start-up, and we only use the builders."""
+    hidden = "dask.array.fft"
+    if hidden in sys.modules:
+        return
+    sys.modules[hidden] = None  # makes pyfftw's `from dask.array.fft import ...` fail
+    try:
+        import pyfftw.builders  # noqa: F401
+    finally:
+        del sys.modules[hidden]
+
+
+_import_pyfftw()
+import pyfftw  # noqa: E402 (after _import_pyfftw)
+import pyfftw.builders  # noqa: E402
 
 # Chips per FFT call: large enough to amortise Python overhead, small enough for cache.
 BATCH = 128
+# ...and fewer for wide search windows, so that one complex plan buffer stays this small.
+_PLAN_BUFFER_BYTES = 2**22
 _PLANNER_EFFORT = "FFTW_MEASURE"
 _plan_lock = threading.Lock()
 _local = threading.local()
@@ -54,13 +73,15 @@ class _Plans:
 
     @classmethod
     def build(cls, size: int) -> _Plans:
+        batch = plan_batch(size)
+
         def forward() -> pyfftw.FFTW:
-            real = pyfftw.zeros_aligned((BATCH, size, size), dtype="float32")
+            real = pyfftw.zeros_aligned((batch, size, size), dtype="float32")
             return pyfftw.builders.rfftn(
                 real, axes=(1, 2), threads=1, planner_effort=_PLANNER_EFFORT
             )
 
-        spectrum = pyfftw.empty_aligned((BATCH, size, size // 2 + 1), dtype="complex64")
+        spectrum = pyfftw.empty_aligned((batch, size, size // 2 + 1), dtype="complex64")
         with _plan_lock:
             windows, templates = forward(), forward()
             inverse = pyfftw.builders.irfftn(
@@ -78,17 +99,32 @@ def _plans(size: int) -> _Plans:
     return cache[size]
 
 
+def plan_batch(size: int) -> int:
+    """Chips per FFT call for size x size transforms."""
+    return max(1, min(BATCH, _PLAN_BUFFER_BYTES // (8 * size * (size // 2 + 1))))
+
+
+def plan_bytes(size: int) -> int:
+    """Memory of one thread's plans for size x size transforms: three real and three
+    complex buffers of `plan_batch` arrays."""
+    return plan_batch(size) * size * (12 * size + 24 * (size // 2 + 1))
+
+
 def fft_size(window: int) -> int:
     """The FFT length used for a search window of `window` pixels."""
     return next_fast_len(window, real=True)
 
 
-def box_sums(image: np.ndarray, box: int) -> np.ndarray:
-    """Sums over every box x box square of the last two axes, indexed by top-left corner."""
+def _integral(image: np.ndarray) -> np.ndarray:
+    """Summed-area table of the last two axes (float64), with a leading row/column of 0."""
     *lead, h, w = image.shape
     integral = np.zeros((*lead, h + 1, w + 1), dtype=np.float64)
     np.cumsum(image, axis=-2, out=integral[..., 1:, 1:])
     np.cumsum(integral[..., 1:, 1:], axis=-1, out=integral[..., 1:, 1:])
+    return integral
+
+
+def _box(integral: np.ndarray, box: int) -> np.ndarray:
     return (
         integral[..., box:, box:]
         - integral[..., :-box, box:]
@@ -97,11 +133,29 @@ def box_sums(image: np.ndarray, box: int) -> np.ndarray:
     )
 
 
+def box_sums(image: np.ndarray, box: int) -> np.ndarray:
+    """Sums over every box x box square of the last two axes, indexed by top-left corner."""
+    return _box(_integral(image), box)
+
+
+class BoxVariance:
+    """n * variance of every box x box square of an image (indexed by top-left), the NCC
+    denominator term, for any box size: the integral images are summed once and shared
+    by every size (a search tries up to three chip sizes on the same block)."""
+
+    def __init__(self, image: np.ndarray) -> None:
+        centred = image - image.mean(axis=(-2, -1), keepdims=True)
+        self._sums = _integral(centred)
+        self._squares = _integral(centred * centred)
+
+    def __call__(self, box: int) -> np.ndarray:
+        sums = _box(self._sums, box)
+        return np.maximum(_box(self._squares, box) - sums * sums / (box * box), 0.0)
+
+
 def box_variance(image: np.ndarray, box: int) -> np.ndarray:
     """n * variance of every box x box square (indexed by top-left): the NCC denominator term."""
-    centred = image - image.mean(axis=(-2, -1), keepdims=True)
-    sums = box_sums(centred, box)
-    return np.maximum(box_sums(centred * centred, box) - sums * sums / (box * box), 0.0)
+    return BoxVariance(image)(box)
 
 
 def ncc_surfaces(
@@ -132,8 +186,9 @@ def ncc_surfaces(
         w_in[:] = 0.0
         t_in[:] = 0.0
         plans.shapes = (span, chip)
-    for start in range(0, n, BATCH):
-        stop = min(start + BATCH, n)
+    batch = len(w_in)
+    for start in range(0, n, batch):
+        stop = min(start + batch, n)
         m = stop - start
         # padding stays zero: only these regions are ever written
         w_in[:m, :span, :span] = windows[start:stop]

@@ -16,7 +16,7 @@ Every node that yields no vector carries a `Reason`.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from enum import IntEnum, StrEnum
@@ -26,7 +26,12 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 from scipy import ndimage
 
-from glacierflow.processing.tracking.correlation import box_variance, ncc_surfaces
+from glacierflow.processing.tracking.correlation import (
+    BoxVariance,
+    fft_size,
+    ncc_surfaces,
+    plan_bytes,
+)
 from glacierflow.processing.tracking.outliers import fill_small_gaps, incoherent
 from glacierflow.processing.tracking.preprocess import ImageFilter, prefilter, wiener_denoise
 from glacierflow.processing.tracking.subpixel import (
@@ -85,6 +90,7 @@ class TrackerOptions:
     max_gap_nodes: int = 4
     threads: int = 1
     strip_rows: int = 32
+    memory_budget_bytes: int = 2 * 1024**3  # for all threads together; see search_limit
 
     def __post_init__(self) -> None:
         if not self.chip_sizes_px or min(self.chip_sizes_px) < 4:
@@ -232,8 +238,12 @@ class _Block:
         """NCC denominators of every chip-sized square of SEC, computed once per chip size."""
         cache = self.__dict__.setdefault("_box_variance", {})
         if chip not in cache:
-            cache[chip] = box_variance(self.sec, chip).astype(np.float32)
+            cache[chip] = self._sec_variance(chip).astype(np.float32)
         return cache[chip]
+
+    @cached_property
+    def _sec_variance(self) -> BoxVariance:
+        return BoxVariance(self.sec)
 
 
 def _fill(image: np.ndarray, inside: tuple[slice, slice]) -> np.ndarray:
@@ -263,6 +273,96 @@ def _bucket(radius: np.ndarray, cap: int) -> np.ndarray:
     sizes = np.array([4, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256])
     sizes = np.unique(np.minimum(np.append(sizes, cap), cap))
     return sizes[np.searchsorted(sizes, np.minimum(radius, cap))]
+
+
+# Bytes per pixel of a strip's block while it is read and filtered: both images raw,
+# filtered and filled, their NaN masks, spline coefficients, box variances and their
+# integral images, and the temporaries of filtering (tracemalloc: 61 before the integral
+# images were kept, so 16 more; 1000 x 3000 px, three chips).
+_BLOCK_BYTES_PER_PX = 80
+# Bytes per correlation-surface pixel of one node in a batch: its box variance, the
+# surface and the temporaries of normalising it and of the peak ratio (the window itself
+# is counted apart).
+_SURFACE_BYTES_PER_PX = 32
+
+
+@dataclass(frozen=True)
+class SearchLimit:
+    """The search radius and strip height the tracker can afford on an image, and why
+    the radius is smaller than the one asked for (None: it is not)."""
+
+    radius_px: int
+    strip_rows: int
+    requested_px: int
+    clipped_by: str | None = None  # "image size" or "memory budget"
+
+
+def _thread_budget(opts: TrackerOptions) -> int:
+    return opts.memory_budget_bytes // max(1, opts.threads)
+
+
+def _strip_bytes(
+    opts: TrackerOptions, image_width: int, node_spacing: int, radius: int, strip_rows: int
+) -> int:
+    """What one thread holds whatever its batches: a strip's block (the coarse strips read
+    as much at full resolution) and the FFT plans it keeps for every window size."""
+    rows = max(strip_rows, opts.coarse_stride) * node_spacing
+    margin = radius + max((*opts.chip_sizes_px, opts.coarse_chip_px)) // 2
+    margin += opts.filter_width_px + 8 * opts.coarse_decimation
+    block = (rows + 2 * margin) * (image_width + 2 * margin) * _BLOCK_BYTES_PER_PX
+    f = opts.coarse_decimation
+    coarse = max(8, opts.coarse_chip_px // f) + 2 * (-(-radius // f) + 1)
+    windows = {fft_size(coarse)} | {
+        fft_size(chip + 2 * int(r))
+        for chip in opts.chip_sizes_px
+        for r in np.unique(_bucket(np.arange(1, radius + 1), radius))
+    }
+    return block + sum(plan_bytes(size) for size in windows)
+
+
+def search_limit(
+    opts: TrackerOptions, image_shape: tuple[int, int], node_spacing: int, requested_px: int
+) -> SearchLimit:
+    """Bound the search radius by the image (no match lies farther than the image is
+    long) and by the memory budget. Each thread keeps its strip's block and its FFT plans
+    within 3/4 of its share (strips get fewer rows first, then the radius shrinks); the
+    nodes' windows and surfaces are batched into the last quarter (`batch_nodes`). The
+    estimate is an upper bound: a strip may need less."""
+    radius = max(2, min(requested_px, max(image_shape) - min(opts.chip_sizes_px)))
+    clipped_by = "image size" if radius < requested_px else None
+    budget = _thread_budget(opts) * 3 // 4
+    rows = opts.strip_rows
+
+    def fits(r: int) -> bool:
+        return _strip_bytes(opts, image_shape[1], node_spacing, r, rows) <= budget
+
+    while rows > 1 and not fits(radius):
+        rows //= 2
+    if not fits(radius):
+        low, high = 2, radius  # the largest radius that fits (2 if none does)
+        while low < high:
+            mid = (low + high + 1) // 2
+            low, high = (mid, high) if fits(mid) else (low, mid - 1)
+        radius, clipped_by = low, "memory budget"
+    return SearchLimit(radius, rows, requested_px, clipped_by)
+
+
+def batch_nodes(chip: int, radius: int, opts: TrackerOptions) -> int:
+    """How many nodes one correlation batch takes at this chip and radius: as many as fit
+    in a quarter of a thread's share of the memory budget."""
+    per_node = 4 * (chip + 2 * radius) ** 2 + _SURFACE_BYTES_PER_PX * (2 * radius + 1) ** 2
+    return max(1, _thread_budget(opts) // 4 // per_node)
+
+
+def _batches(
+    nodes: np.ndarray, radius: np.ndarray, chip: int, opts: TrackerOptions
+) -> Iterator[tuple[int, np.ndarray]]:
+    """(radius, nodes) groups of one radius, each small enough for the memory budget."""
+    for r in np.unique(radius):
+        group = nodes[radius == r]
+        size = batch_nodes(chip, int(r), opts)
+        for i in range(0, len(group), size):
+            yield int(r), group[i : i + size]
 
 
 def _search(
@@ -296,9 +396,8 @@ def _search(
     todo = np.flatnonzero(~nodata & ~flat)
     templates = _patches(block.ref, top[todo], left[todo], chip)
     integer = np.zeros((n, 2), dtype=np.int64)
-    surfaces_by_radius = {}
-    for r in np.unique(radius[todo]):
-        sel = todo[radius[todo] == r]
+    start = np.zeros((n, 2))  # where the sub-pixel refinement starts
+    for r, sel in _batches(todo, radius[todo], chip, opts):
         span = chip + 2 * r
         w_top, w_left = top[sel] + seed[sel, 0] - r, left[sel] + seed[sel, 1] - r
         windows = _patches(block.sec, w_top, w_left, span)
@@ -314,7 +413,9 @@ def _search(
         if coarse:
             ratio = _peak_ratio(surfaces, peak, exclusion=max(2, chip // 8))
             out.reason[sel[(ratio < opts.min_peak_ratio) & ~on_edge]] = Reason.AMBIGUOUS
-        surfaces_by_radius[int(r)] = (sel, surfaces, peak)
+        elif opts.subpixel is not SubpixelMethod.GAUSS_NEWTON:  # needs the surfaces
+            estimate = peak_fit if opts.subpixel is SubpixelMethod.FIT else peak_oversample
+            start[sel] = seed[sel] - r + estimate(surfaces, peak)
     measured = todo[out.reason[todo] == Reason.VALID]
     low = measured[out.zncc[measured] < opts.min_zncc]
     out.reason[low] = Reason.LOW_CORRELATION
@@ -323,11 +424,8 @@ def _search(
         out.shift[measured] = integer[measured]
         return out
 
-    start = integer.astype(np.float64)
-    if opts.subpixel is not SubpixelMethod.GAUSS_NEWTON:
-        estimate = peak_fit if opts.subpixel is SubpixelMethod.FIT else peak_oversample
-        for r, (sel, surfaces, peak) in surfaces_by_radius.items():
-            start[sel] = seed[sel] - r + estimate(surfaces, peak)
+    if opts.subpixel is SubpixelMethod.GAUSS_NEWTON:
+        start = integer.astype(np.float64)
     iterations = opts.gn_iterations if opts.subpixel is SubpixelMethod.GAUSS_NEWTON else 0
     fit = _refine(block, top[measured], left[measured], chip, start[measured], iterations)
     moved = np.max(np.abs(fit.shift - integer[measured]), axis=1)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+import resource
 import shutil
 import signal
 import socket
@@ -17,6 +18,7 @@ import time
 from pathlib import Path
 
 import httpx
+import numpy as np
 import psycopg
 import pytest
 import xarray as xr
@@ -216,3 +218,239 @@ def test_catalog_load_names_bad_files_loads_the_rest_and_exits_non_zero(
     assert again.returncode == 0, again.stderr
     with psycopg.connect(dsn) as conn:
         assert conn.execute("SELECT count(*) FROM pgstac.items").fetchone() == (1,)
+
+
+def _refused(run: subprocess.CompletedProcess[str], *named: str) -> None:
+    """Exit 2, a message naming each of `named`, no traceback and nothing on stdout."""
+    assert run.returncode == 2, (run.returncode, run.stderr)
+    for text in named:
+        assert text in run.stderr, (text, run.stderr)
+    assert "Traceback" not in run.stderr
+    assert run.stdout == ""
+
+
+def _files(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.rglob("*") if p.is_file()) if folder.exists() else []
+
+
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [
+        ("--spacing", "0"), ("--spacing", "nan"), ("--spacing", "-120"), ("--spacing", "inf"),
+        ("--spacing", "1e300"), ("--chip-min", "nan"), ("--chip-min", "0"),
+        ("--chip-min", "1e30"), ("--chip-max", "inf"), ("--chip-max", "-960"),
+        ("--max-speed", "nan"), ("--max-speed", "-1000"), ("--max-speed", "0"),
+        ("--max-speed", "1e300"), ("--max-speed", "ten"), ("--threads", "0"),
+        ("--threads", "nan"), ("--filter", "median"), ("--subpixel", "parabola"),
+    ],
+)  # fmt: skip
+def test_track_refuses_bad_numbers_before_any_work(
+    scenes: tuple[Path, Path], tmp_path: Path, option: str, value: str
+) -> None:
+    out = tmp_path / "granules"
+    run = _run(tmp_path, "track", str(scenes[0]), str(scenes[1]), "-o", str(out), option, value)
+    _refused(run, option)
+    assert _files(out) == []
+
+
+def test_track_refuses_a_spacing_finer_than_a_pixel(
+    scenes: tuple[Path, Path], tmp_path: Path
+) -> None:
+    out = tmp_path / "granules"
+    run = _run(tmp_path, "track", *map(str, scenes), "-o", str(out), "--spacing", "5")
+    _refused(run, "--spacing", "7.5 m")
+    assert _files(out) == []
+
+
+@pytest.mark.parametrize("order", ["min-first", "max-first"])
+def test_track_refuses_chip_min_above_chip_max(
+    scenes: tuple[Path, Path], tmp_path: Path, order: str
+) -> None:
+    chips = [["--chip-min", "960"], ["--chip-max", "240"]]
+    if order == "max-first":
+        chips.reverse()
+    out = tmp_path / "granules"
+    run = _run(tmp_path, "track", *map(str, scenes), "-o", str(out), *chips[0], *chips[1])
+    _refused(run, "--chip-min (960 m) is larger than --chip-max (240 m)")
+    assert _files(out) == []
+
+
+def test_track_refuses_a_chip_larger_than_the_image(
+    scenes: tuple[Path, Path], tmp_path: Path
+) -> None:
+    out = tmp_path / "granules"
+    run = _run(
+        tmp_path, "track", *map(str, scenes), "-o", str(out),
+        "--chip-min", "4000", "--chip-max", "8000",
+    )  # fmt: skip
+    _refused(run, "--chip-min", "larger than")
+    assert _files(out) == []
+
+
+@pytest.mark.parametrize("case", ["parent-is-file", "nc-is-directory", "unwritable", "in-a-file"])
+def test_track_refuses_an_output_it_cannot_write(
+    scenes: tuple[Path, Path], tmp_path: Path, case: str
+) -> None:
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "a_file").write_text("x")
+    (work / "pair.nc").mkdir()
+    output, named = {
+        "parent-is-file": (work / "a_file" / "pair.nc", "is a file"),
+        "in-a-file": (work / "a_file" / "deeper" / "granules", "is a file"),
+        "nc-is-directory": (work / "pair.nc", "is a directory"),
+        # /proc takes no new files, even from root (permission bits would not stop root)
+        "unwritable": (Path("/proc/glacierflow-test/pair.nc"), "cannot write"),
+    }[case]
+    before = _files(work)
+    run = _run(tmp_path, "track", *map(str, scenes), "-o", str(output), *SMALL_CHIPS)
+    _refused(run, "--output", named)
+    assert _files(work) == before  # no orphan .png, no partial .nc
+
+
+@pytest.mark.parametrize("option", ["--prior-vx", "--prior-vy", "--stable-mask", "REF", "SEC"])
+def test_track_refuses_missing_input_files(
+    scenes: tuple[Path, Path], tmp_path: Path, option: str
+) -> None:
+    missing = tmp_path / "no_such.tif"
+    args = [str(scenes[0]), str(scenes[1])]
+    extra: list[str] = []
+    if option in ("REF", "SEC"):
+        args[option == "SEC"] = str(missing)
+    elif option == "--stable-mask":
+        extra = [option, str(missing)]
+    else:  # both priors are needed; the other one exists
+        other = "--prior-vy" if option == "--prior-vx" else "--prior-vx"
+        extra = [option, str(missing), other, str(scenes[0])]
+    out = tmp_path / "granules"
+    run = _run(tmp_path, "track", *args, "-o", str(out), *SMALL_CHIPS, *extra)
+    _refused(run, option, str(missing), "no such file")
+    assert _files(out) == []
+
+
+def test_track_refuses_a_prior_that_is_not_a_raster(
+    scenes: tuple[Path, Path], tmp_path: Path
+) -> None:
+    junk = tmp_path / "vx.tif"
+    junk.write_text("not a raster")
+    out = tmp_path / "granules"
+    run = _run(
+        tmp_path, "track", *map(str, scenes), "-o", str(out), *SMALL_CHIPS,
+        "--prior-vx", str(junk), "--prior-vy", str(junk),
+    )  # fmt: skip
+    _refused(run, str(junk))
+    assert _files(out) == []
+
+
+def _south_up(path: Path) -> Path:
+    """The same image stored south-up: rows reversed, positive y pixel size."""
+    import rasterio
+
+    flipped = path.with_name(f"south_{path.name}")
+    with rasterio.open(path) as src:
+        profile, data, tags = src.profile, src.read(1), src.tags()
+        t = src.transform
+    profile["transform"] = rasterio.Affine(t.a, 0, t.c, 0, -t.e, t.f + t.e * data.shape[0])
+    with rasterio.open(flipped, "w", **profile) as dst:
+        dst.write(data[::-1], 1)
+        dst.update_tags(**tags)
+    return flipped
+
+
+@pytest.mark.parametrize("which", ["both", "sec"])
+def test_track_reads_south_up_images(scenes: tuple[Path, Path], tmp_path: Path, which: str) -> None:
+    north = _run(tmp_path, "track", *map(str, scenes), "-o", str(tmp_path / "n.nc"), *SMALL_CHIPS)
+    assert north.returncode == 0, north.stderr
+    ref = _south_up(scenes[0]) if which == "both" else scenes[0]
+    sec = _south_up(scenes[1])
+    south = _run(tmp_path, "track", str(ref), str(sec), "-o", str(tmp_path / "s.nc"), *SMALL_CHIPS)
+    assert south.returncode == 0, south.stderr
+    with xr.open_dataset(tmp_path / "n.nc") as n, xr.open_dataset(tmp_path / "s.nc") as s:
+        np.testing.assert_array_equal(n["y"].values, s["y"].values)
+        for var in ("vx", "vy"):
+            np.testing.assert_array_equal(n[var].values, s[var].values)
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["serve", "--port", "0"], ["serve", "--port", "70000"], ["serve", "--port", "http"],
+        ["serve", "--workers", "0"], ["serve", "--workers", "nan"], ["demo", "--port", "-1"],
+        ["demo", "--port", "65536"],
+    ],
+)  # fmt: skip
+def test_other_commands_refuse_bad_numbers(tmp_path: Path, args: list[str]) -> None:
+    run = _run(tmp_path, *args)
+    _refused(run, args[1])
+    assert not (tmp_path / "data").exists()  # refused before any database or demo work
+
+
+def test_one_year_pair_of_a_small_crop_fits_in_memory(tmp_path: Path) -> None:
+    """At the default 10 km/yr, a year asks for +-1338 px; the 400 x 400 px crop bounds
+    the search, which then runs under a 3 GiB address-space cap (it tried 17 GiB)."""
+    pair = synthetic.make_pair((400, 400), seed=5)
+    ref, sec = synthetic.write_geotiffs(pair, tmp_path / "scenes", "year")
+    cap = 3 * 1024**3
+    env = {**os.environ, "GLACIERFLOW_DATA_DIR": str(tmp_path / "data"), "GLACIERFLOW_THREADS": "2"}
+    run = subprocess.run(
+        [sys.executable, "-m", "glacierflow.cli", "track", str(ref), str(sec),
+         "-o", str(tmp_path / "year.nc"), "--ref-time", "2024-01-01", "--sec-time", "2025-01-01"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300, check=False,
+        preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_AS, (cap, cap)),
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    assert "warning: search window clipped to +-368 px by the image size" in run.stderr
+    with xr.open_dataset(tmp_path / "year.nc") as ds:
+        assert ds.attrs["parameter_search_radius_px"] == 368
+        assert ds.attrs["parameter_search_radius_requested_px"] == 1338
+        assert ds.attrs["parameter_search_radius_clipped_by"] == "image size"
+        assert float(ds["v"].count()) > 0.9 * ds["v"].size
+
+
+def test_a_small_memory_budget_clips_the_search_and_says_so(
+    scenes: tuple[Path, Path], tmp_path: Path
+) -> None:
+    env = {
+        **os.environ,
+        "GLACIERFLOW_DATA_DIR": str(tmp_path / "data"),
+        "GLACIERFLOW_TRACK_MEMORY_BUDGET_MB": "64",
+        "GLACIERFLOW_THREADS": "1",
+    }
+    run = subprocess.run(
+        [sys.executable, "-m", "glacierflow.cli", "track", *map(str, scenes),
+         "-o", str(tmp_path / "pair.nc"), "--max-speed", "100000"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    assert "by the memory budget" in run.stderr
+    assert "GLACIERFLOW_TRACK_MEMORY_BUDGET_MB=64" in run.stderr
+    with xr.open_dataset(tmp_path / "pair.nc") as ds:
+        assert ds.attrs["parameter_search_radius_clipped_by"] == "memory budget"
+        attrs = ds.attrs
+        assert attrs["parameter_search_radius_px"] < attrs["parameter_search_radius_requested_px"]
+
+
+def test_help_imports_neither_the_tracker_nor_the_settings(tmp_path: Path) -> None:
+    """`glacierflow --help` and the catalog commands' help start without numpy, scipy,
+    rasterio, pyfftw or pydantic (issue 11 #6: the CLI's start-up)."""
+    code = (
+        "import sys\n"
+        "from glacierflow import cli\n"
+        "for args in (['--help'], ['catalog', '--help'], ['cube', '--help']):\n"
+        "    try:\n"
+        "        cli.main(args)\n"
+        "    except SystemExit:\n"
+        "        pass\n"
+        "heavy = {'numpy', 'scipy', 'rasterio', 'pyfftw', 'pydantic', 'xarray', 'dask'}\n"
+        "print(sorted(heavy & {m.split('.')[0] for m in sys.modules}))\n"
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert run.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_the_tracker_starts_without_dask() -> None:
+    """pyfftw's __init__ loads dask.array (about a second) for an interface the tracker
+    does not use; the pipeline's imports leave it out."""
+    code = "import sys, glacierflow.processing.pipeline; print('dask' in sys.modules)"
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert run.stdout.strip() == "False"

@@ -118,6 +118,18 @@ def test_output_path_ending_in_nc_is_used_as_is(granule: GranuleReport, tmp_path
     assert sorted(p.name for p in target.parent.iterdir()) == ["pair.nc", "pair.png"]
 
 
+def test_a_granule_that_cannot_be_written_leaves_no_png(
+    granule: GranuleReport, tmp_path: Path
+) -> None:
+    """A .nc path that is a directory: the write fails, and its browse image goes too."""
+    target = tmp_path / "pair.nc"
+    target.mkdir()
+    with xr.open_dataset(granule.path) as ds, pytest.raises(OSError):
+        write_granule(ds.load(), target)
+    assert [p.name for p in tmp_path.iterdir()] == ["pair.nc"]
+    assert not any(target.iterdir())
+
+
 # -- conformance with the real ITS_LIVE granule --------------------------------------------
 
 

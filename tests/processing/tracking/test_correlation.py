@@ -2,7 +2,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from glacierflow.processing.tracking.correlation import load_wisdom, ncc_surfaces, save_wisdom
+from glacierflow.processing.tracking.correlation import (
+    BoxVariance,
+    box_variance,
+    load_wisdom,
+    ncc_surfaces,
+    save_wisdom,
+)
 
 
 def _direct_ncc(template: np.ndarray, window: np.ndarray) -> np.ndarray:
@@ -54,3 +60,15 @@ def test_wisdom_round_trip(tmp_path) -> None:
     path.write_text("not wisdom")
     load_wisdom(path)  # a corrupt file is dropped, not fatal
     assert not path.exists()
+
+
+def test_box_variance_shares_its_integrals_across_sizes() -> None:
+    """One BoxVariance answers every chip size, each as n * variance of each square."""
+    rng = np.random.default_rng(2)
+    image = rng.standard_normal((40, 50)).astype(np.float32) + 3.0
+    variance = BoxVariance(image)
+    for box in (4, 8, 16):
+        squares = np.lib.stride_tricks.sliding_window_view(image.astype(np.float64), (box, box))
+        expected = squares.var(axis=(2, 3)) * box * box
+        np.testing.assert_allclose(variance(box), expected, rtol=1e-6, atol=1e-6)
+        np.testing.assert_array_equal(variance(box), box_variance(image, box))
