@@ -12,6 +12,7 @@ import click
 from glacierflow.processing.io.scenes import SceneError
 from glacierflow.processing.tracking.preprocess import ImageFilter
 from glacierflow.processing.tracking.tracker import SubpixelMethod
+from glacierflow.processing.tracking.velocity import StableShift
 from glacierflow.settings import get_settings
 
 
@@ -85,9 +86,28 @@ def main() -> None:
     show_default=True,
     help="Sub-pixel peak estimator.",
 )
-@click.option("--prior-vx", help="Prior vx raster (m/yr) to centre the search on.")
-@click.option("--prior-vy", help="Prior vy raster (m/yr) to centre the search on.")
+@click.option(
+    "--prior-vx",
+    help="Reference vx raster (m/yr): centres the search; without --stable-mask its slowest "
+    "25 % are the stable ground of the shift correction.",
+)
+@click.option("--prior-vy", help="Reference vy raster (m/yr), with --prior-vx.")
 @click.option("--stable-mask", help="Raster, non-zero on stable ground, for the shift correction.")
+@click.option(
+    "--stable-shift",
+    type=click.Choice([s.value for s in StableShift]),
+    default=StableShift.AUTO.value,
+    show_default=True,
+    help="Without --stable-mask or a prior, 'auto' removes no shift (flag 0); "
+    "'slowest-measured' subtracts the median of the slowest 25 % of the measured vectors "
+    "(flag 2), which removes real motion where there is no stable ground.",
+)
+@click.option(
+    "--ref-mask",
+    help="Raster, non-zero where a REF pixel is unusable (cloud, shadow, no data): those "
+    "pixels take no part in the correlation.",
+)
+@click.option("--sec-mask", help="Raster, non-zero where a SEC pixel is unusable.")
 @click.option(
     "--threads",
     type=click.IntRange(1, 64),
@@ -109,10 +129,14 @@ def track(
     prior_vx: str | None,
     prior_vy: str | None,
     stable_mask: str | None,
+    stable_shift: str,
+    ref_mask: str | None,
+    sec_mask: str | None,
     threads: int | None,
 ) -> None:
     """Track features between REF and SEC (single-band GeoTIFFs, paths or URLs) and write a
-    velocity granule. SEC on another grid or CRS is resampled onto REF's grid."""
+    velocity granule. SEC (and the masks) on another grid or CRS are resampled onto REF's
+    grid."""
     from glacierflow.processing.pipeline import TrackRequest, track_pair
 
     if (prior_vx is None) != (prior_vy is None):
@@ -133,6 +157,9 @@ def track(
         prior_vx=prior_vx,
         prior_vy=prior_vy,
         stable_mask=stable_mask,
+        stable_shift=StableShift(stable_shift),
+        ref_mask=ref_mask,
+        sec_mask=sec_mask,
         threads=threads or settings.threads,
         wisdom=settings.fftw_wisdom,
     )

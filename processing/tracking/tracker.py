@@ -11,6 +11,11 @@
 Images are read strip by strip through a `BlockReader`, so memory stays flat as the
 scene grows, and strips run on a thread pool (numpy and FFTW release the GIL).
 Every node that yields no vector carries a `Reason`.
+
+Unusable pixels (nodata, off the image, or masked by the caller: cloud, shadow) are NaN in
+what the reader returns, and take no part in any correlation: chips that hold some are
+matched by masked NCC and refined on their valid pixels only; a chip whose valid overlap
+with its match is below `min_valid_fraction` gives no vector (`Reason.NODATA`).
 """
 
 from __future__ import annotations
@@ -26,7 +31,11 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 from scipy import ndimage
 
-from glacierflow.processing.tracking.correlation import box_variance, ncc_surfaces
+from glacierflow.processing.tracking.correlation import (
+    box_variance,
+    masked_ncc_surfaces,
+    ncc_surfaces,
+)
 from glacierflow.processing.tracking.outliers import fill_small_gaps, incoherent
 from glacierflow.processing.tracking.preprocess import ImageFilter, prefilter, wiener_denoise
 from glacierflow.processing.tracking.subpixel import (
@@ -41,7 +50,7 @@ class Reason(IntEnum):
     """Why a node has no measured vector (0: it has one)."""
 
     VALID = 0
-    NODATA = 1  # the chip or its match lies on nodata, cloud or outside the image
+    NODATA = 1  # too little of the chip or its match is usable (nodata, masked, off the image)
     NO_TEXTURE = 2  # the reference chip is flat
     LOW_CORRELATION = 3  # the best match is too weak
     AMBIGUOUS = 4  # a second, distant peak is nearly as strong (coarse search)
@@ -51,6 +60,7 @@ class Reason(IntEnum):
 
 
 REASON_MEANINGS = " ".join(r.name.lower() for r in Reason)
+_MAX_OFF_IMAGE = 0.1  # of a matched chip's pixels that may lie beyond the image's edge
 
 
 class SubpixelMethod(StrEnum):
@@ -79,7 +89,7 @@ class TrackerOptions:
     min_peak_ratio: float = 1.15
     escalate_sigma_px: float = 0.1
     reject_sigma_px: float = 0.5
-    max_nodata_fraction: float = 0.1
+    min_valid_fraction: float = 0.5
     ndc_threshold: float = 2.0
     ndc_noise_px: float = 0.1
     max_gap_nodes: int = 4
@@ -91,10 +101,13 @@ class TrackerOptions:
             raise ValueError("chip sizes must be at least 4 pixels")
         if self.search_radius_px < 1:
             raise ValueError("the search radius must be at least 1 pixel")
+        if not 0 < self.min_valid_fraction <= 1:
+            raise ValueError("the minimum valid fraction of a chip must be in (0, 1]")
 
 
 BlockReader = Callable[[int, int, int, int], tuple[np.ndarray, np.ndarray]]
-"""read(row0, row1, col0, col1) -> (ref, sec) float32 blocks, NaN off-image or nodata."""
+"""read(row0, row1, col0, col1) -> (ref, sec) float32 blocks, NaN where a pixel is unusable:
+off the image, nodata, or masked."""
 
 
 def padded_block(
@@ -115,17 +128,27 @@ def padded_block(
     return block
 
 
-def array_reader(ref: np.ndarray, sec: np.ndarray) -> BlockReader:
-    """A BlockReader over two in-memory images of the same shape (NaN = no data)."""
-    if ref.shape != sec.shape:
-        raise ValueError(f"the images differ in shape: {ref.shape} and {sec.shape}")
+def array_reader(
+    ref: np.ndarray,
+    sec: np.ndarray,
+    ref_mask: np.ndarray | None = None,
+    sec_mask: np.ndarray | None = None,
+) -> BlockReader:
+    """A BlockReader over two in-memory images of the same shape (NaN = no data); the
+    optional masks, of that shape too, are non-zero where a pixel is unusable (cloud...)."""
+    for name, array in (("SEC", sec), ("the REF mask", ref_mask), ("the SEC mask", sec_mask)):
+        if array is not None and array.shape != ref.shape:
+            raise ValueError(f"{name} differs in shape from REF: {array.shape} and {ref.shape}")
+
+    def part(image: np.ndarray, mask: np.ndarray | None, rows, cols) -> np.ndarray:
+        block = padded_block(image.shape, rows, cols, lambda a, b, c, d: image[a:b, c:d])
+        if mask is not None:
+            hidden = padded_block(mask.shape, rows, cols, lambda a, b, c, d: mask[a:b, c:d] != 0)
+            block[hidden != 0] = np.nan  # off the image it is NaN already
+        return block
 
     def read(r0: int, r1: int, c0: int, c1: int) -> tuple[np.ndarray, np.ndarray]:
-        ref_block, sec_block = (
-            padded_block(image.shape, (r0, r1), (c0, c1), lambda a, b, c, d, im=image: im[a:b, c:d])
-            for image in (ref, sec)
-        )
-        return ref_block, sec_block
+        return part(ref, ref_mask, (r0, r1), (c0, c1)), part(sec, sec_mask, (r0, r1), (c0, c1))
 
     return read
 
@@ -178,8 +201,9 @@ class _Block:
     image_shape: tuple[int, int]
     ref: np.ndarray
     sec: np.ndarray
-    ref_nan: np.ndarray
+    ref_nan: np.ndarray  # unusable: nodata, masked or off the image
     sec_nan: np.ndarray
+    sec_hole: np.ndarray  # unusable on the image (beyond it, `_fill` mirrors the image)
     ref_raw: np.ndarray
 
     @classmethod
@@ -216,8 +240,22 @@ class _Block:
             _fill(sec, inside),
             ref_nan,
             sec_nan,
+            sec_nan & _on_image(sec_nan.shape, inside),
             np.where(np.isnan(ref_raw), 0.0, ref_raw).astype(np.float32),
         )
+
+    @cached_property
+    def ref_unusable(self) -> np.ndarray:
+        """Summed-area table of the unusable REF pixels (see `_count`)."""
+        return _summed_area(self.ref_nan)
+
+    @cached_property
+    def sec_unusable(self) -> np.ndarray:
+        return _summed_area(self.sec_nan)
+
+    @cached_property
+    def sec_holes(self) -> np.ndarray:
+        return _summed_area(self.sec_hole)
 
     @cached_property
     def ref_coef(self) -> np.ndarray:
@@ -234,6 +272,12 @@ class _Block:
         if chip not in cache:
             cache[chip] = box_variance(self.sec, chip).astype(np.float32)
         return cache[chip]
+
+
+def _on_image(shape: tuple[int, int], inside: tuple[slice, slice]) -> np.ndarray:
+    on = np.zeros(shape, dtype=bool)
+    on[inside] = True
+    return on
 
 
 def _fill(image: np.ndarray, inside: tuple[slice, slice]) -> np.ndarray:
@@ -256,6 +300,29 @@ def _reduce(image: np.ndarray, factor: int) -> np.ndarray:
 
 def _patches(image: np.ndarray, top: np.ndarray, left: np.ndarray, size: int) -> np.ndarray:
     return sliding_window_view(image, (size, size))[top, left]
+
+
+def _centre_unusable(table: np.ndarray, top: np.ndarray, left: np.ndarray, chip: int) -> np.ndarray:
+    """Whether any of the 2 x 2 pixels at each chip's centre is unusable: a chip that
+    straddles a cloud's edge could still match on its clear part, but the node's own
+    ground is not seen, and its vector would be the neighbours' motion."""
+    return _count(table, top + chip // 2 - 1, left + chip // 2 - 1, 2) > 0
+
+
+def _summed_area(mask: np.ndarray) -> np.ndarray:
+    """Integral image of a boolean mask, zero-padded on top and left."""
+    table = np.zeros((mask.shape[0] + 1, mask.shape[1] + 1), dtype=np.int32)
+    np.cumsum(np.cumsum(mask, axis=0, dtype=np.int32), axis=1, out=table[1:, 1:])
+    return table
+
+
+def _count(table: np.ndarray, top: np.ndarray, left: np.ndarray, size: int) -> np.ndarray:
+    """How many masked pixels each size x size square holds (O(1) each, from the table);
+    squares are clipped to the block like `_patches`."""
+    top = np.clip(top, 0, table.shape[0] - 1 - size)
+    left = np.clip(left, 0, table.shape[1] - 1 - size)
+    bottom, right = top + size, left + size
+    return table[bottom, right] - table[top, right] - table[bottom, left] + table[top, left]
 
 
 def _bucket(radius: np.ndarray, cap: int) -> np.ndarray:
@@ -288,7 +355,12 @@ def _search(
     left = np.clip(left, np.maximum(-seed[:, 1], 0), width - chip - np.maximum(seed[:, 1], 0))
     top = np.clip(top, 0, max(height - chip, 0)) - block.row0
     left = np.clip(left, 0, max(width - chip, 0)) - block.col0
-    nodata = _patches(block.ref_nan, top, left, chip).mean(axis=(1, 2)) > opts.max_nodata_fraction
+    min_valid = int(np.ceil(opts.min_valid_fraction * chip * chip))
+    ref_bad = _count(block.ref_unusable, top, left, chip)
+    hidden = _centre_unusable(block.ref_unusable, top, left, chip)
+    if not coarse:  # where the seed puts the node's ground in SEC must be seen too
+        hidden |= _centre_unusable(block.sec_unusable, top + seed[:, 0], left + seed[:, 1], chip)
+    nodata = (chip * chip - ref_bad < min_valid) | hidden
     raw = _patches(block.ref_raw, top, left, chip)
     flat = raw.max(axis=(1, 2)) == raw.min(axis=(1, 2))
     out.reason[flat] = Reason.NO_TEXTURE
@@ -301,9 +373,24 @@ def _search(
         sel = todo[radius[todo] == r]
         span = chip + 2 * r
         w_top, w_left = top[sel] + seed[sel, 0] - r, left[sel] + seed[sel, 1] - r
-        windows = _patches(block.sec, w_top, w_left, span)
-        window_var = _patches(block.sec_box_variance(chip), w_top, w_left, 2 * r + 1)
-        surfaces = ncc_surfaces(templates[np.searchsorted(todo, sel)], windows, window_var)
+        tpl = templates[np.searchsorted(todo, sel)]
+        # masked NCC costs four times the FFTs: only for chips that hold unusable pixels
+        masked = (ref_bad[sel] > 0) | (_count(block.sec_holes, w_top, w_left, span) > 0)
+        surfaces = np.empty((len(sel), 2 * r + 1, 2 * r + 1), dtype=np.float32)
+        if not masked.all():
+            c = ~masked
+            windows = _patches(block.sec, w_top[c], w_left[c], span)
+            window_var = _patches(block.sec_box_variance(chip), w_top[c], w_left[c], 2 * r + 1)
+            surfaces[c] = ncc_surfaces(tpl[c], windows, window_var)
+        if masked.any():
+            m = sel[masked]
+            surfaces[masked] = masked_ncc_surfaces(
+                tpl[masked],
+                ~_patches(block.ref_nan, top[m], left[m], chip),
+                _patches(block.sec, w_top[masked], w_left[masked], span),
+                ~_patches(block.sec_hole, w_top[masked], w_left[masked], span),
+                min_valid,
+            )
         flat_idx = surfaces.reshape(len(sel), -1).argmax(axis=1)
         peak = np.stack(np.divmod(flat_idx, surfaces.shape[2]), axis=1)
         integer[sel] = seed[sel] - r + peak
@@ -315,6 +402,9 @@ def _search(
             ratio = _peak_ratio(surfaces, peak, exclusion=max(2, chip // 8))
             out.reason[sel[(ratio < opts.min_peak_ratio) & ~on_edge]] = Reason.AMBIGUOUS
         surfaces_by_radius[int(r)] = (sel, surfaces, peak)
+    measured = todo[out.reason[todo] == Reason.VALID]
+    match = top[measured] + integer[measured, 0], left[measured] + integer[measured, 1]
+    out.reason[measured[_centre_unusable(block.sec_unusable, *match, chip)]] = Reason.NODATA
     measured = todo[out.reason[todo] == Reason.VALID]
     low = measured[out.zncc[measured] < opts.min_zncc]
     out.reason[low] = Reason.LOW_CORRELATION
@@ -329,13 +419,42 @@ def _search(
         for r, (sel, surfaces, peak) in surfaces_by_radius.items():
             start[sel] = seed[sel] - r + estimate(surfaces, peak)
     iterations = opts.gn_iterations if opts.subpixel is SubpixelMethod.GAUSS_NEWTON else 0
-    fit = _refine(block, top[measured], left[measured], chip, start[measured], iterations)
+    m_top, m_left = top[measured], left[measured]
+    at = integer[measured]
+    # chips with unusable pixels in REF, or within the spline's reach of their SEC match
+    masked = (ref_bad[measured] > 0) | (
+        _count(block.sec_holes, m_top + at[:, 0] - 2, m_left + at[:, 1] - 2, chip + 4) > 0
+    )
+    fit = Refinement(
+        np.full((len(measured), 2), np.nan),
+        np.full((len(measured), 2), np.nan),
+        np.zeros(len(measured), np.float32),
+        np.zeros(len(measured), bool),
+    )
+    for group, weigh in ((~masked, False), (masked, True)):
+        if group.any():
+            weights = (
+                _usable_weights(block, m_top[group], m_left[group], at[group], chip)
+                if weigh
+                else None
+            )
+            part = _refine(
+                block,
+                m_top[group],
+                m_left[group],
+                chip,
+                start[measured][group],
+                iterations,
+                weights,
+            )
+            for name in ("shift", "sigma", "zncc", "converged"):
+                getattr(fit, name)[group] = getattr(part, name)
     moved = np.max(np.abs(fit.shift - integer[measured]), axis=1)
     ok = fit.converged & (moved <= 1.5) & np.all(np.isfinite(fit.sigma), axis=1)
-    # the matched SEC chip must lie on data too
+    # the matched SEC chip must lie on the image, and overlap REF's chip on enough pixels
     safe_shift = np.where(np.isfinite(fit.shift), fit.shift, 0.0)
-    match_top = top[measured] + np.rint(safe_shift[:, 0]).astype(np.int64)
-    match_left = left[measured] + np.rint(safe_shift[:, 1]).astype(np.int64)
+    match_top = m_top + np.rint(safe_shift[:, 0]).astype(np.int64)
+    match_left = m_left + np.rint(safe_shift[:, 1]).astype(np.int64)
     inside = (
         (match_top >= 0)
         & (match_left >= 0)
@@ -343,10 +462,18 @@ def _search(
         & (match_left + chip <= block.sec.shape[1])
     )
     sec_nodata = ok & ~inside
-    check = ok & inside
-    sec_nodata[check] = (
-        _patches(block.sec_nan, match_top[check], match_left[check], chip).mean(axis=(1, 2))
-        > opts.max_nodata_fraction
+    unusable = np.zeros(len(ok), dtype=np.int64)
+    unusable[inside] = _count(block.sec_unusable, match_top[inside], match_left[inside], chip)
+    off_image = unusable.copy()
+    off_image[inside] -= _count(block.sec_holes, match_top[inside], match_left[inside], chip)
+    # chips slide inward at the edge: a match that reaches far off the image is a chance one
+    sec_nodata |= off_image > _MAX_OFF_IMAGE * chip * chip
+    check = np.flatnonzero(ok & inside & (masked | (unusable > 0)))
+    both = ~_patches(block.ref_nan, m_top[check], m_left[check], chip) & ~_patches(
+        block.sec_nan, match_top[check], match_left[check], chip
+    )
+    sec_nodata[check] |= (both.sum(axis=(1, 2)) < min_valid) | _centre_unusable(
+        block.sec_unusable, match_top[check], match_left[check], chip
     )
     out.reason[measured[~ok]] = Reason.IMPRECISE
     out.reason[measured[sec_nodata]] = Reason.NODATA
@@ -357,11 +484,38 @@ def _search(
     return out
 
 
+def _usable_weights(
+    block: _Block, top: np.ndarray, left: np.ndarray, at: np.ndarray, chip: int
+) -> np.ndarray:
+    """(N, chip, chip) 1/0 weights of the pixels a masked chip's refinement may use: usable
+    in REF and at the integer match `at` in SEC, and far enough from unusable ones that the
+    splines there do not feel the holes (1 px in REF, 2 in SEC, where the chip moves)."""
+
+    def clear(nan: np.ndarray, rows: np.ndarray, cols: np.ndarray, reach: int) -> np.ndarray:
+        near = ndimage.maximum_filter(
+            _patches(nan, rows - reach, cols - reach, chip + 2 * reach),
+            size=(1, 2 * reach + 1, 2 * reach + 1),
+        )
+        return ~near[:, reach:-reach, reach:-reach]
+
+    usable = clear(block.ref_nan, top, left, 1) & clear(
+        block.sec_hole, top + at[:, 0], left + at[:, 1], 2
+    )
+    return usable.astype(np.float32)
+
+
 def _refine(
-    block: _Block, top: np.ndarray, left: np.ndarray, chip: int, start: np.ndarray, iterations: int
+    block: _Block,
+    top: np.ndarray,
+    left: np.ndarray,
+    chip: int,
+    start: np.ndarray,
+    iterations: int,
+    weights: np.ndarray | None = None,
 ) -> Refinement:
     """Gauss-Newton in slices small enough for the CPU cache: faster, and it lets two
-    threads share the memory bus instead of queueing on it."""
+    threads share the memory bus instead of queueing on it. `weights` (N, chip, chip):
+    the pixels each chip may use (all when None)."""
     size = max(64, 2**18 // (chip + 3) ** 2)
     # at least one (possibly empty) slice, so that the result always has its fields
     parts = [
@@ -374,6 +528,7 @@ def _refine(
             chip,
             start[i : i + size],
             iterations,
+            None if weights is None else weights[i : i + size],
         )
         for i in range(0, max(len(top), 1), size)
     ]

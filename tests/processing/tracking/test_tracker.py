@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import track_synthetic
+from conftest import clouded_pair, track_synthetic
 
 from glacierflow.processing import synthetic
-from glacierflow.processing.tracking.tracker import Reason
+from glacierflow.processing.tracking.grid import node_grid
+from glacierflow.processing.tracking.tracker import Reason, array_reader
 
 SHAPE = (1000, 1000)
 SMOOTH_FIELDS = {
@@ -111,3 +112,60 @@ def test_textureless_reference_is_explained() -> None:
     result, _ = track_synthetic(pair)
     assert (result.reason == Reason.NO_TEXTURE).sum() >= 50
     assert not result.valid[result.reason == Reason.NO_TEXTURE].any()
+
+
+# -- masks of unusable pixels -------------------------------------------------------------
+
+
+def _under(pair: synthetic.SyntheticPair, *masks: np.ndarray) -> np.ndarray:
+    """Nodes whose pixel is under the cloud in either image."""
+    grid = node_grid(pair.transform, pair.ref.shape, 120.0)
+    node = np.ix_(grid.rows.astype(int), grid.cols.astype(int))
+    return np.logical_or.reduce([m[node] for m in masks])
+
+
+def test_masked_cloud_gives_no_vectors_and_spares_the_clear_ground() -> None:
+    pair, ref_cloud, sec_cloud = clouded_pair((400, 400), seed=30)
+    under = _under(pair, ref_cloud, sec_cloud)
+    result, err = track_synthetic(pair, ref_mask=ref_cloud, sec_mask=sec_cloud)
+    assert under.sum() > 20
+    assert result.valid[under].mean() <= 0.05
+    assert np.all(np.isin(result.reason[under & ~result.valid], [Reason.NODATA]))
+    clear = ~under & result.valid
+    assert clear.sum() > 0.8 * (~under).sum()
+    assert _rmse(err, clear) <= 0.05
+
+
+def test_without_masks_the_cloud_spoils_vectors() -> None:
+    """What the masks are for: the same scene unmasked has wrong vectors under the cloud."""
+    pair, ref_cloud, sec_cloud = clouded_pair((400, 400), seed=30)
+    result, err = track_synthetic(pair)
+    under = _under(pair, ref_cloud, sec_cloud)
+    assert np.nanmax(np.where(under & result.valid, err, np.nan)) > 1.0
+
+
+def test_mask_of_one_image_alone_is_honoured() -> None:
+    pair, ref_cloud, sec_cloud = clouded_pair((400, 400), seed=31)
+    result, err = track_synthetic(pair, ref_mask=ref_cloud | sec_cloud)
+    assert result.valid[_under(pair, ref_cloud, sec_cloud)].mean() <= 0.05
+    assert _rmse(err, result.valid) <= 0.05
+    result, err = track_synthetic(pair, sec_mask=(ref_cloud | sec_cloud).astype(np.uint8))
+    assert result.valid[_under(pair, ref_cloud, sec_cloud)].mean() <= 0.05
+    assert _rmse(err, result.valid) <= 0.05
+
+
+def test_nodata_and_masks_are_one_mechanism() -> None:
+    """NaN in the images and masks over the same pixels give the same vectors."""
+    pair, ref_cloud, sec_cloud = clouded_pair((300, 300), seed=32)
+    masked, _ = track_synthetic(pair, ref_mask=ref_cloud, sec_mask=sec_cloud)
+    pair.ref[ref_cloud] = np.nan
+    pair.sec[sec_cloud] = np.nan
+    nan, _ = track_synthetic(pair)
+    np.testing.assert_array_equal(masked.reason, nan.reason)
+    np.testing.assert_array_equal(masked.rows, nan.rows)
+
+
+def test_masks_must_match_the_images() -> None:
+    pair = synthetic.make_pair((100, 100), seed=33)
+    with pytest.raises(ValueError, match="mask"):
+        array_reader(pair.ref, pair.sec, np.zeros((50, 50), bool))
