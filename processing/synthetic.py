@@ -436,8 +436,9 @@ class Accuracy:
         )
 
 
-def granule_accuracy(granule, pair: Motion, include_interpolated: bool = False) -> Accuracy:
-    """Compare a granule's vx/vy (an xarray Dataset) with the true field at its nodes."""
+def _granule_errors(granule, pair: Motion) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+    """Node rows and cols (pixels), each node's vector error (px, NaN where none) and the
+    pixel's worth in m/yr, from a granule (an xarray Dataset) and the pair's truth."""
     x, y = granule["x"].values, granule["y"].values
     cols = (x - pair.origin[0]) / pair.pixel_size
     rows = (pair.origin[1] - y) / pair.pixel_size
@@ -447,10 +448,16 @@ def granule_accuracy(granule, pair: Motion, include_interpolated: bool = False) 
     per_px = pair.pixel_size / dt_years
     vx = granule["vx"].values.astype(np.float64)
     vy = granule["vy"].values.astype(np.float64)
-    valid = np.isfinite(vx) & np.isfinite(vy)
+    return rows, cols, np.hypot(vx / per_px - true_cols, -vy / per_px - true_rows), per_px
+
+
+def granule_accuracy(granule, pair: Motion, include_interpolated: bool = False) -> Accuracy:
+    """Compare a granule's vx/vy (an xarray Dataset) with the true field at its nodes."""
+    _, _, errors, per_px = _granule_errors(granule, pair)
+    valid = np.isfinite(errors)
     # interp_mask's _FillValue is 0 (as in ITS_LIVE), so xarray decodes "measured" as NaN
     used = valid if include_interpolated else valid & (granule["interp_mask"].values != 1)
-    err = np.hypot(vx / per_px - true_cols, -vy / per_px - true_rows)[used]
+    err = errors[used]
     if err.size == 0:
         return Accuracy(np.nan, np.nan, np.nan, np.nan, 0.0, 0)
     return Accuracy(
@@ -461,6 +468,36 @@ def granule_accuracy(granule, pair: Motion, include_interpolated: bool = False) 
         valid_fraction=float(valid.mean()),
         measured=int(used.sum()),
     )
+
+
+@dataclass(frozen=True)
+class SubsetFigures:
+    """How a granule fares on one subset of a hard scene's nodes, vectors as delivered
+    (interpolated ones included, stable-ground shift removed)."""
+
+    nodes: int
+    valid_fraction: float
+    rmse_px: float
+    wrong_fraction: float  # of the valid vectors, those more than 1 px off
+
+
+def subset_figures(granule, scene: HardScene) -> dict[str, SubsetFigures]:
+    """Valid fraction, RMSE and share of vectors > 1 px wrong on each of the scene's subsets
+    and on all its nodes ("all")."""
+    rows, cols, errors, _ = _granule_errors(granule, scene)
+    out = {}
+    subsets = scene.subsets(rows, cols)
+    subsets["all"] = np.ones_like(errors, dtype=bool)
+    for name, where in subsets.items():
+        err = errors[where]
+        ok = err[np.isfinite(err)]
+        out[name] = SubsetFigures(
+            nodes=int(where.sum()),
+            valid_fraction=float(ok.size / err.size) if err.size else 0.0,
+            rmse_px=float(np.sqrt(np.mean(ok**2))) if ok.size else np.nan,
+            wrong_fraction=float(np.mean(ok > 1.0)) if ok.size else np.nan,
+        )
+    return out
 
 
 VelocityField = Callable[[np.ndarray, np.ndarray, datetime], tuple[np.ndarray, np.ndarray]]
