@@ -2,23 +2,28 @@
 
 Prints, per case, the valid percentage and the error of measured vectors (RMSE, 99th
 percentile, max; pixels), then the three sub-pixel estimators side by side, then the
-bias across a sharp rock/ice shear margin.
+bias across a sharp rock/ice shear margin, then issue 11's hard scenes subset by subset,
+tracked as `glacierflow track` does with its default settings and `--max-speed 6400`.
 
-    .venv/bin/python benchmarks/tracker_accuracy.py
+    .venv/bin/python benchmarks/tracker_accuracy.py [--hard-only] [--size 1000]
 """
 
 from __future__ import annotations
 
+import argparse
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+import xarray as xr
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from conftest import track_synthetic
 
 from glacierflow.processing import synthetic
+from glacierflow.processing.pipeline import TrackRequest, track_pair
 from glacierflow.processing.tracking.tracker import SubpixelMethod
 
 SHAPE = (1000, 1000)
@@ -95,7 +100,62 @@ def shear_margin() -> None:
             print(f"| {d:+.0f} | {t:.3f} | {measured:.3f} | {measured - t:+.3f} |")
 
 
+HARD_CASES = [
+    ("fractal, cloud", dict(texture="fractal", cloud=True)),
+    ("natural, cloud", dict(texture="natural", cloud=True)),
+    ("fractal, no cloud", dict(texture="fractal", cloud=False)),
+    ("natural, no cloud", dict(texture="natural", cloud=False)),
+]
+SUBSET_NAMES = {
+    "margins": "shear margins, no cloud",
+    "ice_interior": "ice interior beside the cloud",
+    "beside_cloud": "clear ground beside the moving cloud",
+    "under_cloud": "under the cloud",
+    "stable_rock": "stable rock, clear",
+    "all": "all nodes",
+}
+
+
+def hard_scenes(size: int) -> None:
+    """Issue 11's hard scene and its variants: every subset's valid %, RMSE and the share
+    of valid vectors more than 1 px wrong, as the granule delivers them."""
+    print(
+        f"\n| hard scene ({size}^2) | subset | nodes | valid % | RMSE px | valid > 1 px wrong % |"
+        " track s |"
+    )
+    print("|---|---|---|---|---|---|---|")
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        for name, spec in HARD_CASES:
+            scene = synthetic.hard_scene(size, **spec)
+            ref, sec = synthetic.write_geotiffs(scene, folder, "hard")
+            request = TrackRequest(
+                ref=str(ref), sec=str(sec), output=folder / "hard.nc", max_speed_m_per_yr=6400
+            )
+            report = track_pair(request)
+            with xr.open_dataset(report.path) as granule:
+                figures = synthetic.subset_figures(granule, scene)
+            for key, label in SUBSET_NAMES.items():
+                f = figures[key]
+                if f.nodes == 0 or (
+                    key in ("ice_interior", "beside_cloud", "under_cloud") and not spec["cloud"]
+                ):
+                    continue
+                print(
+                    f"| {name} | {label} | {f.nodes} | {100 * f.valid_fraction:.1f} | "
+                    f"{f.rmse_px:.3f} | {100 * f.wrong_fraction:.1f} | "
+                    f"{report.seconds['track']:.1f} |",
+                    flush=True,
+                )
+
+
 if __name__ == "__main__":
-    cases()
-    estimators()
-    shear_margin()
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--hard-only", action="store_true", help="only the hard scenes")
+    parser.add_argument("--size", type=int, default=1000, help="hard scenes' size, pixels")
+    args = parser.parse_args()
+    if not args.hard_only:
+        cases()
+        estimators()
+        shear_margin()
+    hard_scenes(args.size)
