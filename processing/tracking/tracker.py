@@ -12,10 +12,12 @@ Images are read strip by strip through a `BlockReader`, so memory stays flat as 
 scene grows, and strips run on a thread pool (numpy and FFTW release the GIL).
 Every node that yields no vector carries a `Reason`.
 
-Unusable pixels (nodata, off the image, or masked by the caller: cloud, shadow) are NaN in
-what the reader returns, and take no part in any correlation: chips that hold some are
-matched by masked NCC and refined on their valid pixels only; a chip whose valid overlap
-with its match is below `min_valid_fraction` gives no vector (`Reason.NODATA`).
+Unusable pixels (nodata, or masked by the caller: cloud, shadow) are NaN in what the
+reader returns, and take no part in any correlation: chips that hold some are matched by
+masked NCC and refined on their usable pixels only. A chip whose usable overlap with its
+match is below `min_valid_fraction`, or whose centre is unusable, gives no vector
+(`Reason.NODATA`). Beyond the image's edge the image is mirrored (chips slide inward
+there), and a match may reach only `_MAX_OFF_IMAGE` of its pixels off it.
 """
 
 from __future__ import annotations
