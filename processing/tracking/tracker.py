@@ -207,6 +207,7 @@ class _Block:
     sec_nan: np.ndarray
     sec_hole: np.ndarray  # unusable on the image (beyond it, `_fill` mirrors the image)
     ref_raw: np.ndarray
+    inside: tuple[slice, slice]  # where the image lies in the block
 
     @classmethod
     def load(
@@ -244,20 +245,16 @@ class _Block:
             sec_nan,
             sec_nan & _on_image(sec_nan.shape, inside),
             np.where(np.isnan(ref_raw), 0.0, ref_raw).astype(np.float32),
+            inside,
         )
 
     @cached_property
-    def ref_unusable(self) -> np.ndarray:
-        """Summed-area table of the unusable REF pixels (see `_count`)."""
-        return _summed_area(self.ref_nan)
+    def ref_unusable(self) -> _Counts:
+        return _Counts.of(self.ref_nan & _on_image(self.ref_nan.shape, self.inside), self.inside)
 
     @cached_property
-    def sec_unusable(self) -> np.ndarray:
-        return _summed_area(self.sec_nan)
-
-    @cached_property
-    def sec_holes(self) -> np.ndarray:
-        return _summed_area(self.sec_hole)
+    def sec_unusable(self) -> _Counts:
+        return _Counts.of(self.sec_hole, self.inside)
 
     @cached_property
     def ref_coef(self) -> np.ndarray:
@@ -274,6 +271,50 @@ class _Block:
         if chip not in cache:
             cache[chip] = box_variance(self.sec, chip).astype(np.float32)
         return cache[chip]
+
+
+@dataclass(frozen=True)
+class _Counts:
+    """Counts of the unusable pixels in squares of a block, O(1) per square: holes on the
+    image from a summed-area table (built only where there are any), and pixels beyond the
+    image's edge from the geometry."""
+
+    table: np.ndarray | None
+    inside: tuple[slice, slice]
+
+    @classmethod
+    def of(cls, holes: np.ndarray, inside: tuple[slice, slice]) -> _Counts:
+        if not holes.any():
+            return cls(None, inside)
+        table = np.zeros((holes.shape[0] + 1, holes.shape[1] + 1), dtype=np.int32)
+        np.cumsum(np.cumsum(holes, axis=0, dtype=np.int32), axis=1, out=table[1:, 1:])
+        return cls(table, inside)
+
+    def holes(self, top: np.ndarray, left: np.ndarray, size: int) -> np.ndarray:
+        """Holes in each size x size square (top-left corners in block pixels)."""
+        if self.table is None:
+            return np.zeros(np.shape(top), dtype=np.int64)
+        t = self.table
+        top = np.clip(top, 0, t.shape[0] - 1 - size)
+        left = np.clip(left, 0, t.shape[1] - 1 - size)
+        bottom, right = top + size, left + size
+        return t[bottom, right] - t[top, right] - t[bottom, left] + t[top, left]
+
+    def off_image(self, top: np.ndarray, left: np.ndarray, size: int) -> np.ndarray:
+        """Pixels of each size x size square that lie beyond the image's edge."""
+        (r, c), top, left = self.inside, np.asarray(top), np.asarray(left)
+        on_rows = np.clip(np.minimum(top + size, r.stop) - np.maximum(top, r.start), 0, size)
+        on_cols = np.clip(np.minimum(left + size, c.stop) - np.maximum(left, c.start), 0, size)
+        return size * size - on_rows * on_cols
+
+    def unusable(self, top: np.ndarray, left: np.ndarray, size: int) -> np.ndarray:
+        return self.holes(top, left, size) + self.off_image(top, left, size)
+
+    def centre_unusable(self, top: np.ndarray, left: np.ndarray, chip: int) -> np.ndarray:
+        """Whether any of the 2 x 2 pixels at each chip's centre is unusable: a chip that
+        straddles a cloud's edge could still match on its clear part, but the node's own
+        ground is not seen there, and its vector would be its neighbours' motion."""
+        return self.unusable(top + chip // 2 - 1, left + chip // 2 - 1, 2) > 0
 
 
 def _on_image(shape: tuple[int, int], inside: tuple[slice, slice]) -> np.ndarray:
@@ -302,29 +343,6 @@ def _reduce(image: np.ndarray, factor: int) -> np.ndarray:
 
 def _patches(image: np.ndarray, top: np.ndarray, left: np.ndarray, size: int) -> np.ndarray:
     return sliding_window_view(image, (size, size))[top, left]
-
-
-def _centre_unusable(table: np.ndarray, top: np.ndarray, left: np.ndarray, chip: int) -> np.ndarray:
-    """Whether any of the 2 x 2 pixels at each chip's centre is unusable: a chip that
-    straddles a cloud's edge could still match on its clear part, but the node's own
-    ground is not seen, and its vector would be the neighbours' motion."""
-    return _count(table, top + chip // 2 - 1, left + chip // 2 - 1, 2) > 0
-
-
-def _summed_area(mask: np.ndarray) -> np.ndarray:
-    """Integral image of a boolean mask, zero-padded on top and left."""
-    table = np.zeros((mask.shape[0] + 1, mask.shape[1] + 1), dtype=np.int32)
-    np.cumsum(np.cumsum(mask, axis=0, dtype=np.int32), axis=1, out=table[1:, 1:])
-    return table
-
-
-def _count(table: np.ndarray, top: np.ndarray, left: np.ndarray, size: int) -> np.ndarray:
-    """How many masked pixels each size x size square holds (O(1) each, from the table);
-    squares are clipped to the block like `_patches`."""
-    top = np.clip(top, 0, table.shape[0] - 1 - size)
-    left = np.clip(left, 0, table.shape[1] - 1 - size)
-    bottom, right = top + size, left + size
-    return table[bottom, right] - table[top, right] - table[bottom, left] + table[top, left]
 
 
 def _bucket(radius: np.ndarray, cap: int) -> np.ndarray:
@@ -358,10 +376,10 @@ def _search(
     top = np.clip(top, 0, max(height - chip, 0)) - block.row0
     left = np.clip(left, 0, max(width - chip, 0)) - block.col0
     min_valid = int(np.ceil(opts.min_valid_fraction * chip * chip))
-    ref_bad = _count(block.ref_unusable, top, left, chip)
-    hidden = _centre_unusable(block.ref_unusable, top, left, chip)
+    ref_bad = block.ref_unusable.unusable(top, left, chip)
+    hidden = block.ref_unusable.centre_unusable(top, left, chip)
     if not coarse:  # where the seed puts the node's ground in SEC must be seen too
-        hidden |= _centre_unusable(block.sec_unusable, top + seed[:, 0], left + seed[:, 1], chip)
+        hidden |= block.sec_unusable.centre_unusable(top + seed[:, 0], left + seed[:, 1], chip)
     nodata = (chip * chip - ref_bad < min_valid) | hidden
     raw = _patches(block.ref_raw, top, left, chip)
     flat = raw.max(axis=(1, 2)) == raw.min(axis=(1, 2))
@@ -377,7 +395,7 @@ def _search(
         w_top, w_left = top[sel] + seed[sel, 0] - r, left[sel] + seed[sel, 1] - r
         tpl = templates[np.searchsorted(todo, sel)]
         # masked NCC costs four times the FFTs: only for chips that hold unusable pixels
-        masked = (ref_bad[sel] > 0) | (_count(block.sec_holes, w_top, w_left, span) > 0)
+        masked = (ref_bad[sel] > 0) | (block.sec_unusable.holes(w_top, w_left, span) > 0)
         surfaces = np.empty((len(sel), 2 * r + 1, 2 * r + 1), dtype=np.float32)
         if not masked.all():
             c = ~masked
@@ -406,7 +424,7 @@ def _search(
         surfaces_by_radius[int(r)] = (sel, surfaces, peak)
     measured = todo[out.reason[todo] == Reason.VALID]
     match = top[measured] + integer[measured, 0], left[measured] + integer[measured, 1]
-    out.reason[measured[_centre_unusable(block.sec_unusable, *match, chip)]] = Reason.NODATA
+    out.reason[measured[block.sec_unusable.centre_unusable(*match, chip)]] = Reason.NODATA
     measured = todo[out.reason[todo] == Reason.VALID]
     low = measured[out.zncc[measured] < opts.min_zncc]
     out.reason[low] = Reason.LOW_CORRELATION
@@ -425,7 +443,7 @@ def _search(
     at = integer[measured]
     # chips with unusable pixels in REF, or within the spline's reach of their SEC match
     masked = (ref_bad[measured] > 0) | (
-        _count(block.sec_holes, m_top + at[:, 0] - 2, m_left + at[:, 1] - 2, chip + 4) > 0
+        block.sec_unusable.holes(m_top + at[:, 0] - 2, m_left + at[:, 1] - 2, chip + 4) > 0
     )
     fit = Refinement(
         np.full((len(measured), 2), np.nan),
@@ -464,18 +482,16 @@ def _search(
         & (match_left + chip <= block.sec.shape[1])
     )
     sec_nodata = ok & ~inside
-    unusable = np.zeros(len(ok), dtype=np.int64)
-    unusable[inside] = _count(block.sec_unusable, match_top[inside], match_left[inside], chip)
-    off_image = unusable.copy()
-    off_image[inside] -= _count(block.sec_holes, match_top[inside], match_left[inside], chip)
+    off_image = block.sec_unusable.off_image(match_top, match_left, chip)
     # chips slide inward at the edge: a match that reaches far off the image is a chance one
     sec_nodata |= off_image > _MAX_OFF_IMAGE * chip * chip
+    unusable = off_image + block.sec_unusable.holes(match_top, match_left, chip)
     check = np.flatnonzero(ok & inside & (masked | (unusable > 0)))
     both = ~_patches(block.ref_nan, m_top[check], m_left[check], chip) & ~_patches(
         block.sec_nan, match_top[check], match_left[check], chip
     )
-    sec_nodata[check] |= (both.sum(axis=(1, 2)) < min_valid) | _centre_unusable(
-        block.sec_unusable, match_top[check], match_left[check], chip
+    sec_nodata[check] |= (both.sum(axis=(1, 2)) < min_valid) | (
+        block.sec_unusable.centre_unusable(match_top[check], match_left[check], chip)
     )
     out.reason[measured[~ok]] = Reason.IMPRECISE
     out.reason[measured[sec_nodata]] = Reason.NODATA
