@@ -244,8 +244,8 @@ def _open_mask(path: str, what: str) -> rasterio.DatasetReader:
     except SceneError as err:
         raise SceneError(f"{what}: {err}") from err
     if ds.count != 1 or ds.crs is None or ds.transform.is_identity:
-        ds.close()
         problem = f"has {ds.count} bands" if ds.count != 1 else "is not georeferenced"
+        ds.close()
         raise SceneError(f"{what}: {path} {problem}; give a single-band georeferenced raster")
     return ds
 
