@@ -27,7 +27,11 @@ from numpy.lib.stride_tricks import sliding_window_view
 from scipy import interpolate, ndimage
 
 from glacierflow.processing.tracking.correlation import box_variance, ncc_surfaces
-from glacierflow.processing.tracking.outliers import fill_small_gaps, incoherent
+from glacierflow.processing.tracking.outliers import (
+    fill_small_gaps,
+    incoherent,
+    second_motions,
+)
 from glacierflow.processing.tracking.preprocess import ImageFilter, prefilter, wiener_denoise
 from glacierflow.processing.tracking.subpixel import (
     Refinement,
@@ -48,6 +52,7 @@ class Reason(IntEnum):
     SEARCH_EDGE = 5  # the best match is on the edge of the search window
     IMPRECISE = 6  # the sub-pixel fit did not converge or is too uncertain at every chip size
     INCOHERENT = 7  # disagrees with its neighbours (normalized median test)
+    SECOND_MOTION = 8  # a coherent motion cut off from the surface's (a drifting cloud)
 
 
 REASON_MEANINGS = " ".join(r.name.lower() for r in Reason)
@@ -82,6 +87,7 @@ class TrackerOptions:
     max_nodata_fraction: float = 0.1
     ndc_threshold: float = 2.0
     ndc_noise_px: float = 0.1
+    max_strain: float = 0.6
     max_gap_nodes: int = 4
     deform_passes: int = 3
     deform_residual_px: float = 0.5
@@ -671,6 +677,13 @@ def _reject_incoherent(
         cols[bad] = np.nan
 
 
+def _spacing(node_rows: np.ndarray, node_cols: np.ndarray) -> float:
+    """Distance between neighbouring nodes, pixels (1 for a single node)."""
+    if len(node_rows) > 1:
+        return float(node_rows[1] - node_rows[0])
+    return float(node_cols[1] - node_cols[0]) if len(node_cols) > 1 else 1.0
+
+
 def _deform_pass(
     read: BlockReader,
     image_shape: tuple[int, int],
@@ -692,7 +705,7 @@ def _deform_pass(
         return False
     ny, nx = rows.shape
     predict, grid = _node_predictor(node_rows, node_cols, rows, cols)
-    spacing = node_rows[1] - node_rows[0] if ny > 1 else node_cols[1] - node_cols[0]
+    spacing = _spacing(node_rows, node_cols)
     steepest = np.zeros((ny, nx))
     spread = np.zeros((ny, nx))
     for k in range(2):
@@ -809,6 +822,12 @@ def track(
                 matches,
             ):
                 break
+    # only now is the surface's own field continuous across its margins, so that a
+    # region cut off from it by a jump can be told apart
+    other = second_motions(rows, cols, opts.max_strain * _spacing(node_rows, node_cols))
+    reason[other] = Reason.SECOND_MOTION
+    rows[other] = np.nan
+    cols[other] = np.nan
     interpolated = fill_small_gaps(rows, cols, reason != Reason.NODATA, opts.max_gap_nodes)
     return TrackResult(
         rows=rows,
