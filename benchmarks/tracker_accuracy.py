@@ -137,9 +137,7 @@ def hard_scenes(size: int) -> None:
                 figures = synthetic.subset_figures(granule, scene)
             for key, label in SUBSET_NAMES.items():
                 f = figures[key]
-                if f.nodes == 0 or (
-                    key in ("ice_interior", "beside_cloud", "under_cloud") and not spec["cloud"]
-                ):
+                if f.nodes == 0:
                     continue
                 print(
                     f"| {name} | {label} | {f.nodes} | {100 * f.valid_fraction:.1f} | "

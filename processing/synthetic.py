@@ -285,7 +285,9 @@ class HardScene(SyntheticPair):
         behind = np.hypot(*self.field(rr - step_r, cc - step_c))
         shear = np.abs(ahead - behind) / (2 * eps)
         cloud = self.ref_cloud | self.sec_cloud
-        clearance = ndimage.distance_transform_edt(~cloud)
+        clearance = (
+            ndimage.distance_transform_edt(~cloud) if cloud.any() else np.full(cloud.shape, np.inf)
+        )
         ir = np.clip(np.floor(rr).astype(int), 0, cloud.shape[0] - 1)
         ic = np.clip(np.floor(cc).astype(int), 0, cloud.shape[1] - 1)
         clear = clearance[ir, ic]
