@@ -744,7 +744,16 @@ def _deform_pass(
     zncc = matches.zncc.reshape(ny, nx)
     for s, (found, used) in zip(strips, parts, strict=True):
         sl = slice(s, s + opts.strip_rows)
-        again = todo[sl]
+        new_zncc = found.zncc.reshape(rows[sl].shape)
+        new_valid = found.reason.reshape(rows[sl].shape) == Reason.VALID
+        # a rigid smallest chip that matched better than the warped one keeps its vector:
+        # where the motion jumps (a 1 px margin) the warp, linear between nodes, is wrong
+        rigid_better = (
+            (reason[sl] == Reason.VALID)
+            & (chip[sl] == min(opts.chip_sizes_px))
+            & (~new_valid | (zncc[sl] >= new_zncc))
+        )
+        again = todo[sl] & ~rigid_better
         shift = found.shift.reshape(*again.shape, 2)
         rows[sl][again] = shift[..., 0][again]
         cols[sl][again] = shift[..., 1][again]
