@@ -5,12 +5,14 @@ percentile, max; pixels), then the three sub-pixel estimators side by side, then
 bias across a sharp rock/ice shear margin, then issue 11's hard scenes subset by subset,
 tracked as `glacierflow track` does with its default settings and `--max-speed 6400`.
 
-    .venv/bin/python benchmarks/tracker_accuracy.py [--hard-only] [--size 1000]
+    .venv/bin/python benchmarks/tracker_accuracy.py [--hard-only] [--size 1000] \
+        [--autorift /work/autorift/run_autorift.py]
 """
 
 from __future__ import annotations
 
 import argparse
+import subprocess
 import sys
 import tempfile
 import time
@@ -116,14 +118,45 @@ SUBSET_NAMES = {
 }
 
 
-def hard_scenes(size: int) -> None:
-    """Issue 11's hard scene and its variants: every subset's valid %, RMSE and the share
-    of valid vectors more than 1 px wrong, as the granule delivers them."""
-    print(
-        f"\n| hard scene ({size}^2) | subset | nodes | valid % | RMSE px | valid > 1 px wrong % |"
-        " track s |"
+# 7.5 m pixels, 16 days, --max-speed 6400: the search radius track_pair sets
+SEARCH_PX = 39
+
+
+def _autorift(script: Path, scene: synthetic.HardScene, folder: Path) -> tuple[dict, float]:
+    """autoRIFT (built outside the project; its own Python) on the same pair, with the same
+    chips, search and node spacing; its vectors as it delivers them (no stable-ground
+    correction). Nodes at pixel edges 8 + 16 k, as the adapter's grid puts them."""
+    np.save(folder / "ref.npy", scene.ref)
+    np.save(folder / "sec.npy", scene.sec)
+    out = folder / "autorift.npz"
+    images = [str(folder / "ref.npy"), str(folder / "sec.npy"), str(out)]
+    options = ["--spacing", "16", "--chip-min", "32", "--chip-max", "128"]
+    run = subprocess.run(
+        ["/usr/bin/python3", str(script), *images, *options, "--search", str(SEARCH_PX)],
+        capture_output=True,
+        text=True,
+        check=True,
     )
-    print("|---|---|---|---|---|---|---|")
+    seconds = float(run.stdout.split("seconds")[-1].split()[0])
+    with np.load(out) as vectors:
+        dx, dy = vectors["dx"], vectors["dy"]
+    rows = 8.0 + 16 * np.arange(dx.shape[0])
+    cols = 8.0 + 16 * np.arange(dx.shape[1])
+    rr, cc = np.meshgrid(rows, cols, indexing="ij")
+    true_rows, true_cols = scene.field(rr, cc)
+    errors = np.hypot(-dy - true_rows, dx - true_cols)  # autoRIFT's dy: + rows up
+    return synthetic.node_subset_figures(errors, rows, cols, scene), seconds
+
+
+def hard_scenes(size: int, autorift: Path | None) -> None:
+    """Issue 11's hard scene and its variants: every subset's valid %, RMSE and the share
+    of valid vectors more than 1 px wrong, as the granule delivers them (and autoRIFT's,
+    given its adapter script)."""
+    print(
+        f"\n| hard scene ({size}^2) | subset | tracker | nodes | valid % | RMSE px |"
+        " valid > 1 px wrong % | track s |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         for name, spec in HARD_CASES:
@@ -134,28 +167,34 @@ def hard_scenes(size: int) -> None:
             )
             report = track_pair(request)
             with xr.open_dataset(report.path) as granule:
-                figures = synthetic.subset_figures(granule, scene)
+                runs = [("glacierflow", synthetic.subset_figures(granule, scene))]
+            seconds = {"glacierflow": report.seconds["track"]}
+            if autorift:
+                figures, seconds["autoRIFT"] = _autorift(autorift, scene, folder)
+                runs.append(("autoRIFT", figures))
             for key, label in SUBSET_NAMES.items():
-                f = figures[key]
-                if f.nodes == 0 or (
-                    key in ("ice_interior", "beside_cloud", "under_cloud") and not spec["cloud"]
-                ):
-                    continue
-                print(
-                    f"| {name} | {label} | {f.nodes} | {100 * f.valid_fraction:.1f} | "
-                    f"{f.rmse_px:.3f} | {100 * f.wrong_fraction:.1f} | "
-                    f"{report.seconds['track']:.1f} |",
-                    flush=True,
-                )
+                for tracker, figures in runs:
+                    f = figures[key]
+                    if f.nodes == 0:
+                        continue
+                    print(
+                        f"| {name} | {label} | {tracker} | {f.nodes} | "
+                        f"{100 * f.valid_fraction:.1f} | {f.rmse_px:.3f} | "
+                        f"{100 * f.wrong_fraction:.1f} | {seconds[tracker]:.1f} |",
+                        flush=True,
+                    )
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--hard-only", action="store_true", help="only the hard scenes")
     parser.add_argument("--size", type=int, default=1000, help="hard scenes' size, pixels")
+    parser.add_argument(
+        "--autorift", type=Path, help="autoRIFT's adapter script (run_autorift.py), optional"
+    )
     args = parser.parse_args()
     if not args.hard_only:
         cases()
         estimators()
         shear_margin()
-    hard_scenes(args.size)
+    hard_scenes(args.size, args.autorift)

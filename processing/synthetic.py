@@ -285,7 +285,9 @@ class HardScene(SyntheticPair):
         behind = np.hypot(*self.field(rr - step_r, cc - step_c))
         shear = np.abs(ahead - behind) / (2 * eps)
         cloud = self.ref_cloud | self.sec_cloud
-        clearance = ndimage.distance_transform_edt(~cloud)
+        clearance = (
+            ndimage.distance_transform_edt(~cloud) if cloud.any() else np.full(cloud.shape, np.inf)
+        )
         ir = np.clip(np.floor(rr).astype(int), 0, cloud.shape[0] - 1)
         ic = np.clip(np.floor(cc).astype(int), 0, cloud.shape[1] - 1)
         clear = clearance[ir, ic]
@@ -485,6 +487,14 @@ def subset_figures(granule, scene: HardScene) -> dict[str, SubsetFigures]:
     """Valid fraction, RMSE and share of vectors > 1 px wrong on each of the scene's subsets
     and on all its nodes ("all")."""
     rows, cols, errors, _ = _granule_errors(granule, scene)
+    return node_subset_figures(errors, rows, cols, scene)
+
+
+def node_subset_figures(
+    errors: np.ndarray, rows: np.ndarray, cols: np.ndarray, scene: HardScene
+) -> dict[str, SubsetFigures]:
+    """The same from any tracker's vector errors (px, NaN where none) on a grid of nodes
+    at `rows` x `cols` (pixel positions), so that other trackers compare on equal terms."""
     out = {}
     subsets = scene.subsets(rows, cols)
     subsets["all"] = np.ones_like(errors, dtype=bool)

@@ -25,20 +25,24 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import IntEnum, StrEnum
 from functools import cached_property
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
-from scipy import ndimage
+from scipy import interpolate, ndimage
 
 from glacierflow.processing.tracking.correlation import (
     box_variance,
     masked_ncc_surfaces,
     ncc_surfaces,
 )
-from glacierflow.processing.tracking.outliers import fill_small_gaps, incoherent
+from glacierflow.processing.tracking.outliers import (
+    fill_small_gaps,
+    incoherent,
+    second_motions,
+)
 from glacierflow.processing.tracking.preprocess import ImageFilter, prefilter, wiener_denoise
 from glacierflow.processing.tracking.subpixel import (
     Refinement,
@@ -59,6 +63,7 @@ class Reason(IntEnum):
     SEARCH_EDGE = 5  # the best match is on the edge of the search window
     IMPRECISE = 6  # the sub-pixel fit did not converge or is too uncertain at every chip size
     INCOHERENT = 7  # disagrees with its neighbours (normalized median test)
+    SECOND_MOTION = 8  # a coherent motion cut off from the surface's (a drifting cloud)
 
 
 REASON_MEANINGS = " ".join(r.name.lower() for r in Reason)
@@ -94,7 +99,10 @@ class TrackerOptions:
     min_valid_fraction: float = 0.5
     ndc_threshold: float = 2.0
     ndc_noise_px: float = 0.1
+    max_strain: float = 0.6
     max_gap_nodes: int = 4
+    deform_passes: int = 3
+    deform_residual_px: float = 0.5
     threads: int = 1
     strip_rows: int = 32
 
@@ -264,6 +272,34 @@ class _Block:
     @cached_property
     def sec_coef(self) -> np.ndarray:
         return ndimage.spline_filter(self.sec, order=3, mode="mirror", output=np.float32)
+
+    def warped(self, predictor: np.ndarray) -> _Block:
+        """This block with SEC resampled at p + predictor(p) (predictor: (2, H, W) pixels at
+        every pixel of the block), so that chips that deform with the flow match rigidly."""
+        ii, jj = np.mgrid[0 : self.sec.shape[0], 0 : self.sec.shape[1]].astype(np.float32)
+        coords = np.stack([ii + predictor[0], jj + predictor[1]])
+        sec = ndimage.map_coordinates(
+            self.sec_coef, coords, order=3, prefilter=False, mode="mirror"
+        )
+        sec_nan, sec_hole = (
+            ndimage.map_coordinates(m, coords, order=0, mode="nearest")
+            for m in (self.sec_nan, self.sec_hole)
+        )
+        out = _Block(
+            self.row0,
+            self.col0,
+            self.image_shape,
+            self.ref,
+            sec.astype(np.float32),
+            self.ref_nan,
+            sec_nan,
+            sec_hole,
+            self.ref_raw,
+            self.inside,
+        )
+        if "ref_coef" in self.__dict__:
+            out.__dict__["ref_coef"] = self.ref_coef
+        return out
 
     def sec_box_variance(self, chip: int) -> np.ndarray:
         """NCC denominators of every chip-sized square of SEC, computed once per chip size."""
@@ -698,6 +734,10 @@ def _coarse_field(
     return np.rint(seed).astype(np.int64), np.minimum(radius, full), coarse_valid
 
 
+Predictor = Callable[[np.ndarray, np.ndarray], np.ndarray]
+"""predict(rows, cols) -> (2, ...) displacement (rows, cols) in pixels at those positions."""
+
+
 def _fine_strip(
     read: BlockReader,
     image_shape: tuple[int, int],
@@ -706,18 +746,29 @@ def _fine_strip(
     seed: np.ndarray,
     radius: np.ndarray,
     opts: TrackerOptions,
+    predictor: Predictor | None = None,
+    todo: np.ndarray | None = None,
 ) -> tuple[_Matches, np.ndarray]:
-    """Track one strip of fine nodes up the chip ladder; also returns the chip used."""
+    """Track one strip of fine nodes up the chip ladder; also returns the chip used.
+
+    With a `predictor`, SEC is first warped by it and the nodes in `todo` (a boolean grid;
+    the others keep reason NODATA) search for the residual around zero: the chips then
+    deform with the predicted flow (window deformation, as in PIV)."""
     rr, cc = np.meshgrid(rows, cols, indexing="ij")
     n = rr.size
     seed_flat = seed.reshape(n, 2)
     radius_flat = _bucket(radius.ravel(), opts.search_radius_px)
     reach = int((np.abs(seed_flat).max(axis=1) + radius_flat).max(initial=0))
     block = _block_for(read, image_shape, rows, cols, reach, opts)
+    if predictor is not None:
+        ii, jj = np.mgrid[0 : block.sec.shape[0], 0 : block.sec.shape[1]].astype(np.float64)
+        block = block.warped(predictor(ii + block.row0 + 0.5, jj + block.col0 + 0.5))
     best = _Matches.empty(n)
     chip_used = np.zeros(n, dtype=np.int64)
-    pending = np.arange(n)
+    pending = np.arange(n) if todo is None else np.flatnonzero(todo.ravel())
     for step, chip in enumerate(opts.chip_sizes_px):
+        if pending.size == 0:
+            break
         m = _search(
             block,
             rr.ravel()[pending],
@@ -745,14 +796,151 @@ def _fine_strip(
         chip_used[take] = chip
         retry = ~precise & (m.reason != Reason.NODATA)
         pending = pending[retry]
-        if pending.size == 0:
-            break
     sigma = best.sigma.max(axis=1)
     best.reason[(best.reason == Reason.VALID) & ~(sigma <= opts.reject_sigma_px)] = Reason.IMPRECISE
     invalid = best.reason != Reason.VALID
     best.shift[invalid] = np.nan
     best.sigma[invalid] = np.nan
+    if predictor is not None:  # the residual r was found at p + r in the warped SEC
+        ok = ~invalid
+        at_r, at_c = rr.ravel()[ok] + best.shift[ok, 0], cc.ravel()[ok] + best.shift[ok, 1]
+        best.shift[ok] += predictor(at_r, at_c).T
     return best, chip_used
+
+
+def _node_predictor(
+    node_rows: np.ndarray, node_cols: np.ndarray, rows: np.ndarray, cols: np.ndarray
+) -> tuple[Predictor, np.ndarray]:
+    """A displacement field everywhere from the valid vectors (linear between them, nearest
+    beyond them): the predictor at any position, and its values on the node grid."""
+    valid = np.isfinite(rows) & np.isfinite(cols)
+    ii, jj = np.nonzero(valid)
+    gi, gj = np.mgrid[0 : rows.shape[0], 0 : rows.shape[1]]
+    points = np.stack([ii, jj], axis=1)
+    grid = np.empty((2, *rows.shape))
+    for k, field_ in enumerate((rows, cols)):
+        values = field_[valid]
+        linear = (
+            interpolate.griddata(points, values, (gi, gj), method="linear")
+            if len(points) >= 3 and np.ptp(ii) > 0 and np.ptp(jj) > 0
+            else np.full(rows.shape, np.nan)
+        )
+        nearest = interpolate.griddata(points, values, (gi, gj), method="nearest")
+        grid[k] = np.where(np.isfinite(linear), linear, nearest)
+    step_r = node_rows[1] - node_rows[0] if len(node_rows) > 1 else 1.0
+    step_c = node_cols[1] - node_cols[0] if len(node_cols) > 1 else 1.0
+
+    def predict(r: np.ndarray, c: np.ndarray) -> np.ndarray:
+        coords = np.stack(
+            [(np.asarray(r) - node_rows[0]) / step_r, (np.asarray(c) - node_cols[0]) / step_c]
+        )
+        return np.stack(
+            [ndimage.map_coordinates(grid[k], coords, order=1, mode="nearest") for k in range(2)]
+        )
+
+    return predict, grid
+
+
+def _reject_incoherent(
+    rows: np.ndarray, cols: np.ndarray, reason: np.ndarray, opts: TrackerOptions
+) -> None:
+    """The normalized median test, in place; removing outliers can leave others exposed,
+    so it repeats until stable (three rounds at most)."""
+    for _ in range(3):
+        bad = incoherent(rows, cols, opts.ndc_threshold, opts.ndc_noise_px)
+        if not bad.any():
+            break
+        reason[bad] = Reason.INCOHERENT
+        rows[bad] = np.nan
+        cols[bad] = np.nan
+
+
+def _spacing(node_rows: np.ndarray, node_cols: np.ndarray) -> float:
+    """Distance between neighbouring nodes, pixels (1 for a single node)."""
+    if len(node_rows) > 1:
+        return float(node_rows[1] - node_rows[0])
+    return float(node_cols[1] - node_cols[0]) if len(node_cols) > 1 else 1.0
+
+
+def _deform_pass(
+    read: BlockReader,
+    image_shape: tuple[int, int],
+    node_rows: np.ndarray,
+    node_cols: np.ndarray,
+    opts: TrackerOptions,
+    pool: ThreadPoolExecutor,
+    rows: np.ndarray,
+    cols: np.ndarray,
+    reason: np.ndarray,
+    chip: np.ndarray,
+    matches: _Matches,
+) -> bool:
+    """Track again, with chips deformed by the field found so far, the nodes where that
+    field varies by more than `deform_residual_px` across the smallest chip (a rigid chip
+    cannot match there) or where no vector was found; updates the grids in place and says
+    whether any node was tracked again."""
+    if not np.isfinite(rows).any():
+        return False
+    ny, nx = rows.shape
+    predict, grid = _node_predictor(node_rows, node_cols, rows, cols)
+    spacing = _spacing(node_rows, node_cols)
+    steepest = np.zeros((ny, nx))
+    spread = np.zeros((ny, nx))
+    for k in range(2):
+        for axis in range(2):
+            if grid.shape[1 + axis] > 1:
+                steepest = np.maximum(steepest, np.abs(np.gradient(grid[k], spacing, axis=axis)))
+        spread = np.maximum(
+            spread,
+            ndimage.maximum_filter(grid[k], 3, mode="nearest")
+            - ndimage.minimum_filter(grid[k], 3, mode="nearest"),
+        )
+    missing = ~np.isin(reason, (Reason.VALID, Reason.NODATA, Reason.NO_TEXTURE))
+    todo = (steepest * min(opts.chip_sizes_px) > opts.deform_residual_px) | missing
+    if not todo.any():
+        return False
+    radius = np.minimum(np.ceil(spread / 2).astype(np.int64) + 3, opts.search_radius_px)
+    zero = np.zeros((ny, nx, 2), dtype=np.int64)
+    strips = [s for s in range(0, ny, opts.strip_rows) if todo[s : s + opts.strip_rows].any()]
+    # larger chips would straddle what the predictor still gets wrong: the smallest only
+    small = replace(opts, chip_sizes_px=opts.chip_sizes_px[:1])
+    parts = pool.map(
+        lambda s: _fine_strip(
+            read,
+            image_shape,
+            node_rows[s : s + opts.strip_rows],
+            node_cols,
+            zero[s : s + opts.strip_rows],
+            radius[s : s + opts.strip_rows],
+            small,
+            predict,
+            todo[s : s + opts.strip_rows],
+        ),
+        strips,
+    )
+    sigma = matches.sigma.reshape(ny, nx, 2)
+    zncc = matches.zncc.reshape(ny, nx)
+    for s, (found, used) in zip(strips, parts, strict=True):
+        sl = slice(s, s + opts.strip_rows)
+        new_zncc = found.zncc.reshape(rows[sl].shape)
+        new_valid = found.reason.reshape(rows[sl].shape) == Reason.VALID
+        # a rigid smallest chip that matched better than the warped one keeps its vector:
+        # where the motion jumps (a 1 px margin) the warp, linear between nodes, is wrong
+        rigid_better = (
+            (reason[sl] == Reason.VALID)
+            & (chip[sl] == min(opts.chip_sizes_px))
+            & (~new_valid | (zncc[sl] >= new_zncc))
+        )
+        again = todo[sl] & ~rigid_better
+        shift = found.shift.reshape(*again.shape, 2)
+        rows[sl][again] = shift[..., 0][again]
+        cols[sl][again] = shift[..., 1][again]
+        reason[sl][again] = found.reason.reshape(again.shape)[again]
+        chip[sl][again] = used.reshape(again.shape)[again]
+        sigma[sl][again] = found.sigma.reshape(*again.shape, 2)[again]
+        zncc[sl][again] = found.zncc.reshape(again.shape)[again]
+    _reject_incoherent(rows, cols, reason, opts)
+    return True
 
 
 def track(
@@ -795,23 +983,38 @@ def track(
             return out
 
         parts = list(pool.map(fine, strips))
-    matches = _Matches(
-        np.concatenate([p[0].shift for p in parts]),
-        np.concatenate([p[0].sigma for p in parts]),
-        np.concatenate([p[0].zncc for p in parts]),
-        np.concatenate([p[0].reason for p in parts]),
-    )
-    chip = np.concatenate([p[1] for p in parts]).reshape(ny, nx)
-    rows = matches.shift[:, 0].reshape(ny, nx).copy()
-    cols = matches.shift[:, 1].reshape(ny, nx).copy()
-    reason = matches.reason.reshape(ny, nx).copy()
-    for _ in range(3):  # removing outliers can leave others exposed: repeat until stable
-        bad = incoherent(rows, cols, opts.ndc_threshold, opts.ndc_noise_px)
-        if not bad.any():
-            break
-        reason[bad] = Reason.INCOHERENT
-        rows[bad] = np.nan
-        cols[bad] = np.nan
+        matches = _Matches(
+            np.concatenate([p[0].shift for p in parts]),
+            np.concatenate([p[0].sigma for p in parts]),
+            np.concatenate([p[0].zncc for p in parts]),
+            np.concatenate([p[0].reason for p in parts]),
+        )
+        chip = np.concatenate([p[1] for p in parts]).reshape(ny, nx)
+        rows = matches.shift[:, 0].reshape(ny, nx).copy()
+        cols = matches.shift[:, 1].reshape(ny, nx).copy()
+        reason = matches.reason.reshape(ny, nx).copy()
+        _reject_incoherent(rows, cols, reason, opts)
+        for _ in range(opts.deform_passes):
+            if not _deform_pass(
+                read,
+                image_shape,
+                node_rows,
+                node_cols,
+                opts,
+                pool,
+                rows,
+                cols,
+                reason,
+                chip,
+                matches,
+            ):
+                break
+    # only now is the surface's own field continuous across its margins, so that a
+    # region cut off from it by a jump can be told apart
+    other = second_motions(rows, cols, opts.max_strain * _spacing(node_rows, node_cols))
+    reason[other] = Reason.SECOND_MOTION
+    rows[other] = np.nan
+    cols[other] = np.nan
     interpolated = fill_small_gaps(rows, cols, reason != Reason.NODATA, opts.max_gap_nodes)
     return TrackResult(
         rows=rows,

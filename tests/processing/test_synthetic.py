@@ -45,6 +45,10 @@ def test_cloud_covers_a_fifth_and_moves_by_its_own_shift(scene: synthetic.HardSc
 def test_variants_without_cloud_and_with_natural_texture() -> None:
     plain = synthetic.hard_scene(256, cloud=False)
     assert not plain.ref_cloud.any() and not plain.sec_cloud.any()
+    grid = node_grid(plain.transform, plain.ref.shape, 120.0)
+    subsets = plain.subsets(grid.rows, grid.cols)
+    assert not any(subsets[k].any() for k in ("ice_interior", "beside_cloud", "under_cloud"))
+    assert subsets["margins"].any() and subsets["stable_rock"].any()
     natural = synthetic.hard_scene(256, texture="natural", noise=0.0)
     fractal = synthetic.hard_scene(256, noise=0.0)
     assert not np.array_equal(natural.ref, fractal.ref)
