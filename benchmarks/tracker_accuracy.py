@@ -2,23 +2,30 @@
 
 Prints, per case, the valid percentage and the error of measured vectors (RMSE, 99th
 percentile, max; pixels), then the three sub-pixel estimators side by side, then the
-bias across a sharp rock/ice shear margin.
+bias across a sharp rock/ice shear margin, then issue 11's hard scenes subset by subset,
+tracked as `glacierflow track` does with its default settings and `--max-speed 6400`.
 
-    .venv/bin/python benchmarks/tracker_accuracy.py
+    .venv/bin/python benchmarks/tracker_accuracy.py [--hard-only] [--size 1000] \
+        [--autorift /work/autorift/run_autorift.py]
 """
 
 from __future__ import annotations
 
+import argparse
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+import xarray as xr
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from conftest import track_synthetic
 
 from glacierflow.processing import synthetic
+from glacierflow.processing.pipeline import TrackRequest, track_pair
 from glacierflow.processing.tracking.tracker import SubpixelMethod
 
 SHAPE = (1000, 1000)
@@ -95,7 +102,99 @@ def shear_margin() -> None:
             print(f"| {d:+.0f} | {t:.3f} | {measured:.3f} | {measured - t:+.3f} |")
 
 
+HARD_CASES = [
+    ("fractal, cloud", dict(texture="fractal", cloud=True)),
+    ("natural, cloud", dict(texture="natural", cloud=True)),
+    ("fractal, no cloud", dict(texture="fractal", cloud=False)),
+    ("natural, no cloud", dict(texture="natural", cloud=False)),
+]
+SUBSET_NAMES = {
+    "margins": "shear margins, no cloud",
+    "ice_interior": "ice interior beside the cloud",
+    "beside_cloud": "clear ground beside the moving cloud",
+    "under_cloud": "under the cloud",
+    "stable_rock": "stable rock, clear",
+    "all": "all nodes",
+}
+
+
+# 7.5 m pixels, 16 days, --max-speed 6400: the search radius track_pair sets
+SEARCH_PX = 39
+
+
+def _autorift(script: Path, scene: synthetic.HardScene, folder: Path) -> tuple[dict, float]:
+    """autoRIFT (built outside the project; its own Python) on the same pair, with the same
+    chips, search and node spacing; its vectors as it delivers them (no stable-ground
+    correction). Nodes at pixel edges 8 + 16 k, as the adapter's grid puts them."""
+    np.save(folder / "ref.npy", scene.ref)
+    np.save(folder / "sec.npy", scene.sec)
+    out = folder / "autorift.npz"
+    images = [str(folder / "ref.npy"), str(folder / "sec.npy"), str(out)]
+    options = ["--spacing", "16", "--chip-min", "32", "--chip-max", "128"]
+    run = subprocess.run(
+        ["/usr/bin/python3", str(script), *images, *options, "--search", str(SEARCH_PX)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    seconds = float(run.stdout.split("seconds")[-1].split()[0])
+    with np.load(out) as vectors:
+        dx, dy = vectors["dx"], vectors["dy"]
+    rows = 8.0 + 16 * np.arange(dx.shape[0])
+    cols = 8.0 + 16 * np.arange(dx.shape[1])
+    rr, cc = np.meshgrid(rows, cols, indexing="ij")
+    true_rows, true_cols = scene.field(rr, cc)
+    errors = np.hypot(-dy - true_rows, dx - true_cols)  # autoRIFT's dy: + rows up
+    return synthetic.node_subset_figures(errors, rows, cols, scene), seconds
+
+
+def hard_scenes(size: int, autorift: Path | None) -> None:
+    """Issue 11's hard scene and its variants: every subset's valid %, RMSE and the share
+    of valid vectors more than 1 px wrong, as the granule delivers them (and autoRIFT's,
+    given its adapter script)."""
+    print(
+        f"\n| hard scene ({size}^2) | subset | tracker | nodes | valid % | RMSE px |"
+        " valid > 1 px wrong % | track s |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        for name, spec in HARD_CASES:
+            scene = synthetic.hard_scene(size, **spec)
+            ref, sec = synthetic.write_geotiffs(scene, folder, "hard")
+            request = TrackRequest(
+                ref=str(ref), sec=str(sec), output=folder / "hard.nc", max_speed_m_per_yr=6400
+            )
+            report = track_pair(request)
+            with xr.open_dataset(report.path) as granule:
+                runs = [("glacierflow", synthetic.subset_figures(granule, scene))]
+            seconds = {"glacierflow": report.seconds["track"]}
+            if autorift:
+                figures, seconds["autoRIFT"] = _autorift(autorift, scene, folder)
+                runs.append(("autoRIFT", figures))
+            for key, label in SUBSET_NAMES.items():
+                for tracker, figures in runs:
+                    f = figures[key]
+                    if f.nodes == 0:
+                        continue
+                    print(
+                        f"| {name} | {label} | {tracker} | {f.nodes} | "
+                        f"{100 * f.valid_fraction:.1f} | {f.rmse_px:.3f} | "
+                        f"{100 * f.wrong_fraction:.1f} | {seconds[tracker]:.1f} |",
+                        flush=True,
+                    )
+
+
 if __name__ == "__main__":
-    cases()
-    estimators()
-    shear_margin()
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--hard-only", action="store_true", help="only the hard scenes")
+    parser.add_argument("--size", type=int, default=1000, help="hard scenes' size, pixels")
+    parser.add_argument(
+        "--autorift", type=Path, help="autoRIFT's adapter script (run_autorift.py), optional"
+    )
+    args = parser.parse_args()
+    if not args.hard_only:
+        cases()
+        estimators()
+        shear_margin()
+    hard_scenes(args.size, args.autorift)

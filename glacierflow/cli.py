@@ -202,13 +202,34 @@ def _interrupt(signum: int, frame: object) -> None:
     show_default=True,
     help="Sub-pixel peak estimator.",
 )
-@click.option("--prior-vx", type=_Raster(), help="Prior vx raster (m/yr) to centre the search on.")
-@click.option("--prior-vy", type=_Raster(), help="Prior vy raster (m/yr) to centre the search on.")
+@click.option(
+    "--prior-vx",
+    type=_Raster(),
+    help="Reference vx raster (m/yr): centres the search; without --stable-mask its slowest "
+    "25 % are the stable ground of the shift correction.",
+)
+@click.option("--prior-vy", type=_Raster(), help="Reference vy raster (m/yr), with --prior-vx.")
 @click.option(
     "--stable-mask",
     type=_Raster(),
     help="Raster, non-zero on stable ground, for the shift correction.",
 )
+@click.option(
+    "--stable-shift",
+    type=_EnumChoice("glacierflow.processing.tracking.velocity", "StableShift"),
+    default="auto",
+    show_default=True,
+    help="Without --stable-mask or a prior, 'auto' removes no shift (flag 0); "
+    "'slowest-measured' subtracts the median of the slowest 25 % of the measured vectors "
+    "(flag 2), which removes real motion where there is no stable ground.",
+)
+@click.option(
+    "--ref-mask",
+    type=_Raster(),
+    help="Raster, non-zero where a REF pixel is unusable (cloud, shadow, no data): those "
+    "pixels take no part in the correlation.",
+)
+@click.option("--sec-mask", type=_Raster(), help="Raster, non-zero where a SEC pixel is unusable.")
 @click.option(
     "--threads",
     type=click.IntRange(1, 64),
@@ -230,13 +251,18 @@ def track(
     prior_vx: str | None,
     prior_vy: str | None,
     stable_mask: str | None,
+    stable_shift: str,
+    ref_mask: str | None,
+    sec_mask: str | None,
     threads: int | None,
 ) -> None:
     """Track features between REF and SEC (single-band GeoTIFFs, paths or URLs) and write a
-    velocity granule. SEC on another grid or CRS is resampled onto REF's grid."""
+    velocity granule. SEC (and the masks) on another grid or CRS are resampled onto REF's
+    grid."""
     from glacierflow.processing.pipeline import TrackRequest, track_pair
     from glacierflow.processing.tracking.preprocess import ImageFilter
     from glacierflow.processing.tracking.tracker import SubpixelMethod
+    from glacierflow.processing.tracking.velocity import StableShift
 
     if (prior_vx is None) != (prior_vy is None):
         raise click.UsageError("give both --prior-vx and --prior-vy, or neither")
@@ -256,6 +282,9 @@ def track(
         prior_vx=prior_vx,
         prior_vy=prior_vy,
         stable_mask=stable_mask,
+        stable_shift=StableShift(stable_shift),
+        ref_mask=ref_mask,
+        sec_mask=sec_mask,
         threads=threads or settings.threads,
         wisdom=settings.fftw_wisdom,
         memory_budget_bytes=settings.track_memory_budget_mb * 2**20,

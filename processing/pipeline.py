@@ -36,7 +36,7 @@ from glacierflow.processing.tracking.tracker import (
     search_limit,
     track,
 )
-from glacierflow.processing.tracking.velocity import DAYS_PER_YEAR, to_velocity
+from glacierflow.processing.tracking.velocity import DAYS_PER_YEAR, StableShift, to_velocity
 
 
 @dataclass(frozen=True)
@@ -54,9 +54,12 @@ class TrackRequest:
     max_speed_m_per_yr: float = 10_000.0
     image_filter: ImageFilter = ImageFilter.HIGH_PASS
     subpixel: SubpixelMethod = SubpixelMethod.GAUSS_NEWTON
-    prior_vx: str | None = None
-    prior_vy: str | None = None
+    prior_vx: str | None = None  # reference velocity: centres the search, and its slowest
+    prior_vy: str | None = None  # 25 % are the stable ground when there is no stable mask
     stable_mask: str | None = None
+    stable_shift: StableShift = StableShift.AUTO
+    ref_mask: str | None = None  # non-zero where a REF pixel is unusable (cloud, shadow...)
+    sec_mask: str | None = None
     threads: int = 1
     wisdom: Path | None = None
     memory_budget_bytes: int = 2 * 1024**3
@@ -131,7 +134,7 @@ def track_pair(
         )
     if req.wisdom:
         load_wisdom(req.wisdom)
-    with open_pair(req.ref, req.sec) as reader:
+    with open_pair(req.ref, req.sec, req.ref_mask, req.sec_mask) as reader:
         geo = reader.geometry
         pixel = (abs(geo.transform.a), abs(geo.transform.e))
         if req.spacing_m < max(pixel):
@@ -175,12 +178,13 @@ def track_pair(
                 + "): faster motion is not measured"
             )
         crs = CRS.from_wkt(geo.crs.to_wkt())
-        prior = None
+        prior = reference_speed = None
         if req.prior_vx and req.prior_vy:
             years = dt_days / DAYS_PER_YEAR
             vx = _sample_on_grid(req.prior_vx, crs, grid, Resampling.bilinear)
             vy = _sample_on_grid(req.prior_vy, crs, grid, Resampling.bilinear)
             prior = np.stack([-vy * years / pixel[1], vx * years / pixel[0]], axis=2)
+            reference_speed = np.hypot(vx, vy)
         stable = None
         if req.stable_mask:
             stable = _sample_on_grid(req.stable_mask, crs, grid, Resampling.nearest) > 0
@@ -201,7 +205,7 @@ def track_pair(
     clock["track"] = time.perf_counter()
     if req.wisdom:
         save_wisdom(req.wisdom)
-    vel = to_velocity(result, pixel, dt_days, stable)
+    vel = to_velocity(result, pixel, dt_days, stable, reference_speed, req.stable_shift)
     chip_m = result.chip_px * pixel[0], result.chip_px * pixel[1]
     inputs = GranuleInputs(
         ref=ref_info,
@@ -219,6 +223,11 @@ def track_pair(
             "search_radius_clipped_by": limit.clipped_by or "none",
             "image_filter": str(req.image_filter),
             "subpixel": str(req.subpixel),
+            "stable_shift": str(req.stable_shift),
+            "masks": " ".join(
+                name for name, path in (("ref", req.ref_mask), ("sec", req.sec_mask)) if path
+            )
+            or "none",
         },
     )
     ds = granule_dataset(vel, inputs)

@@ -91,30 +91,35 @@ def _int16(values: np.ndarray) -> np.ndarray:
 
 def _velocity_attrs(vel: Velocity, k: int, name: str) -> dict[str, object]:
     stationary, slow = vel.stationary[k], vel.slow[k]
-    shift = {1: stationary.shift, 2: slow.shift}.get(vel.stable_shift_flag, 0.0)
+    flag = vel.stable_shift_flag
+    shift = {1: stationary.shift, 2: slow.shift}.get(flag, 0.0)
     return {
         "standard_name": f"land_ice_surface_{name}_velocity",
         "description": f"velocity component in {name} direction",
         "units": "meter/year",
         "grid_mapping": "mapping",
         "error": vel.component_error(k),
-        "error_description": "RMS over stable ground after the shift correction (stationary if a "
-        "stable-surface mask was given, else the slowest 25% of vectors)",
+        "error_description": "RMS over the stable ground the shift came from, after the shift "
+        "correction (error_stationary for flag 1, error_slow for flag 2); error_modeled for flag 0",
         "error_stationary": stationary.error,
         "error_stationary_description": "RMSE over stable surfaces (the stable-surface mask), "
         "after the shift correction",
         "error_slow": slow.error,
         "error_slow_description": "RMSE over the slowest 25% of retrieved velocities, after the "
         "shift correction",
-        "error_modeled": float(np.nanmedian(vel.vx_error if k == 0 else vel.vy_error))
-        if np.isfinite(vel.vx_error).any()
-        else np.nan,
+        "error_modeled": vel.modeled_error(k),
         "error_modeled_description": "median per-vector 1-sigma precision of the correlation fit",
         "stable_shift": shift,
-        "stable_shift_flag": vel.stable_shift_flag,
+        "stable_shift_description": (
+            f"subtracted: the median over {vel.stable_shift_source}"
+            if flag
+            else f"nothing subtracted: {vel.stable_shift_source}"
+        ),
+        "stable_shift_flag": flag,
         "stable_shift_flag_description": "flag for applying velocity bias correction: 0 = no "
         "correction; 1 = correction from overlapping stable surface mask; 2 = correction from "
-        "slowest 25% of overlapping velocities",
+        "slowest 25% of overlapping velocities (of the reference velocity; of the measured ones "
+        "only when asked for)",
         "stable_shift_stationary": stationary.shift,
         "stable_count_stationary": stationary.count,
         "stable_shift_slow": slow.shift,

@@ -153,26 +153,32 @@ class PairGeometry:
 
 class PairReader:
     """Reads matching windows of REF and of SEC resampled onto REF's grid, NaN where
-    either has no data. Callable as the tracker's `BlockReader`."""
+    a pixel has no data or its image's mask marks it unusable. Callable as the tracker's
+    `BlockReader`."""
 
     def __init__(
         self,
         ref: rasterio.DatasetReader,
         sec: rasterio.io.DatasetReaderBase,
         paths: tuple[str, str],
+        masks: tuple[rasterio.io.DatasetReaderBase | None, rasterio.io.DatasetReaderBase | None]
+        | None = None,
+        mask_paths: tuple[str | None, str | None] = (None, None),
     ):
         self._ref = ref
         self._sec = sec
         self._paths = paths
+        self._masks = masks or (None, None)
+        self._mask_paths = mask_paths
         self._lock = threading.Lock()  # a GDAL dataset must not be read from two threads
         self.geometry = PairGeometry(ref.crs, ref.transform, (ref.height, ref.width))
 
     @staticmethod
-    def _read(ds, path: str, r0: int, r1: int, c0: int, c1: int) -> np.ndarray:
+    def _read(ds, path: str, r0: int, r1: int, c0: int, c1: int, masked: bool = True) -> np.ndarray:
         def fetch(rr0: int, rr1: int, cc0: int, cc1: int) -> np.ndarray:
             window = Window(cc0, rr0, cc1 - cc0, rr1 - rr0)
             try:
-                data = ds.read(1, window=window, masked=True)
+                data = np.ma.asarray(ds.read(1, window=window, masked=masked))
             except RasterioIOError as err:
                 raise SceneError(
                     f"{path}: rows {rr0}-{rr1}, columns {cc0}-{cc1} cannot be read ({err}); "
@@ -184,10 +190,64 @@ class PairReader:
 
     def __call__(self, r0: int, r1: int, c0: int, c1: int) -> tuple[np.ndarray, np.ndarray]:
         with self._lock:
-            return (
+            images = (
                 self._read(self._ref, self._paths[0], r0, r1, c0, c1),
                 self._read(self._sec, self._paths[1], r0, r1, c0, c1),
             )
+            for image, mask, path in zip(images, self._masks, self._mask_paths, strict=True):
+                if mask is not None:
+                    # non-zero, and beyond the mask's extent (NaN): unusable
+                    hidden = self._read(mask, path, r0, r1, c0, c1, masked=False)
+                    image[~(hidden == 0)] = np.nan
+            return images
+
+
+def _on_ref_grid(
+    stack: ExitStack,
+    ref: rasterio.DatasetReader,
+    ds: rasterio.DatasetReader,
+    paths: tuple[str, str],
+    resampling: Resampling,
+    src_nodata: float | None,
+) -> rasterio.io.DatasetReaderBase:
+    """`ds` as it lies on REF's grid: itself when it shares it, else warped (NaN outside)."""
+    bounds = transform_bounds(ds.crs, ref.crs, *ds.bounds, densify_pts=21)
+    rb = ref.bounds
+    if (
+        bounds[0] >= rb.right
+        or bounds[2] <= rb.left
+        or bounds[1] >= rb.top
+        or bounds[3] <= rb.bottom
+    ):
+        raise SceneError(f"{paths[0]} and {paths[1]} do not overlap")
+    if ds.crs == ref.crs and ds.transform == ref.transform and ds.shape == ref.shape:
+        return ds
+    return stack.enter_context(
+        WarpedVRT(
+            ds,
+            crs=ref.crs,
+            transform=ref.transform,
+            width=ref.width,
+            height=ref.height,
+            resampling=resampling,
+            src_nodata=src_nodata,
+            nodata=np.nan,
+            dtype="float32",
+        )
+    )
+
+
+def _open_mask(path: str, what: str) -> rasterio.DatasetReader:
+    """A mask raster, checked like a scene: readable, one band, georeferenced."""
+    try:
+        ds = _open(path)
+    except SceneError as err:
+        raise SceneError(f"{what}: {err}") from err
+    if ds.count != 1 or ds.crs is None or ds.transform.is_identity:
+        problem = f"has {ds.count} bands" if ds.count != 1 else "is not georeferenced"
+        ds.close()
+        raise SceneError(f"{what}: {path} {problem}; give a single-band georeferenced raster")
+    return ds
 
 
 def _north_up(ds: rasterio.DatasetReader, stack: ExitStack) -> rasterio.io.DatasetReaderBase:
@@ -212,9 +272,16 @@ def _north_up(ds: rasterio.DatasetReader, stack: ExitStack) -> rasterio.io.Datas
 
 
 @contextmanager
-def open_pair(ref_path: str, sec_path: str) -> Iterator[PairReader]:
+def open_pair(
+    ref_path: str, sec_path: str, ref_mask: str | None = None, sec_mask: str | None = None
+) -> Iterator[PairReader]:
     """Open both scenes; SEC on another grid or CRS is warped onto REF's grid (cubic).
-    South-up images are read as their north-up flip."""
+    South-up images are read as their north-up flip.
+
+    ref_mask, sec_mask: optional rasters, non-zero where a pixel of that image is unusable
+    (cloud, shadow, no data, as QA bands mark them); on another grid or CRS they are
+    warped onto REF's grid too (nearest). Their values count as they are (a declared
+    nodata value is not special); REF pixels beyond a mask's extent count as unusable."""
     with ExitStack() as stack:
         ref = _north_up(stack.enter_context(_open(ref_path)), stack)
         t = ref.transform
@@ -224,28 +291,18 @@ def open_pair(ref_path: str, sec_path: str) -> Iterator[PairReader]:
                 f"{tuple(t)[:6]}); give a north-up or south-up image"
             )
         sec = _north_up(stack.enter_context(_open(sec_path)), stack)
-        sec_bounds = transform_bounds(sec.crs, ref.crs, *sec.bounds, densify_pts=21)
-        rb = ref.bounds
-        if (
-            sec_bounds[0] >= rb.right
-            or sec_bounds[2] <= rb.left
-            or sec_bounds[1] >= rb.top
-            or sec_bounds[3] <= rb.bottom
-        ):
-            raise SceneError(f"{ref_path} and {sec_path} do not overlap")
-        same_grid = sec.crs == ref.crs and sec.transform == ref.transform and sec.shape == ref.shape
-        if not same_grid:
-            sec = stack.enter_context(
-                WarpedVRT(
-                    sec,
-                    crs=ref.crs,
-                    transform=ref.transform,
-                    width=ref.width,
-                    height=ref.height,
-                    resampling=Resampling.cubic,
-                    src_nodata=sec.nodata,
-                    nodata=np.nan,
-                    dtype="float32",
-                )
+        sec = _on_ref_grid(stack, ref, sec, (ref_path, sec_path), Resampling.cubic, sec.nodata)
+        masks = tuple(
+            None
+            if path is None
+            else _on_ref_grid(
+                stack,
+                ref,
+                stack.enter_context(_open_mask(path, what)),
+                (ref_path, path),
+                Resampling.nearest,
+                None,  # a mask's values count as they are, whatever nodata it declares
             )
-        yield PairReader(ref, sec, (ref_path, sec_path))
+            for path, what in ((ref_mask, "--ref-mask"), (sec_mask, "--sec-mask"))
+        )
+        yield PairReader(ref, sec, (ref_path, sec_path), masks, (ref_mask, sec_mask))

@@ -4,6 +4,8 @@ Pure computation: arrays in, arrays out. Many template/search-window pairs of on
 are correlated together, so FFTW plans are made once per shape and reused; plans are
 kept per thread because an FFTW plan object owns its buffers and is not re-entrant.
 FFTW wisdom is loaded from and saved to a file so that planning happens once per machine.
+`masked_ncc_surfaces` is the exact NCC over the pixels both chips have (Padfield 2012),
+for the chips that hold masked or nodata pixels.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from scipy import fft
 from scipy.fft import next_fast_len
 
 
@@ -201,4 +204,63 @@ def ncc_surfaces(
     flat = denom <= 1e-6 * max(float(denom.max(initial=0.0)), 1e-30)
     np.divide(out, np.where(flat, 1.0, denom), out=out, casting="unsafe")
     out[flat] = 0.0
+    return out
+
+
+def masked_ncc_surfaces(
+    templates: np.ndarray,
+    template_valid: np.ndarray,
+    windows: np.ndarray,
+    window_valid: np.ndarray,
+    min_overlap: int,
+) -> np.ndarray:
+    """NCC of each template over its search window, counting only pixels valid in both.
+
+    Masked normalized cross-correlation in the Fourier domain (Padfield, "Masked
+    object registration in the Fourier domain", IEEE TIP 2012): the overlap area and the
+    local sums of values and squares of template and window over that overlap are all
+    correlations of the masks with the masked images, so every offset gets the exact
+    ZNCC of its common valid pixels; masked pixels' values never enter. Float64: the
+    sums are differenced, and masked chips are few.
+
+    templates, template_valid: (N, c, c); windows, window_valid: (N, S, S), S >= c.
+    Returns (N, S-c+1, S-c+1) like `ncc_surfaces`; 0 where the overlap has fewer than
+    `min_overlap` pixels or either side is flat there.
+    """
+    n, chip, _ = templates.shape
+    span = windows.shape[1]
+    valid = span - chip + 1
+    size = (fft_size(span),) * 2
+    out = np.empty((n, valid, valid), dtype=np.float32)
+
+    def spectra(values: np.ndarray, mask: np.ndarray) -> list[np.ndarray]:
+        m = mask.astype(np.float64)
+        count = np.maximum(m.sum(axis=(1, 2), keepdims=True), 1.0)
+        # centred on the valid pixels' mean: the differences below then lose no digits
+        v = (values - (values * m).sum(axis=(1, 2), keepdims=True) / count) * m
+        return [fft.rfft2(a, s=size, workers=1) for a in (m, v, v * v)]
+
+    def correlate(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        return fft.irfft2(np.conj(a) * b, s=size, workers=1)[:, :valid, :valid]
+
+    step = 32  # chips per pass: six spectra of each are held at once
+    for start in range(0, n, step):
+        sl = slice(start, start + step)
+        t_m, t_v, t_v2 = spectra(templates[sl].astype(np.float64), template_valid[sl])
+        w_m, w_v, w_v2 = spectra(windows[sl].astype(np.float64), window_valid[sl])
+        overlap = np.rint(correlate(t_m, w_m))
+        enough = overlap >= max(min_overlap, 2)
+        area = np.where(enough, overlap, 1.0)
+        t_sum, w_sum = correlate(t_v, w_m), correlate(t_m, w_v)
+        t_var = correlate(t_v2, w_m) - t_sum * t_sum / area
+        w_var = correlate(t_m, w_v2) - w_sum * w_sum / area
+        cross = correlate(t_v, w_v) - t_sum * w_sum / area
+        denom = np.sqrt(np.maximum(t_var, 0.0) * np.maximum(w_var, 0.0))
+        # flat overlaps (variance at rounding level) would give noise, not correlation
+        scale = np.sqrt(
+            np.maximum(t_var, 0).max(axis=(1, 2), keepdims=True)
+            * np.maximum(w_var, 0).max(axis=(1, 2), keepdims=True)
+        )
+        ok = enough & (denom > 1e-6 * np.maximum(scale, 1e-300))
+        out[sl] = np.where(ok, cross / np.where(ok, denom, 1.0), 0.0)
     return out

@@ -12,7 +12,9 @@ import warnings
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
-from scipy import ndimage
+from scipy import interpolate, ndimage
+from scipy.sparse import coo_array
+from scipy.sparse.csgraph import connected_components
 
 
 def _neighbourhoods(field: np.ndarray, radius: int, edge: str) -> np.ndarray:
@@ -58,6 +60,81 @@ def incoherent(
             score = np.abs(field - median) / (spread + noise_px)
         result |= np.isfinite(field) & (~enough | (score > threshold))
     return result
+
+
+def second_motions(
+    rows: np.ndarray, cols: np.ndarray, max_jump_px: float, reach: int = 2
+) -> np.ndarray:
+    """Boolean grid: True on vectors that belong to a second coherent motion (a cloud
+    drifting over the ground, say), not to the surface's own flow.
+
+    The surface's displacement is continuous: neighbouring nodes differ by less than
+    `max_jump_px`, even across shear margins. Nodes linked by such steps (up to `reach`
+    nodes apart, so that small gaps do not cut a region) form regions; the
+    largest is the surface. Another region is a second motion where it meets the surface
+    across a jump too large for the nodes between them, i.e. where the evidence is
+    there; regions farther from the surface than `reach` nodes are left alone.
+    """
+    ny, nx = rows.shape
+    valid = np.isfinite(rows) & np.isfinite(cols)
+    index = np.arange(ny * nx).reshape(ny, nx)
+    near, far = [], []
+    for dr in range(reach + 1):
+        for dc in range(-reach, reach + 1):
+            if dr == 0 and dc <= 0:
+                continue
+            a = (slice(0, ny - dr), slice(max(0, -dc), nx - max(0, dc)))
+            b = (slice(dr, ny), slice(max(0, dc), nx - max(0, -dc)))
+            both = valid[a] & valid[b]
+            with np.errstate(invalid="ignore"):
+                jump = np.hypot(rows[a] - rows[b], cols[a] - cols[b])
+            steps = max(abs(dr), abs(dc))
+            # a link over a gap allows no more than one step does: a second motion's
+            # region must not reach the surface through the nodes between them
+            linked = both & (jump <= max_jump_px)
+            near.append((index[a][linked], index[b][linked]))
+            cut = both & (jump > max_jump_px * steps)  # too far apart even over a gap
+            far.append((index[a][cut], index[b][cut]))
+    i = np.concatenate([p[0] for p in near])
+    j = np.concatenate([p[1] for p in near])
+    graph = coo_array((np.ones(i.size), (i, j)), shape=(ny * nx, ny * nx))
+    _, labels = connected_components(graph, directed=False)
+    labels = np.where(valid.ravel(), labels, -1)
+    if not valid.any():
+        return np.zeros((ny, nx), dtype=bool)
+    surface = np.bincount(labels[labels >= 0]).argmax()
+    # regions that border the surface across a jump
+    i = np.concatenate([p[0] for p in far])
+    j = np.concatenate([p[1] for p in far])
+    li, lj = labels[i], labels[j]
+    second = set(np.concatenate([lj[li == surface], li[lj == surface]]).tolist())
+    second.update(_islands(rows, cols, labels.reshape(ny, nx), surface, max_jump_px))
+    second.discard(surface)
+    return np.isin(labels, list(second)).reshape(ny, nx)
+
+
+def _islands(
+    rows: np.ndarray, cols: np.ndarray, labels: np.ndarray, surface: int, max_jump_px: float
+) -> list[int]:
+    """Regions cut off from the surface by a gap, much smaller than it, whose motion
+    departs by more than `max_jump_px` from the surface's own field interpolated across
+    them (between surface vectors on every side: never extrapolated)."""
+    counts = np.bincount(labels[labels >= 0])
+    small = [k for k in np.flatnonzero(counts) if k != surface and counts[k] * 4 <= counts[surface]]
+    if not small or counts[surface] < 3:
+        return []
+    on_surface = labels == surface
+    across = interpolate.LinearNDInterpolator(
+        np.argwhere(on_surface), np.stack([rows[on_surface], cols[on_surface]], axis=1)
+    )
+    out = []
+    for k in small:
+        inside = labels == k
+        expected = across(np.argwhere(inside))
+        jump = np.hypot(rows[inside] - expected[:, 0], cols[inside] - expected[:, 1])
+        if np.all(np.isfinite(jump)) and np.median(jump) > max_jump_px:
+            out.append(int(k))
+    return out
 
 
 def fill_small_gaps(

@@ -101,9 +101,16 @@ def sample_spline(
     return values, grad_r, grad_c
 
 
-def _normalise(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Zero-mean, unit-norm copies of each chip, and the norms before scaling."""
-    centred = values - values.mean(axis=(1, 2), keepdims=True)
+def _normalise(
+    values: np.ndarray, weights: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Zero-mean, unit-norm copies of each chip, and the norms before scaling; with 1/0
+    `weights`, over the weighted pixels only (the others come out 0)."""
+    if weights is None:
+        centred = values - values.mean(axis=(1, 2), keepdims=True)
+    else:
+        count = np.maximum(weights.sum(axis=(1, 2), keepdims=True), 1.0)
+        centred = (values - (values * weights).sum(axis=(1, 2), keepdims=True) / count) * weights
     norm = np.sqrt(np.einsum("nij,nij->n", centred, centred))
     return centred / np.maximum(norm, 1e-12)[:, None, None], norm
 
@@ -131,9 +138,13 @@ def gauss_newton(
     chip: int,
     start: np.ndarray,
     iterations: int = 4,
+    weights: np.ndarray | None = None,
     tolerance: float = 5e-3,
 ) -> Refinement:
     """Maximise ZNCC over a continuous translation, starting at `start` (N, 2).
+
+    weights: optional (N, chip, chip) 1/0 masks of the pixels to use (masked chips); the
+    correlation, its gradients and the precision then count only those.
 
     Each step is a Newton step on the correlation whose curvature is the *cross* product
     of template and warped-image gradients: their noises are independent, so it measures
@@ -147,17 +158,22 @@ def gauss_newton(
     value_w = np.broadcast_to(_VALUE_AT_NODE, (n, 4))
     slope_w = np.broadcast_to(_SLOPE_AT_NODE, (n, 4))
     # an interpolating spline passes through the data: at the nodes it is the image itself
-    template, norm = _normalise(_patches(ref_image, top, left, chip))
+    template, norm = _normalise(_patches(ref_image, top, left, chip), weights)
     scale = (1.0 / np.maximum(norm, 1e-12))[:, None, None]
+    if weights is not None:
+        scale = scale * weights
     tr = _separable(ref_patches, slope_w, value_w) * scale
     tc = _separable(ref_patches, value_w, slope_w) * scale
 
     def evaluate(idx: np.ndarray, shift: np.ndarray, gradients: bool = True):
         values, wr, wc = sample_spline(sec_coef, top[idx], left[idx], chip, shift, gradients)
-        warped, wnorm = _normalise(values)
+        w = None if weights is None else weights[idx]
+        warped, wnorm = _normalise(values, w)
         if not gradients:
             return warped, None
         wscale = (1.0 / np.maximum(wnorm, 1e-12))[:, None, None]
+        if w is not None:
+            wscale = wscale * w
         wr, wc = wr * wscale, wc * wscale
         a, b = tr[idx], tc[idx]
         off = 0.5 * (_dot(a, wc) + _dot(b, wr))
@@ -189,7 +205,8 @@ def gauss_newton(
         warped = evaluate(everything, shift, gradients=False)[0]
 
     err = warped - template
-    var = _dot(err, err) / max(chip * chip - 3, 1)
+    used = chip * chip if weights is None else weights.sum(axis=(1, 2))
+    var = _dot(err, err) / np.maximum(used - 3, 1)
     plain = np.stack(
         [
             np.stack([_dot(tr, tr), _dot(tr, tc)], axis=1),

@@ -11,6 +11,13 @@
 Images are read strip by strip through a `BlockReader`, so memory stays flat as the
 scene grows, and strips run on a thread pool (numpy and FFTW release the GIL).
 Every node that yields no vector carries a `Reason`.
+
+Unusable pixels (nodata, or masked by the caller: cloud, shadow) are NaN in what the
+reader returns, and take no part in any correlation: chips that hold some are matched by
+masked NCC and refined on their usable pixels only. A chip whose usable overlap with its
+match is below `min_valid_fraction`, or whose centre is unusable, gives no vector
+(`Reason.NODATA`). Beyond the image's edge the image is mirrored (chips slide inward
+there), and a match may reach only `_MAX_OFF_IMAGE` of its pixels off it.
 """
 
 from __future__ import annotations
@@ -18,21 +25,26 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import IntEnum, StrEnum
 from functools import cached_property
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
-from scipy import ndimage
+from scipy import interpolate, ndimage
 
 from glacierflow.processing.tracking.correlation import (
     BoxVariance,
     fft_size,
+    masked_ncc_surfaces,
     ncc_surfaces,
     plan_bytes,
 )
-from glacierflow.processing.tracking.outliers import fill_small_gaps, incoherent
+from glacierflow.processing.tracking.outliers import (
+    fill_small_gaps,
+    incoherent,
+    second_motions,
+)
 from glacierflow.processing.tracking.preprocess import ImageFilter, prefilter, wiener_denoise
 from glacierflow.processing.tracking.subpixel import (
     Refinement,
@@ -46,16 +58,18 @@ class Reason(IntEnum):
     """Why a node has no measured vector (0: it has one)."""
 
     VALID = 0
-    NODATA = 1  # the chip or its match lies on nodata, cloud or outside the image
+    NODATA = 1  # too little of the chip or its match is usable (nodata, masked, off the image)
     NO_TEXTURE = 2  # the reference chip is flat
     LOW_CORRELATION = 3  # the best match is too weak
     AMBIGUOUS = 4  # a second, distant peak is nearly as strong (coarse search)
     SEARCH_EDGE = 5  # the best match is on the edge of the search window
     IMPRECISE = 6  # the sub-pixel fit did not converge or is too uncertain at every chip size
     INCOHERENT = 7  # disagrees with its neighbours (normalized median test)
+    SECOND_MOTION = 8  # a coherent motion cut off from the surface's (a drifting cloud)
 
 
 REASON_MEANINGS = " ".join(r.name.lower() for r in Reason)
+_MAX_OFF_IMAGE = 0.1  # of a matched chip's pixels that may lie beyond the image's edge
 
 
 class SubpixelMethod(StrEnum):
@@ -84,10 +98,13 @@ class TrackerOptions:
     min_peak_ratio: float = 1.15
     escalate_sigma_px: float = 0.1
     reject_sigma_px: float = 0.5
-    max_nodata_fraction: float = 0.1
+    min_valid_fraction: float = 0.5
     ndc_threshold: float = 2.0
     ndc_noise_px: float = 0.1
+    max_strain: float = 0.6
     max_gap_nodes: int = 4
+    deform_passes: int = 3
+    deform_residual_px: float = 0.5
     threads: int = 1
     strip_rows: int = 32
     memory_budget_bytes: int = 2 * 1024**3  # for all threads together; see search_limit
@@ -97,10 +114,13 @@ class TrackerOptions:
             raise ValueError("chip sizes must be at least 4 pixels")
         if self.search_radius_px < 1:
             raise ValueError("the search radius must be at least 1 pixel")
+        if not 0 < self.min_valid_fraction <= 1:
+            raise ValueError("the minimum valid fraction of a chip must be in (0, 1]")
 
 
 BlockReader = Callable[[int, int, int, int], tuple[np.ndarray, np.ndarray]]
-"""read(row0, row1, col0, col1) -> (ref, sec) float32 blocks, NaN off-image or nodata."""
+"""read(row0, row1, col0, col1) -> (ref, sec) float32 blocks, NaN where a pixel is unusable:
+off the image, nodata, or masked."""
 
 
 def padded_block(
@@ -121,17 +141,27 @@ def padded_block(
     return block
 
 
-def array_reader(ref: np.ndarray, sec: np.ndarray) -> BlockReader:
-    """A BlockReader over two in-memory images of the same shape (NaN = no data)."""
-    if ref.shape != sec.shape:
-        raise ValueError(f"the images differ in shape: {ref.shape} and {sec.shape}")
+def array_reader(
+    ref: np.ndarray,
+    sec: np.ndarray,
+    ref_mask: np.ndarray | None = None,
+    sec_mask: np.ndarray | None = None,
+) -> BlockReader:
+    """A BlockReader over two in-memory images of the same shape (NaN = no data); the
+    optional masks, of that shape too, are non-zero where a pixel is unusable (cloud...)."""
+    for name, array in (("SEC", sec), ("the REF mask", ref_mask), ("the SEC mask", sec_mask)):
+        if array is not None and array.shape != ref.shape:
+            raise ValueError(f"{name} differs in shape from REF: {array.shape} and {ref.shape}")
+
+    def part(image: np.ndarray, mask: np.ndarray | None, rows, cols) -> np.ndarray:
+        block = padded_block(image.shape, rows, cols, lambda a, b, c, d: image[a:b, c:d])
+        if mask is not None:
+            hidden = padded_block(mask.shape, rows, cols, lambda a, b, c, d: mask[a:b, c:d] != 0)
+            block[hidden != 0] = np.nan  # off the image it is NaN already
+        return block
 
     def read(r0: int, r1: int, c0: int, c1: int) -> tuple[np.ndarray, np.ndarray]:
-        ref_block, sec_block = (
-            padded_block(image.shape, (r0, r1), (c0, c1), lambda a, b, c, d, im=image: im[a:b, c:d])
-            for image in (ref, sec)
-        )
-        return ref_block, sec_block
+        return part(ref, ref_mask, (r0, r1), (c0, c1)), part(sec, sec_mask, (r0, r1), (c0, c1))
 
     return read
 
@@ -184,9 +214,11 @@ class _Block:
     image_shape: tuple[int, int]
     ref: np.ndarray
     sec: np.ndarray
-    ref_nan: np.ndarray
+    ref_nan: np.ndarray  # unusable: nodata, masked or off the image
     sec_nan: np.ndarray
+    sec_hole: np.ndarray  # unusable on the image (beyond it, `_fill` mirrors the image)
     ref_raw: np.ndarray
+    inside: tuple[slice, slice]  # where the image lies in the block
 
     @classmethod
     def load(
@@ -222,8 +254,18 @@ class _Block:
             _fill(sec, inside),
             ref_nan,
             sec_nan,
+            sec_nan & _on_image(sec_nan.shape, inside),
             np.where(np.isnan(ref_raw), 0.0, ref_raw).astype(np.float32),
+            inside,
         )
+
+    @cached_property
+    def ref_unusable(self) -> _Counts:
+        return _Counts.of(self.ref_nan & _on_image(self.ref_nan.shape, self.inside), self.inside)
+
+    @cached_property
+    def sec_unusable(self) -> _Counts:
+        return _Counts.of(self.sec_hole, self.inside)
 
     @cached_property
     def ref_coef(self) -> np.ndarray:
@@ -233,6 +275,34 @@ class _Block:
     @cached_property
     def sec_coef(self) -> np.ndarray:
         return ndimage.spline_filter(self.sec, order=3, mode="mirror", output=np.float32)
+
+    def warped(self, predictor: np.ndarray) -> _Block:
+        """This block with SEC resampled at p + predictor(p) (predictor: (2, H, W) pixels at
+        every pixel of the block), so that chips that deform with the flow match rigidly."""
+        ii, jj = np.mgrid[0 : self.sec.shape[0], 0 : self.sec.shape[1]].astype(np.float32)
+        coords = np.stack([ii + predictor[0], jj + predictor[1]])
+        sec = ndimage.map_coordinates(
+            self.sec_coef, coords, order=3, prefilter=False, mode="mirror"
+        )
+        sec_nan, sec_hole = (
+            ndimage.map_coordinates(m, coords, order=0, mode="nearest")
+            for m in (self.sec_nan, self.sec_hole)
+        )
+        out = _Block(
+            self.row0,
+            self.col0,
+            self.image_shape,
+            self.ref,
+            sec.astype(np.float32),
+            self.ref_nan,
+            sec_nan,
+            sec_hole,
+            self.ref_raw,
+            self.inside,
+        )
+        if "ref_coef" in self.__dict__:
+            out.__dict__["ref_coef"] = self.ref_coef
+        return out
 
     def sec_box_variance(self, chip: int) -> np.ndarray:
         """NCC denominators of every chip-sized square of SEC, computed once per chip size."""
@@ -244,6 +314,56 @@ class _Block:
     @cached_property
     def _sec_variance(self) -> BoxVariance:
         return BoxVariance(self.sec)
+
+
+@dataclass(frozen=True)
+class _Counts:
+    """Counts of the unusable pixels in squares of a block, O(1) per square: holes on the
+    image from a summed-area table (built only where there are any), and pixels beyond the
+    image's edge from the geometry."""
+
+    table: np.ndarray | None
+    inside: tuple[slice, slice]
+
+    @classmethod
+    def of(cls, holes: np.ndarray, inside: tuple[slice, slice]) -> _Counts:
+        if not holes.any():
+            return cls(None, inside)
+        table = np.zeros((holes.shape[0] + 1, holes.shape[1] + 1), dtype=np.int32)
+        np.cumsum(np.cumsum(holes, axis=0, dtype=np.int32), axis=1, out=table[1:, 1:])
+        return cls(table, inside)
+
+    def holes(self, top: np.ndarray, left: np.ndarray, size: int) -> np.ndarray:
+        """Holes in each size x size square (top-left corners in block pixels)."""
+        if self.table is None:
+            return np.zeros(np.shape(top), dtype=np.int64)
+        t = self.table
+        top = np.clip(top, 0, t.shape[0] - 1 - size)
+        left = np.clip(left, 0, t.shape[1] - 1 - size)
+        bottom, right = top + size, left + size
+        return t[bottom, right] - t[top, right] - t[bottom, left] + t[top, left]
+
+    def off_image(self, top: np.ndarray, left: np.ndarray, size: int) -> np.ndarray:
+        """Pixels of each size x size square that lie beyond the image's edge."""
+        (r, c), top, left = self.inside, np.asarray(top), np.asarray(left)
+        on_rows = np.clip(np.minimum(top + size, r.stop) - np.maximum(top, r.start), 0, size)
+        on_cols = np.clip(np.minimum(left + size, c.stop) - np.maximum(left, c.start), 0, size)
+        return size * size - on_rows * on_cols
+
+    def unusable(self, top: np.ndarray, left: np.ndarray, size: int) -> np.ndarray:
+        return self.holes(top, left, size) + self.off_image(top, left, size)
+
+    def centre_unusable(self, top: np.ndarray, left: np.ndarray, chip: int) -> np.ndarray:
+        """Whether any of the 2 x 2 pixels at each chip's centre is unusable: a chip that
+        straddles a cloud's edge could still match on its clear part, but the node's own
+        ground is not seen there, and its vector would be its neighbours' motion."""
+        return self.unusable(top + chip // 2 - 1, left + chip // 2 - 1, 2) > 0
+
+
+def _on_image(shape: tuple[int, int], inside: tuple[slice, slice]) -> np.ndarray:
+    on = np.zeros(shape, dtype=bool)
+    on[inside] = True
+    return on
 
 
 def _fill(image: np.ndarray, inside: tuple[slice, slice]) -> np.ndarray:
@@ -388,7 +508,12 @@ def _search(
     left = np.clip(left, np.maximum(-seed[:, 1], 0), width - chip - np.maximum(seed[:, 1], 0))
     top = np.clip(top, 0, max(height - chip, 0)) - block.row0
     left = np.clip(left, 0, max(width - chip, 0)) - block.col0
-    nodata = _patches(block.ref_nan, top, left, chip).mean(axis=(1, 2)) > opts.max_nodata_fraction
+    min_valid = int(np.ceil(opts.min_valid_fraction * chip * chip))
+    ref_bad = block.ref_unusable.unusable(top, left, chip)
+    hidden = block.ref_unusable.centre_unusable(top, left, chip)
+    if not coarse:  # where the seed puts the node's ground in SEC must be seen too
+        hidden |= block.sec_unusable.centre_unusable(top + seed[:, 0], left + seed[:, 1], chip)
+    nodata = (chip * chip - ref_bad < min_valid) | hidden
     raw = _patches(block.ref_raw, top, left, chip)
     flat = raw.max(axis=(1, 2)) == raw.min(axis=(1, 2))
     out.reason[flat] = Reason.NO_TEXTURE
@@ -400,9 +525,24 @@ def _search(
     for r, sel in _batches(todo, radius[todo], chip, opts):
         span = chip + 2 * r
         w_top, w_left = top[sel] + seed[sel, 0] - r, left[sel] + seed[sel, 1] - r
-        windows = _patches(block.sec, w_top, w_left, span)
-        window_var = _patches(block.sec_box_variance(chip), w_top, w_left, 2 * r + 1)
-        surfaces = ncc_surfaces(templates[np.searchsorted(todo, sel)], windows, window_var)
+        tpl = templates[np.searchsorted(todo, sel)]
+        # masked NCC costs four times the FFTs: only for chips that hold unusable pixels
+        masked = (ref_bad[sel] > 0) | (block.sec_unusable.holes(w_top, w_left, span) > 0)
+        surfaces = np.empty((len(sel), 2 * r + 1, 2 * r + 1), dtype=np.float32)
+        if not masked.all():
+            c = ~masked
+            windows = _patches(block.sec, w_top[c], w_left[c], span)
+            window_var = _patches(block.sec_box_variance(chip), w_top[c], w_left[c], 2 * r + 1)
+            surfaces[c] = ncc_surfaces(tpl[c], windows, window_var)
+        if masked.any():
+            m = sel[masked]
+            surfaces[masked] = masked_ncc_surfaces(
+                tpl[masked],
+                ~_patches(block.ref_nan, top[m], left[m], chip),
+                _patches(block.sec, w_top[masked], w_left[masked], span),
+                ~_patches(block.sec_hole, w_top[masked], w_left[masked], span),
+                min_valid,
+            )
         flat_idx = surfaces.reshape(len(sel), -1).argmax(axis=1)
         peak = np.stack(np.divmod(flat_idx, surfaces.shape[2]), axis=1)
         integer[sel] = seed[sel] - r + peak
@@ -417,6 +557,9 @@ def _search(
             estimate = peak_fit if opts.subpixel is SubpixelMethod.FIT else peak_oversample
             start[sel] = seed[sel] - r + estimate(surfaces, peak)
     measured = todo[out.reason[todo] == Reason.VALID]
+    match = top[measured] + integer[measured, 0], left[measured] + integer[measured, 1]
+    out.reason[measured[block.sec_unusable.centre_unusable(*match, chip)]] = Reason.NODATA
+    measured = todo[out.reason[todo] == Reason.VALID]
     low = measured[out.zncc[measured] < opts.min_zncc]
     out.reason[low] = Reason.LOW_CORRELATION
     measured = todo[out.reason[todo] == Reason.VALID]
@@ -427,13 +570,42 @@ def _search(
     if opts.subpixel is SubpixelMethod.GAUSS_NEWTON:
         start = integer.astype(np.float64)
     iterations = opts.gn_iterations if opts.subpixel is SubpixelMethod.GAUSS_NEWTON else 0
-    fit = _refine(block, top[measured], left[measured], chip, start[measured], iterations)
+    m_top, m_left = top[measured], left[measured]
+    at = integer[measured]
+    # chips with unusable pixels in REF, or within the spline's reach of their SEC match
+    masked = (ref_bad[measured] > 0) | (
+        block.sec_unusable.holes(m_top + at[:, 0] - 2, m_left + at[:, 1] - 2, chip + 4) > 0
+    )
+    fit = Refinement(
+        np.full((len(measured), 2), np.nan),
+        np.full((len(measured), 2), np.nan),
+        np.zeros(len(measured), np.float32),
+        np.zeros(len(measured), bool),
+    )
+    for group, weigh in ((~masked, False), (masked, True)):
+        if group.any():
+            weights = (
+                _usable_weights(block, m_top[group], m_left[group], at[group], chip)
+                if weigh
+                else None
+            )
+            part = _refine(
+                block,
+                m_top[group],
+                m_left[group],
+                chip,
+                start[measured][group],
+                iterations,
+                weights,
+            )
+            for name in ("shift", "sigma", "zncc", "converged"):
+                getattr(fit, name)[group] = getattr(part, name)
     moved = np.max(np.abs(fit.shift - integer[measured]), axis=1)
     ok = fit.converged & (moved <= 1.5) & np.all(np.isfinite(fit.sigma), axis=1)
-    # the matched SEC chip must lie on data too
+    # the matched SEC chip must lie on the image, and overlap REF's chip on enough pixels
     safe_shift = np.where(np.isfinite(fit.shift), fit.shift, 0.0)
-    match_top = top[measured] + np.rint(safe_shift[:, 0]).astype(np.int64)
-    match_left = left[measured] + np.rint(safe_shift[:, 1]).astype(np.int64)
+    match_top = m_top + np.rint(safe_shift[:, 0]).astype(np.int64)
+    match_left = m_left + np.rint(safe_shift[:, 1]).astype(np.int64)
     inside = (
         (match_top >= 0)
         & (match_left >= 0)
@@ -441,10 +613,16 @@ def _search(
         & (match_left + chip <= block.sec.shape[1])
     )
     sec_nodata = ok & ~inside
-    check = ok & inside
-    sec_nodata[check] = (
-        _patches(block.sec_nan, match_top[check], match_left[check], chip).mean(axis=(1, 2))
-        > opts.max_nodata_fraction
+    off_image = block.sec_unusable.off_image(match_top, match_left, chip)
+    # chips slide inward at the edge: a match that reaches far off the image is a chance one
+    sec_nodata |= off_image > _MAX_OFF_IMAGE * chip * chip
+    unusable = off_image + block.sec_unusable.holes(match_top, match_left, chip)
+    check = np.flatnonzero(ok & inside & (masked | (unusable > 0)))
+    both = ~_patches(block.ref_nan, m_top[check], m_left[check], chip) & ~_patches(
+        block.sec_nan, match_top[check], match_left[check], chip
+    )
+    sec_nodata[check] |= (both.sum(axis=(1, 2)) < min_valid) | (
+        block.sec_unusable.centre_unusable(match_top[check], match_left[check], chip)
     )
     out.reason[measured[~ok]] = Reason.IMPRECISE
     out.reason[measured[sec_nodata]] = Reason.NODATA
@@ -455,11 +633,38 @@ def _search(
     return out
 
 
+def _usable_weights(
+    block: _Block, top: np.ndarray, left: np.ndarray, at: np.ndarray, chip: int
+) -> np.ndarray:
+    """(N, chip, chip) 1/0 weights of the pixels a masked chip's refinement may use: usable
+    in REF and at the integer match `at` in SEC, and far enough from unusable ones that the
+    splines there do not feel the holes (1 px in REF, 2 in SEC, where the chip moves)."""
+
+    def clear(nan: np.ndarray, rows: np.ndarray, cols: np.ndarray, reach: int) -> np.ndarray:
+        near = ndimage.maximum_filter(
+            _patches(nan, rows - reach, cols - reach, chip + 2 * reach),
+            size=(1, 2 * reach + 1, 2 * reach + 1),
+        )
+        return ~near[:, reach:-reach, reach:-reach]
+
+    usable = clear(block.ref_nan, top, left, 1) & clear(
+        block.sec_hole, top + at[:, 0], left + at[:, 1], 2
+    )
+    return usable.astype(np.float32)
+
+
 def _refine(
-    block: _Block, top: np.ndarray, left: np.ndarray, chip: int, start: np.ndarray, iterations: int
+    block: _Block,
+    top: np.ndarray,
+    left: np.ndarray,
+    chip: int,
+    start: np.ndarray,
+    iterations: int,
+    weights: np.ndarray | None = None,
 ) -> Refinement:
     """Gauss-Newton in slices small enough for the CPU cache: faster, and it lets two
-    threads share the memory bus instead of queueing on it."""
+    threads share the memory bus instead of queueing on it. `weights` (N, chip, chip):
+    the pixels each chip may use (all when None)."""
     size = max(64, 2**18 // (chip + 3) ** 2)
     # at least one (possibly empty) slice, so that the result always has its fields
     parts = [
@@ -472,6 +677,7 @@ def _refine(
             chip,
             start[i : i + size],
             iterations,
+            None if weights is None else weights[i : i + size],
         )
         for i in range(0, max(len(top), 1), size)
     ]
@@ -623,6 +829,10 @@ def _coarse_field(
     return np.rint(seed).astype(np.int64), np.minimum(radius, full), coarse_valid
 
 
+Predictor = Callable[[np.ndarray, np.ndarray], np.ndarray]
+"""predict(rows, cols) -> (2, ...) displacement (rows, cols) in pixels at those positions."""
+
+
 def _fine_strip(
     read: BlockReader,
     image_shape: tuple[int, int],
@@ -631,18 +841,29 @@ def _fine_strip(
     seed: np.ndarray,
     radius: np.ndarray,
     opts: TrackerOptions,
+    predictor: Predictor | None = None,
+    todo: np.ndarray | None = None,
 ) -> tuple[_Matches, np.ndarray]:
-    """Track one strip of fine nodes up the chip ladder; also returns the chip used."""
+    """Track one strip of fine nodes up the chip ladder; also returns the chip used.
+
+    With a `predictor`, SEC is first warped by it and the nodes in `todo` (a boolean grid;
+    the others keep reason NODATA) search for the residual around zero: the chips then
+    deform with the predicted flow (window deformation, as in PIV)."""
     rr, cc = np.meshgrid(rows, cols, indexing="ij")
     n = rr.size
     seed_flat = seed.reshape(n, 2)
     radius_flat = _bucket(radius.ravel(), opts.search_radius_px)
     reach = int((np.abs(seed_flat).max(axis=1) + radius_flat).max(initial=0))
     block = _block_for(read, image_shape, rows, cols, reach, opts)
+    if predictor is not None:
+        ii, jj = np.mgrid[0 : block.sec.shape[0], 0 : block.sec.shape[1]].astype(np.float64)
+        block = block.warped(predictor(ii + block.row0 + 0.5, jj + block.col0 + 0.5))
     best = _Matches.empty(n)
     chip_used = np.zeros(n, dtype=np.int64)
-    pending = np.arange(n)
+    pending = np.arange(n) if todo is None else np.flatnonzero(todo.ravel())
     for step, chip in enumerate(opts.chip_sizes_px):
+        if pending.size == 0:
+            break
         m = _search(
             block,
             rr.ravel()[pending],
@@ -670,14 +891,151 @@ def _fine_strip(
         chip_used[take] = chip
         retry = ~precise & (m.reason != Reason.NODATA)
         pending = pending[retry]
-        if pending.size == 0:
-            break
     sigma = best.sigma.max(axis=1)
     best.reason[(best.reason == Reason.VALID) & ~(sigma <= opts.reject_sigma_px)] = Reason.IMPRECISE
     invalid = best.reason != Reason.VALID
     best.shift[invalid] = np.nan
     best.sigma[invalid] = np.nan
+    if predictor is not None:  # the residual r was found at p + r in the warped SEC
+        ok = ~invalid
+        at_r, at_c = rr.ravel()[ok] + best.shift[ok, 0], cc.ravel()[ok] + best.shift[ok, 1]
+        best.shift[ok] += predictor(at_r, at_c).T
     return best, chip_used
+
+
+def _node_predictor(
+    node_rows: np.ndarray, node_cols: np.ndarray, rows: np.ndarray, cols: np.ndarray
+) -> tuple[Predictor, np.ndarray]:
+    """A displacement field everywhere from the valid vectors (linear between them, nearest
+    beyond them): the predictor at any position, and its values on the node grid."""
+    valid = np.isfinite(rows) & np.isfinite(cols)
+    ii, jj = np.nonzero(valid)
+    gi, gj = np.mgrid[0 : rows.shape[0], 0 : rows.shape[1]]
+    points = np.stack([ii, jj], axis=1)
+    grid = np.empty((2, *rows.shape))
+    for k, field_ in enumerate((rows, cols)):
+        values = field_[valid]
+        linear = (
+            interpolate.griddata(points, values, (gi, gj), method="linear")
+            if len(points) >= 3 and np.ptp(ii) > 0 and np.ptp(jj) > 0
+            else np.full(rows.shape, np.nan)
+        )
+        nearest = interpolate.griddata(points, values, (gi, gj), method="nearest")
+        grid[k] = np.where(np.isfinite(linear), linear, nearest)
+    step_r = node_rows[1] - node_rows[0] if len(node_rows) > 1 else 1.0
+    step_c = node_cols[1] - node_cols[0] if len(node_cols) > 1 else 1.0
+
+    def predict(r: np.ndarray, c: np.ndarray) -> np.ndarray:
+        coords = np.stack(
+            [(np.asarray(r) - node_rows[0]) / step_r, (np.asarray(c) - node_cols[0]) / step_c]
+        )
+        return np.stack(
+            [ndimage.map_coordinates(grid[k], coords, order=1, mode="nearest") for k in range(2)]
+        )
+
+    return predict, grid
+
+
+def _reject_incoherent(
+    rows: np.ndarray, cols: np.ndarray, reason: np.ndarray, opts: TrackerOptions
+) -> None:
+    """The normalized median test, in place; removing outliers can leave others exposed,
+    so it repeats until stable (three rounds at most)."""
+    for _ in range(3):
+        bad = incoherent(rows, cols, opts.ndc_threshold, opts.ndc_noise_px)
+        if not bad.any():
+            break
+        reason[bad] = Reason.INCOHERENT
+        rows[bad] = np.nan
+        cols[bad] = np.nan
+
+
+def _spacing(node_rows: np.ndarray, node_cols: np.ndarray) -> float:
+    """Distance between neighbouring nodes, pixels (1 for a single node)."""
+    if len(node_rows) > 1:
+        return float(node_rows[1] - node_rows[0])
+    return float(node_cols[1] - node_cols[0]) if len(node_cols) > 1 else 1.0
+
+
+def _deform_pass(
+    read: BlockReader,
+    image_shape: tuple[int, int],
+    node_rows: np.ndarray,
+    node_cols: np.ndarray,
+    opts: TrackerOptions,
+    pool: ThreadPoolExecutor,
+    rows: np.ndarray,
+    cols: np.ndarray,
+    reason: np.ndarray,
+    chip: np.ndarray,
+    matches: _Matches,
+) -> bool:
+    """Track again, with chips deformed by the field found so far, the nodes where that
+    field varies by more than `deform_residual_px` across the smallest chip (a rigid chip
+    cannot match there) or where no vector was found; updates the grids in place and says
+    whether any node was tracked again."""
+    if not np.isfinite(rows).any():
+        return False
+    ny, nx = rows.shape
+    predict, grid = _node_predictor(node_rows, node_cols, rows, cols)
+    spacing = _spacing(node_rows, node_cols)
+    steepest = np.zeros((ny, nx))
+    spread = np.zeros((ny, nx))
+    for k in range(2):
+        for axis in range(2):
+            if grid.shape[1 + axis] > 1:
+                steepest = np.maximum(steepest, np.abs(np.gradient(grid[k], spacing, axis=axis)))
+        spread = np.maximum(
+            spread,
+            ndimage.maximum_filter(grid[k], 3, mode="nearest")
+            - ndimage.minimum_filter(grid[k], 3, mode="nearest"),
+        )
+    missing = ~np.isin(reason, (Reason.VALID, Reason.NODATA, Reason.NO_TEXTURE))
+    todo = (steepest * min(opts.chip_sizes_px) > opts.deform_residual_px) | missing
+    if not todo.any():
+        return False
+    radius = np.minimum(np.ceil(spread / 2).astype(np.int64) + 3, opts.search_radius_px)
+    zero = np.zeros((ny, nx, 2), dtype=np.int64)
+    strips = [s for s in range(0, ny, opts.strip_rows) if todo[s : s + opts.strip_rows].any()]
+    # larger chips would straddle what the predictor still gets wrong: the smallest only
+    small = replace(opts, chip_sizes_px=opts.chip_sizes_px[:1])
+    parts = pool.map(
+        lambda s: _fine_strip(
+            read,
+            image_shape,
+            node_rows[s : s + opts.strip_rows],
+            node_cols,
+            zero[s : s + opts.strip_rows],
+            radius[s : s + opts.strip_rows],
+            small,
+            predict,
+            todo[s : s + opts.strip_rows],
+        ),
+        strips,
+    )
+    sigma = matches.sigma.reshape(ny, nx, 2)
+    zncc = matches.zncc.reshape(ny, nx)
+    for s, (found, used) in zip(strips, parts, strict=True):
+        sl = slice(s, s + opts.strip_rows)
+        new_zncc = found.zncc.reshape(rows[sl].shape)
+        new_valid = found.reason.reshape(rows[sl].shape) == Reason.VALID
+        # a rigid smallest chip that matched better than the warped one keeps its vector:
+        # where the motion jumps (a 1 px margin) the warp, linear between nodes, is wrong
+        rigid_better = (
+            (reason[sl] == Reason.VALID)
+            & (chip[sl] == min(opts.chip_sizes_px))
+            & (~new_valid | (zncc[sl] >= new_zncc))
+        )
+        again = todo[sl] & ~rigid_better
+        shift = found.shift.reshape(*again.shape, 2)
+        rows[sl][again] = shift[..., 0][again]
+        cols[sl][again] = shift[..., 1][again]
+        reason[sl][again] = found.reason.reshape(again.shape)[again]
+        chip[sl][again] = used.reshape(again.shape)[again]
+        sigma[sl][again] = found.sigma.reshape(*again.shape, 2)[again]
+        zncc[sl][again] = found.zncc.reshape(again.shape)[again]
+    _reject_incoherent(rows, cols, reason, opts)
+    return True
 
 
 def track(
@@ -720,23 +1078,38 @@ def track(
             return out
 
         parts = list(pool.map(fine, strips))
-    matches = _Matches(
-        np.concatenate([p[0].shift for p in parts]),
-        np.concatenate([p[0].sigma for p in parts]),
-        np.concatenate([p[0].zncc for p in parts]),
-        np.concatenate([p[0].reason for p in parts]),
-    )
-    chip = np.concatenate([p[1] for p in parts]).reshape(ny, nx)
-    rows = matches.shift[:, 0].reshape(ny, nx).copy()
-    cols = matches.shift[:, 1].reshape(ny, nx).copy()
-    reason = matches.reason.reshape(ny, nx).copy()
-    for _ in range(3):  # removing outliers can leave others exposed: repeat until stable
-        bad = incoherent(rows, cols, opts.ndc_threshold, opts.ndc_noise_px)
-        if not bad.any():
-            break
-        reason[bad] = Reason.INCOHERENT
-        rows[bad] = np.nan
-        cols[bad] = np.nan
+        matches = _Matches(
+            np.concatenate([p[0].shift for p in parts]),
+            np.concatenate([p[0].sigma for p in parts]),
+            np.concatenate([p[0].zncc for p in parts]),
+            np.concatenate([p[0].reason for p in parts]),
+        )
+        chip = np.concatenate([p[1] for p in parts]).reshape(ny, nx)
+        rows = matches.shift[:, 0].reshape(ny, nx).copy()
+        cols = matches.shift[:, 1].reshape(ny, nx).copy()
+        reason = matches.reason.reshape(ny, nx).copy()
+        _reject_incoherent(rows, cols, reason, opts)
+        for _ in range(opts.deform_passes):
+            if not _deform_pass(
+                read,
+                image_shape,
+                node_rows,
+                node_cols,
+                opts,
+                pool,
+                rows,
+                cols,
+                reason,
+                chip,
+                matches,
+            ):
+                break
+    # only now is the surface's own field continuous across its margins, so that a
+    # region cut off from it by a jump can be told apart
+    other = second_motions(rows, cols, opts.max_strain * _spacing(node_rows, node_cols))
+    reason[other] = Reason.SECOND_MOTION
+    rows[other] = np.nan
+    cols[other] = np.nan
     interpolated = fill_small_gaps(rows, cols, reason != Reason.NODATA, opts.max_gap_nodes)
     return TrackResult(
         rows=rows,

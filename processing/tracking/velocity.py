@@ -1,9 +1,15 @@
 """From pixel displacements to velocities with their errors, as ITS_LIVE computes them.
 
-Pure computation. Stable-ground shift: the median velocity over stable ground (a
-stable-surface mask when one is given, flag 1; else the slowest 25 % of vectors, flag 2)
-is subtracted from vx and vy. Errors: the RMS of the corrected velocities over that
-ground (ITS_LIVE's error_stationary / error_slow), and per vector the precision of the
+Pure computation. Stable-ground shift, as ITS_LIVE intends it: the median velocity over
+ground known to be stable is subtracted from vx and vy. That ground is a stable-surface
+mask when one is given (flag 1); else the nodes where a *reference* velocity (the prior)
+is in its slowest 25 % (flag 2); else there is none and nothing is subtracted (flag 0).
+The slowest 25 % of the *measured* vectors serve only when asked for
+(`StableShift.SLOWEST_MEASURED`, flag 2): on a scene without stable ground they are moving
+ice, and subtracting them removes real motion. Only measured vectors count (not
+interpolated ones, nor any node with a reason code, e.g. a second coherent motion).
+Errors: the RMS of the corrected velocities over that ground (ITS_LIVE's
+error_stationary / error_slow), else the modelled error; per vector the precision of the
 correlation fit. GLAFT's static-terrain metric (Zheng et al. 2023): the mode of the
 kernel density of stable-ground velocities and the spread around it.
 """
@@ -11,14 +17,21 @@ kernel density of stable-ground velocities and the spread around it.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import StrEnum
 
 import numpy as np
-from scipy.stats import gaussian_kde
 
 from glacierflow.processing.tracking.tracker import Reason, TrackResult
 
 DAYS_PER_YEAR = 365.25
 _MIN_STABLE = 10
+
+
+class StableShift(StrEnum):
+    """Where the stable-ground shift may come from when no stable-surface mask is given."""
+
+    AUTO = "auto"  # the reference velocity's slowest 25 % if there is one, else no shift
+    SLOWEST_MEASURED = "slowest-measured"  # without a reference: the measured slowest 25 %
 
 
 @dataclass
@@ -41,6 +54,7 @@ class Velocity:
     stable_shift_flag: int
     stationary: tuple[StableGround, StableGround]
     slow: tuple[StableGround, StableGround]
+    stable_shift_source: str = ""  # which ground the shift came from, or why there is none
     quality: dict[str, float] = field(default_factory=dict)
 
     @property
@@ -55,10 +69,19 @@ class Velocity:
             out = np.sqrt((self.vx_error * self.vx / v) ** 2 + (self.vy_error * self.vy / v) ** 2)
         return np.where(v > 0, out, np.hypot(self.vx_error, self.vy_error) / np.sqrt(2))
 
+    def modeled_error(self, k: int) -> float:
+        """Median per-vector precision of component k (NaN without any vector)."""
+        errors = self.vx_error if k == 0 else self.vy_error
+        return float(np.nanmedian(errors)) if np.isfinite(errors).any() else np.nan
+
     def component_error(self, k: int) -> float:
-        """The granule-wide error of component k: stationary where measured, else slow."""
-        ground = self.stationary[k] if self.stable_shift_flag == 1 else self.slow[k]
-        return ground.error
+        """The granule-wide error of component k, as ITS_LIVE picks it: over the ground the
+        shift came from (stationary or slow), else the modelled error."""
+        if self.stable_shift_flag == 1:
+            return self.stationary[k].error
+        if self.stable_shift_flag == 2:
+            return self.slow[k].error
+        return self.modeled_error(k)
 
 
 def _stable(values: np.ndarray, where: np.ndarray) -> StableGround:
@@ -71,6 +94,8 @@ def _stable(values: np.ndarray, where: np.ndarray) -> StableGround:
 
 def glaft_static_terrain(vx: np.ndarray, vy: np.ndarray) -> dict[str, float]:
     """Peak (mode) of the 2-D KDE of stable-ground velocities and the RMS spread around it."""
+    from scipy.stats import gaussian_kde  # imported here: slow to import, and only this uses it
+
     ok = np.isfinite(vx) & np.isfinite(vy)
     if ok.sum() < _MIN_STABLE or np.ptp(vx[ok]) == 0 or np.ptp(vy[ok]) == 0:
         return {}
@@ -92,16 +117,28 @@ def glaft_static_terrain(vx: np.ndarray, vy: np.ndarray) -> dict[str, float]:
     }
 
 
+def _slowest_quarter(speed: np.ndarray, where: np.ndarray) -> np.ndarray:
+    """Nodes of `where` whose speed is within the slowest 25 % of the speeds there."""
+    known = where & np.isfinite(speed)
+    if not known.any():
+        return np.zeros(speed.shape, dtype=bool)
+    return known & (speed <= np.percentile(speed[known], 25))
+
+
 def to_velocity(
     result: TrackResult,
     pixel_size: tuple[float, float],
     dt_days: float,
     stable_mask: np.ndarray | None = None,
+    reference_speed: np.ndarray | None = None,
+    stable_shift: StableShift = StableShift.AUTO,
 ) -> Velocity:
     """Convert displacements to velocities and correct the stable-ground shift.
 
     pixel_size: (x size, y size) in metres, both positive; rows grow southward.
     stable_mask: optional boolean grid of nodes on stable (non-moving) ground.
+    reference_speed: optional grid of a reference speed (any unit, NaN where unknown),
+    e.g. the prior's: its slowest 25 % are taken as stable when there is no mask.
     """
     if dt_days <= 0:
         raise ValueError(f"the time separation must be positive, got {dt_days} days")
@@ -112,23 +149,46 @@ def to_velocity(
     vy_error = result.sigma_rows * pixel_size[1] * per_year
 
     speed = np.hypot(vx, vy)
-    measured = np.isfinite(speed) & ~result.interpolated
-    slow_mask = np.zeros_like(measured)
-    if measured.sum() >= _MIN_STABLE:
-        slow_mask = measured & (speed <= np.percentile(speed[measured], 25))
-    slow = (_stable(vx, slow_mask), _stable(vy, slow_mask))
+    # only vectors measured here and now: not interpolated, no reason code against them
+    measured = np.isfinite(speed) & ~result.interpolated & (result.reason == Reason.VALID)
     stationary = (StableGround(), StableGround())
+    on_rock = np.zeros_like(measured)
     if stable_mask is not None:
         on_rock = measured & stable_mask
         stationary = (_stable(vx, on_rock), _stable(vy, on_rock))
+    slow_mask = np.zeros_like(measured)
+    slow_source = ""
+    if reference_speed is not None:
+        # ITS_LIVE: the slowest quarter of the reference over the granule, where measured
+        slow_mask = measured & _slowest_quarter(reference_speed, np.ones_like(measured))
+        slow_source = "the slowest 25 % of the reference velocity"
+    elif stable_shift is StableShift.SLOWEST_MEASURED:
+        slow_mask = _slowest_quarter(speed, measured)
+        slow_source = "the slowest 25 % of the measured velocities (asked for)"
+    slow = (_stable(vx, slow_mask), _stable(vy, slow_mask))
     if stationary[0].count >= _MIN_STABLE:
-        flag, ground, used = 1, stationary, measured & stable_mask
+        flag, ground, used = 1, stationary, on_rock
+        source = "the stable-surface mask"
     elif slow[0].count >= _MIN_STABLE:
         flag, ground, used = 2, slow, slow_mask
+        source = slow_source
     else:
-        flag, ground, used = 0, (StableGround(0.0), StableGround(0.0)), slow_mask
-    vx = vx - (ground[0].shift if flag else 0.0)
-    vy = vy - (ground[1].shift if flag else 0.0)
+        flag, ground, used = 0, (StableGround(0.0), StableGround(0.0)), np.zeros_like(measured)
+        tried = [
+            what
+            for what, given in (
+                ("the stable-surface mask", stable_mask is not None),
+                (slow_source, bool(slow_source)),
+            )
+            if given
+        ]
+        source = (
+            f"fewer than {_MIN_STABLE} measured vectors on {' or on '.join(tried)}"
+            if tried
+            else "no stable-surface mask and no reference velocity"
+        )
+    vx = vx - ground[0].shift
+    vy = vy - ground[1].shift
 
     valid = np.isfinite(vx)
     quality = {
@@ -141,4 +201,4 @@ def to_velocity(
         "coarse_valid_percentage": 100 * result.coarse_valid_fraction,
     }
     quality.update(glaft_static_terrain(vx[used], vy[used]))
-    return Velocity(vx, vy, vx_error, vy_error, flag, stationary, slow, quality)
+    return Velocity(vx, vy, vx_error, vy_error, flag, stationary, slow, source, quality)

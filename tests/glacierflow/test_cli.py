@@ -21,6 +21,7 @@ import httpx
 import numpy as np
 import psycopg
 import pytest
+import rasterio
 import xarray as xr
 
 from glacierflow import cli
@@ -30,7 +31,7 @@ from glacierflow.processing import synthetic
 TRACK_OPTIONS = [
     "--output", "--ref-time", "--sec-time", "--spacing", "--chip-min", "--chip-max",
     "--max-speed", "--filter", "--subpixel", "--prior-vx", "--prior-vy", "--stable-mask",
-    "--threads",
+    "--stable-shift", "--ref-mask", "--sec-mask", "--threads",
 ]  # fmt: skip
 SMALL_CHIPS = ["--chip-min", "120", "--chip-max", "480", "--max-speed", "2000"]
 
@@ -114,6 +115,61 @@ def test_track_refuses_a_pair_in_the_wrong_order(scenes: tuple[Path, Path], tmp_
     assert run.returncode != 0
     assert "not after" in run.stderr and str(scenes[1]) in run.stderr
     assert not (tmp_path / "out").exists()
+
+
+def _mask(path: Path, like: Path, value: int) -> Path:
+    """A uint8 mask on the grid of `like`, `value` in its central quarter, 0 elsewhere."""
+    with rasterio.open(like) as src:
+        profile = {**src.profile, "dtype": "uint8", "nodata": None}
+        data = np.zeros((src.height, src.width), np.uint8)
+    data[src.height // 4 : 3 * src.height // 4, src.width // 4 : 3 * src.width // 4] = value
+    with rasterio.open(path, "w", **profile) as dst:
+        dst.write(data, 1)
+    return path
+
+
+def test_track_masks_and_stable_shift_reach_the_granule(
+    scenes: tuple[Path, Path], tmp_path: Path
+) -> None:
+    target = tmp_path / "pair.nc"
+    run = _run(
+        tmp_path, "track", str(scenes[0]), str(scenes[1]), "-o", str(target), *SMALL_CHIPS,
+        "--ref-mask", str(_mask(tmp_path / "ref_qa.tif", scenes[0], 3)),
+        "--sec-mask", str(_mask(tmp_path / "sec_qa.tif", scenes[1], 0)),
+        "--stable-shift", "slowest-measured",
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    with xr.open_dataset(target) as ds:
+        assert ds.attrs["parameter_masks"] == "ref sec"
+        assert ds.attrs["parameter_stable_shift"] == "slowest-measured"
+        assert ds["vx"].attrs["stable_shift_flag"] == 2
+        inner = ds["vx"].isel(y=slice(7, 12), x=slice(7, 12))  # the masked centre
+        assert inner.isnull().all()
+        assert ds["vx"].notnull().mean() > 0.5
+    assert "nodata" in run.stderr
+
+
+@pytest.mark.parametrize("flag", ["--ref-mask", "--sec-mask"])
+def test_track_bad_mask_exits_2_naming_it(
+    scenes: tuple[Path, Path], tmp_path: Path, flag: str
+) -> None:
+    missing = tmp_path / "no_qa_band.tif"
+    out = tmp_path / "out"
+    ref, sec = scenes
+    run = _run(tmp_path, "track", str(ref), str(sec), "-o", str(out), flag, str(missing))
+    assert run.returncode == 2
+    assert flag in run.stderr and str(missing) in run.stderr
+    assert "Traceback" not in run.stderr
+    assert not out.exists()
+
+
+def test_track_refuses_an_unknown_stable_shift(scenes: tuple[Path, Path], tmp_path: Path) -> None:
+    run = _run(
+        tmp_path, "track", str(scenes[0]), str(scenes[1]), "-o", str(tmp_path / "out"),
+        "--stable-shift", "slowest",
+    )  # fmt: skip
+    assert run.returncode == 2
+    assert "--stable-shift" in run.stderr
 
 
 def test_track_wants_both_prior_components(scenes: tuple[Path, Path], tmp_path: Path) -> None:

@@ -1,5 +1,6 @@
 """Pair -> granule end to end (`track_pair`): accuracy against the known field, the time
-order of the pair, the stable-ground mask and a velocity prior, all through files on disk.
+order of the pair, the stable-ground shift (mask, prior, none), a velocity prior and masks
+of unusable pixels, all through files on disk.
 
 Synthetic pixels are 7.5 m and 16 days apart, so 1 px of motion is ~171 m/yr; chips of
 120-480 m are 16-64 px.
@@ -13,11 +14,13 @@ import numpy as np
 import pytest
 import rasterio
 import xarray as xr
+from conftest import clouded_pair
 from rasterio.warp import Resampling, calculate_default_transform, reproject
 
 from glacierflow.processing import synthetic
 from glacierflow.processing.io.scenes import SceneError
 from glacierflow.processing.pipeline import GranuleReport, TrackRequest, track_pair
+from glacierflow.processing.tracking.velocity import StableShift
 
 YEARS = 16 / 365.25
 M_PER_YR_PER_PX = synthetic.PIXEL_SIZE_M / YEARS
@@ -31,7 +34,7 @@ def _track(ref: Path, sec: Path, output: Path, **options) -> GranuleReport:
 def _with_shift_restored(ds: xr.Dataset) -> xr.Dataset:
     """The velocities before the stable-ground shift correction, from the recorded shift.
 
-    A uniform shift has no stable ground: the slowest 25 % move like the rest, so the
+    A uniform reference velocity has no slower part: its slowest 25 % is all of it, so the
     correction (as in ITS_LIVE) removes the motion; the granule records what it removed.
     """
     return ds.assign(
@@ -66,12 +69,10 @@ def test_uniform_shift_is_measured_accurately(tmp_path: Path) -> None:
     report = _track(ref, sec, tmp_path / "out")
     assert report.valid_percentage >= 99
     with xr.open_dataset(report.path) as ds:
-        assert ds["vx"].attrs["stable_shift_flag"] == 2  # no mask: the slowest 25 %
-        # the whole motion was taken for a stable-ground shift...
-        assert ds["vx"].attrs["stable_shift"] == pytest.approx(-0.7 * M_PER_YR_PER_PX, abs=5)
-        assert ds["vy"].attrs["stable_shift"] == pytest.approx(-0.3 * M_PER_YR_PER_PX, abs=5)
-        # ...and what the tracker measured is within 0.05 px of the truth
-        accuracy = synthetic.granule_accuracy(_with_shift_restored(ds), pair)
+        # no stable mask, no reference velocity: nothing is subtracted, as delivered
+        assert ds["vx"].attrs["stable_shift_flag"] == 0
+        assert ds["vx"].attrs["stable_shift"] == ds["vy"].attrs["stable_shift"] == 0
+        accuracy = synthetic.granule_accuracy(ds, pair)
     assert accuracy.measured >= 0.95 * report.nodes
     assert accuracy.rmse_px < 0.05, accuracy.summary()
     assert accuracy.max_px < 0.5, accuracy.summary()
@@ -179,11 +180,88 @@ def test_stable_mask_sets_flag_1_and_keeps_the_motion(tmp_path: Path) -> None:
     assert accuracy.rmse_px < 0.05, accuracy.summary()
 
 
-def test_without_a_mask_the_flag_is_2(scenes: tuple[Path, Path], tmp_path: Path) -> None:
-    report = _track(*scenes, tmp_path / "out")
+def _drift_scenes(folder: Path) -> tuple[synthetic.SyntheticPair, Path, Path]:
+    """A uniform 3.4 px drift east: all of it moving ice, no stable ground."""
+    pair = synthetic.make_pair((300, 300), synthetic.uniform(0.0, 3.4), noise=0.02, seed=28)
+    return pair, *synthetic.write_geotiffs(pair, folder / "scenes", "drift")
+
+
+def test_without_mask_or_reference_the_drift_is_delivered_intact_flag_0(tmp_path: Path) -> None:
+    pair, ref, sec = _drift_scenes(tmp_path)
+    report = _track(ref, sec, tmp_path / "out")
     with xr.open_dataset(report.path) as ds:
-        assert ds["vx"].attrs["stable_shift_flag"] == 2
-        assert ds["vx"].attrs["stable_count_stationary"] == 0
+        for name in ("vx", "vy"):
+            attrs = ds[name].attrs
+            assert attrs["stable_shift_flag"] == 0
+            assert attrs["stable_shift"] == 0
+            assert attrs["stable_count_stationary"] == attrs["stable_count_slow"] == 0
+            assert (
+                "no stable-surface mask and no reference velocity"
+                in (attrs["stable_shift_description"])
+            )
+            # as in ITS_LIVE's own flag-0 granules: the error is the modelled one
+            assert attrs["error"] == attrs["error_modeled"]
+        assert float(ds["vx"].median()) == pytest.approx(3.4 * M_PER_YR_PER_PX, rel=0.01)
+        accuracy = synthetic.granule_accuracy(ds, pair)
+    assert accuracy.rmse_px < 0.05, accuracy.summary()
+
+
+def test_slowest_measured_shift_only_when_asked_for(tmp_path: Path) -> None:
+    _, ref, sec = _drift_scenes(tmp_path)
+    report = _track(ref, sec, tmp_path / "out", stable_shift=StableShift.SLOWEST_MEASURED)
+    with xr.open_dataset(report.path) as ds:
+        attrs = ds["vx"].attrs
+        assert attrs["stable_shift_flag"] == 2
+        assert attrs["stable_shift"] == pytest.approx(3.4 * M_PER_YR_PER_PX, rel=0.01)
+        assert "measured" in attrs["stable_shift_description"]
+        assert abs(float(ds["vx"].median())) < 0.05 * M_PER_YR_PER_PX  # as asked: gone
+        assert ds.attrs["parameter_stable_shift"] == "slowest-measured"
+
+
+def test_stable_mask_on_a_drifting_scene_reads_rock_zero_flag_1(tmp_path: Path) -> None:
+    """Rock on the left (still), ice drifting 3.4 px on the right, everything offset by a
+    coregistration error of 0.4 px: the mask's median takes the offset out."""
+
+    def field(rows: np.ndarray, cols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        _, ice = _left_half_stable(rows, cols)
+        return np.zeros_like(ice), 0.4 + ice * 3.4 / 1.5
+
+    pair = synthetic.make_pair((300, 300), field, noise=0.02, seed=29)
+    ref, sec = synthetic.write_geotiffs(pair, tmp_path / "scenes", "rock")
+    mask = np.zeros((300, 300), np.uint8)
+    mask[:, :140] = 1
+    report = _track(
+        ref, sec, tmp_path / "out", stable_mask=str(_raster_like(tmp_path / "r.tif", mask, pair))
+    )
+    with xr.open_dataset(report.path) as ds:
+        assert ds["vx"].attrs["stable_shift_flag"] == 1
+        assert ds["vx"].attrs["stable_shift"] == pytest.approx(0.4 * M_PER_YR_PER_PX, rel=0.05)
+        assert "stable-surface mask" in ds["vx"].attrs["stable_shift_description"]
+        rock = ds["vx"].sel(x=slice(None, synthetic.ORIGIN_X + 130 * synthetic.PIXEL_SIZE_M))
+        ice = ds["vx"].sel(x=slice(synthetic.ORIGIN_X + 200 * synthetic.PIXEL_SIZE_M, None))
+        assert abs(float(rock.median())) < 0.03 * M_PER_YR_PER_PX
+        assert float(ice.median()) == pytest.approx(3.4 * M_PER_YR_PER_PX, rel=0.02)
+
+
+def test_reference_velocity_gives_flag_2(tmp_path: Path) -> None:
+    """Without a stable mask, the prior's slowest 25 % are the stable ground."""
+    pair = synthetic.make_pair((300, 300), _left_half_stable, noise=0.02, seed=24)
+    ref, sec = synthetic.write_geotiffs(pair, tmp_path / "scenes", "reference")
+    rows, cols = np.mgrid[0:300, 0:300] + 0.5
+    _, d_cols = _left_half_stable(rows, cols)
+    vx = (d_cols * M_PER_YR_PER_PX).astype(np.float32)
+    prior_vx = _raster_like(tmp_path / "prior_vx.tif", vx, pair)
+    prior_vy = _raster_like(tmp_path / "prior_vy.tif", np.zeros_like(vx), pair)
+    report = _track(ref, sec, tmp_path / "out", prior_vx=str(prior_vx), prior_vy=str(prior_vy))
+    with xr.open_dataset(report.path) as ds:
+        attrs = ds["vx"].attrs
+        assert attrs["stable_shift_flag"] == 2
+        assert attrs["stable_count_slow"] > 50
+        assert attrs["stable_count_stationary"] == 0
+        assert "reference velocity" in attrs["stable_shift_description"]
+        assert abs(attrs["stable_shift"]) < 0.05 * M_PER_YR_PER_PX
+        accuracy = synthetic.granule_accuracy(ds, pair)
+    assert accuracy.rmse_px < 0.05, accuracy.summary()
 
 
 def test_prior_reaches_motion_beyond_the_search_window(tmp_path: Path) -> None:
@@ -233,3 +311,77 @@ def test_damaged_tile_outside_the_checked_windows_names_the_file(tmp_path: Path)
         _track(ref, sec, tmp_path / "out")
     assert str(ref) in str(info.value)
     assert not list(tmp_path.glob("out/*.nc"))
+
+
+# -- masks of unusable pixels ------------------------------------------------------------------
+
+
+@pytest.fixture
+def clouded(tmp_path: Path) -> tuple[synthetic.SyntheticPair, Path, Path, np.ndarray, np.ndarray]:
+    pair, ref_cloud, sec_cloud = clouded_pair((300, 300), seed=34)
+    return (
+        pair,
+        *synthetic.write_geotiffs(pair, tmp_path / "scenes", "cloudy"),
+        ref_cloud,
+        sec_cloud,
+    )
+
+
+def _nodes_under(ds: xr.Dataset, pair: synthetic.SyntheticPair, *clouds: np.ndarray) -> np.ndarray:
+    cols = ((ds["x"].values - pair.origin[0]) / pair.pixel_size).astype(int)
+    rows = ((pair.origin[1] - ds["y"].values) / pair.pixel_size).astype(int)
+    return np.logical_or.reduce([c[np.ix_(rows, cols)] for c in clouds])
+
+
+def test_masks_keep_the_cloud_out_of_the_granule(clouded, tmp_path: Path) -> None:
+    pair, ref, sec, ref_cloud, sec_cloud = clouded
+    ref_mask = _raster_like(tmp_path / "ref_mask.tif", ref_cloud.astype(np.uint8), pair)
+    # the SEC mask on a coarser grid, as a 15 m QA band would be: resampled (nearest)
+    coarse = rasterio.transform.from_origin(synthetic.ORIGIN_X, synthetic.ORIGIN_Y, 15, 15)
+    sec_mask = _raster_like(
+        tmp_path / "sec_mask.tif", sec_cloud[::2, ::2].astype(np.uint8) * 9, pair, transform=coarse
+    )
+    report = _track(ref, sec, tmp_path / "out", ref_mask=str(ref_mask), sec_mask=str(sec_mask))
+    with xr.open_dataset(report.path) as ds:
+        under = _nodes_under(ds, pair, ref_cloud, sec_cloud)
+        valid = np.isfinite(ds["vx"].values)
+        assert under.sum() > 10
+        assert valid[under].mean() <= 0.05
+        assert np.all(ds["reason"].values[under & ~valid] == 1)  # nodata
+        assert valid[~under].mean() > 0.9
+        assert ds.attrs["parameter_masks"] == "ref sec"
+        accuracy = synthetic.granule_accuracy(ds, pair)
+    assert accuracy.rmse_px < 0.05, accuracy.summary()
+
+
+def test_unmasked_cloud_is_not_nodata(clouded, tmp_path: Path) -> None:
+    """The same pair without its masks: what the masks are for."""
+    pair, ref, sec, ref_cloud, sec_cloud = clouded
+    report = _track(ref, sec, tmp_path / "out")
+    with xr.open_dataset(report.path) as ds:
+        under = _nodes_under(ds, pair, ref_cloud, sec_cloud)
+        assert (ds["reason"].values[under] == 1).mean() < 0.5  # not known as unusable
+        assert ds.attrs["parameter_masks"] == "none"
+
+
+@pytest.mark.parametrize("flag", ["ref_mask", "sec_mask"])
+def test_bad_mask_files_are_named(clouded, tmp_path: Path, flag: str) -> None:
+    pair, ref, sec, _, _ = clouded
+    missing = tmp_path / "no_such_mask.tif"
+    with pytest.raises(SceneError, match=f"--{flag.replace('_', '-')}.*no_such_mask.tif"):
+        _track(ref, sec, tmp_path / "out", **{flag: str(missing)})
+    two_bands = tmp_path / "two.tif"
+    with rasterio.open(
+        two_bands, "w", driver="GTiff", height=10, width=10, count=2, dtype="uint8",
+        crs=f"EPSG:{pair.epsg}", transform=pair.transform,
+    ) as dst:  # fmt: skip
+        dst.write(np.zeros((2, 10, 10), np.uint8))
+    with pytest.raises(SceneError, match="2 bands"):
+        _track(ref, sec, tmp_path / "out", **{flag: str(two_bands)})
+    far = rasterio.transform.from_origin(synthetic.ORIGIN_X + 1e6, synthetic.ORIGIN_Y, 7.5, 7.5)
+    elsewhere = _raster_like(
+        tmp_path / "far.tif", np.zeros((10, 10), np.uint8), pair, transform=far
+    )
+    with pytest.raises(SceneError, match="do not overlap"):
+        _track(ref, sec, tmp_path / "out", **{flag: str(elsewhere)})
+    assert not (tmp_path / "out").exists()

@@ -175,6 +175,25 @@ def test_velocity_attributes_required_by_formats(
     assert ours[name].stable_shift_flag in (0, 1, 2)
 
 
+@pytest.mark.parametrize("name", ["vx", "vy"])
+def test_stable_shift_attributes_as_itslive_writes_them(
+    ours: netCDF4.Dataset, sample: netCDF4.Dataset, name: str
+) -> None:
+    """No stable mask, no reference velocity: flag 0, and the error is the modelled one,
+    as in ITS_LIVE's own flag-0 granule."""
+    theirs = {a for a in sample[name].ncattrs() if a.startswith(("stable_", "error"))}
+    assert theirs <= set(ours[name].ncattrs())
+    for attr in ("stable_shift_flag", "stable_count_stationary", "stable_count_slow"):
+        for ds in (ours, sample):
+            assert np.issubdtype(np.asarray(ds[name].getncattr(attr)).dtype, np.integer), attr
+    assert sample[name].stable_shift_flag == ours[name].stable_shift_flag == 0
+    assert sample[name].error == sample[name].error_modeled
+    assert ours[name].error == ours[name].error_modeled
+    assert ours[name].stable_shift == 0
+    assert ours[name].stable_count_stationary == ours[name].stable_count_slow == 0
+    assert "no stable-surface mask and no reference velocity" in ours[name].stable_shift_description
+
+
 def test_img_pair_info_attributes(
     ours: netCDF4.Dataset, sample: netCDF4.Dataset, pair: synthetic.SyntheticPair
 ) -> None:

@@ -58,6 +58,32 @@ def test_gauss_newton_with_zero_iterations_only_evaluates(shifted) -> None:
     assert np.all(fit.zncc > 0.99)
 
 
+def test_gauss_newton_ignores_masked_pixels(shifted) -> None:
+    """A third of each SEC chip unusable, filled with the filtered images' mean (0) as the
+    tracker fills holes: weighted out, it changes nothing."""
+    ref, sec = shifted
+    corners = np.arange(40, 200, 48)  # chips apart: each blob lies in one chip only
+    top, left = (a.ravel() for a in np.meshgrid(corners, corners, indexing="ij"))
+    clouded = sec.copy()
+    weights = np.ones((len(top), 32, 32), np.float32)
+    for k, (t, c) in enumerate(zip(top, left, strict=True)):
+        clouded[t + 4 : t + 16, c + 6 : c + 20] = 0.0
+        weights[k, 2:18, 4:22] = 0.0  # with the margin the splines need
+    fits = {}
+    for name, image, w in (("clean", sec, None), ("masked", clouded, weights)):
+        coef = [ndimage.spline_filter(im, order=3, mode="mirror") for im in (ref, image)]
+        start = np.zeros((len(top), 2))
+        fits[name] = gauss_newton(ref, *coef, top, left, 32, start, 6, w)
+    unweighted = gauss_newton(ref, *coef, top, left, 32, np.zeros((len(top), 2)), 6)
+    masked = fits["masked"]
+    assert masked.converged.all()
+    assert np.sqrt(np.mean(np.sum((masked.shift - SHIFT) ** 2, axis=1))) < 0.01
+    assert np.all(masked.zncc > 0.99)
+    assert np.all(masked.sigma < 0.05)
+    # without the weights the hole drags the fit away
+    assert np.sqrt(np.mean(np.sum((unweighted.shift - SHIFT) ** 2, axis=1))) > 0.05
+
+
 @pytest.mark.parametrize("estimator", [peak_fit, peak_oversample])
 def test_surface_estimators_land_within_a_fifth_of_a_pixel(shifted, estimator) -> None:
     ref, sec = shifted

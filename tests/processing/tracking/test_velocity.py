@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from glacierflow.processing.tracking.tracker import Reason, TrackResult
-from glacierflow.processing.tracking.velocity import to_velocity
+from glacierflow.processing.tracking.velocity import DAYS_PER_YEAR, StableShift, to_velocity
 
 
 def _result(rows: np.ndarray, cols: np.ndarray) -> TrackResult:
@@ -26,9 +26,7 @@ def test_signs_and_units() -> None:
     rows = np.ones((10, 10))
     cols = np.ones((10, 10))
     vel = to_velocity(_result(rows, cols), (15.0, 15.0), 36.525)
-    # no stable ground in a uniform field beyond the slowest quarter: that quarter is shifted out
-    assert vel.stable_shift_flag == 2
-    assert np.allclose(vel.vx + 0, 0) and np.allclose(vel.vy, 0)
+    assert np.allclose(vel.vx, 150.0) and np.allclose(vel.vy, -150.0)
 
 
 def test_stable_mask_removes_a_coregistration_shift() -> None:
@@ -60,3 +58,77 @@ def test_outlier_percentage_counts_incoherent_nodes() -> None:
     vel = to_velocity(res, (15.0, 15.0), 16.0)
     assert vel.quality["outlier_percentage"] == 5.0
     assert vel.quality["valid_percentage"] == 95.0
+
+
+def _drift(shape: tuple[int, int] = (20, 20)) -> TrackResult:
+    """A uniform 3.4 px drift east with 0.05 px of noise: moving ice, no stable ground."""
+    noise = np.random.default_rng(0).normal(0, 0.05, (2, *shape))
+    return _result(noise[0], 3.4 + noise[1])
+
+
+def test_without_stable_ground_the_drift_is_kept_flag_0() -> None:
+    vel = to_velocity(_drift(), (1.0, 1.0), DAYS_PER_YEAR)
+    assert vel.stable_shift_flag == 0
+    assert np.median(vel.vx) == pytest.approx(3.4, abs=0.02)
+    assert "no stable-surface mask and no reference velocity" in vel.stable_shift_source
+    assert vel.slow[0].count == 0 and vel.stationary[0].count == 0
+    # ITS_LIVE: without a correction the error is the modelled one
+    assert vel.component_error(0) == pytest.approx(0.01)
+    assert vel.quality["valid_percentage"] == 100.0
+
+
+def test_slowest_measured_only_when_asked_for() -> None:
+    vel = to_velocity(
+        _drift(), (1.0, 1.0), DAYS_PER_YEAR, stable_shift=StableShift.SLOWEST_MEASURED
+    )
+    assert vel.stable_shift_flag == 2
+    assert np.median(vel.vx) == pytest.approx(0.0, abs=0.1)  # the drift is gone, as asked
+    assert vel.slow[0].count == 100  # a quarter of 400
+    assert "measured" in vel.stable_shift_source
+
+
+def test_reference_velocity_gives_flag_2_from_its_slowest_quarter() -> None:
+    res = _drift()
+    res.cols[:, :5] = 0.2 + np.random.default_rng(1).normal(0, 0.05, (20, 5))  # rock, offset
+    reference = np.full((20, 20), 500.0)
+    reference[:, :5] = 1.0  # the reference says the left quarter is still
+    vel = to_velocity(res, (1.0, 1.0), DAYS_PER_YEAR, reference_speed=reference)
+    assert vel.stable_shift_flag == 2
+    assert vel.slow[0].count == 100
+    assert vel.slow[0].shift == pytest.approx(0.2, abs=0.03)
+    assert np.median(vel.vx[:, 5:]) == pytest.approx(3.2, abs=0.03)
+    assert "reference" in vel.stable_shift_source
+
+
+def test_stable_mask_wins_over_the_reference() -> None:
+    res = _drift()
+    res.cols[:, :5] = 0.2
+    rock = np.zeros((20, 20), bool)
+    rock[:, :5] = True
+    vel = to_velocity(res, (1.0, 1.0), DAYS_PER_YEAR, rock, np.ones((20, 20)))
+    assert vel.stable_shift_flag == 1
+    assert np.allclose(vel.vx[:, :5], 0.0)
+    assert "mask" in vel.stable_shift_source
+
+
+def test_interpolated_and_flagged_vectors_are_not_stable_ground() -> None:
+    res = _drift()
+    res.cols[:, :5] = 0.0
+    rock = np.zeros((20, 20), bool)
+    rock[:, :5] = True
+    # a second motion over part of the rock, flagged but with its vector kept, and gaps filled
+    res.cols[:, :3] = 7.0
+    res.reason[:, :3] = Reason.INCOHERENT
+    res.interpolated[:, 3] = True
+    vel = to_velocity(res, (1.0, 1.0), DAYS_PER_YEAR, rock)
+    assert vel.stationary[0].count == 20  # only column 4
+    assert vel.stationary[0].shift == pytest.approx(0.0)
+
+
+def test_too_little_stable_ground_says_why() -> None:
+    rock = np.zeros((20, 20), bool)
+    rock[0, :3] = True
+    vel = to_velocity(_drift(), (1.0, 1.0), DAYS_PER_YEAR, rock)
+    assert vel.stable_shift_flag == 0
+    assert "fewer than 10 measured vectors on the stable-surface mask" in vel.stable_shift_source
+    assert np.median(vel.vx) == pytest.approx(3.4, abs=0.02)
