@@ -6,7 +6,12 @@
    the seeds vary around it, with the smallest chip of the ladder; nodes whose result is
    imprecise are tried again with the next (larger) chip.
 3. The sub-pixel estimator refines the peak; a normalized median (NDC-style) test rejects
-   incoherent vectors; small gaps are interpolated and flagged.
+   incoherent vectors.
+4. Where the field varies too much across a chip for a rigid chip to match (shear
+   margins) or no vector was found, SEC is warped by the field found so far and those
+   nodes search again for the residual (window deformation), three passes.
+5. Regions of vectors cut off from the surface's field by a jump (a drifting cloud) are
+   flagged as a second motion; small gaps are interpolated and flagged.
 
 Images are read strip by strip through a `BlockReader`, so memory stays flat as the
 scene grows, and strips run on a thread pool (numpy and FFTW release the GIL).
