@@ -6,7 +6,12 @@
    the seeds vary around it, with the smallest chip of the ladder; nodes whose result is
    imprecise are tried again with the next (larger) chip.
 3. The sub-pixel estimator refines the peak; a normalized median (NDC-style) test rejects
-   incoherent vectors; small gaps are interpolated and flagged.
+   incoherent vectors.
+4. Where the field varies too much across a chip for a rigid chip to match (shear
+   margins) or no vector was found, SEC is warped by the field found so far and those
+   nodes search again for the residual (window deformation), three passes.
+5. Regions of vectors cut off from the surface's field by a jump (a drifting cloud) are
+   flagged as a second motion; small gaps are interpolated and flagged.
 
 Images are read strip by strip through a `BlockReader`, so memory stays flat as the
 scene grows, and strips run on a thread pool (numpy and FFTW release the GIL).
@@ -957,6 +962,17 @@ def _spacing(node_rows: np.ndarray, node_cols: np.ndarray) -> float:
     return float(node_cols[1] - node_cols[0]) if len(node_cols) > 1 else 1.0
 
 
+def _steepest(rows: np.ndarray, cols: np.ndarray, spacing: float) -> np.ndarray:
+    """The largest displacement gradient (px per px) at each node, 0 where unknown."""
+    steepest = np.zeros(rows.shape)
+    for field_ in (rows, cols):
+        for axis in range(2):
+            if field_.shape[axis] > 1:
+                slope = np.abs(np.gradient(field_, spacing, axis=axis))
+                steepest = np.maximum(steepest, np.nan_to_num(slope))
+    return steepest
+
+
 def _deform_pass(
     read: BlockReader,
     image_shape: tuple[int, int],
@@ -974,24 +990,23 @@ def _deform_pass(
     field varies by more than `deform_residual_px` across the smallest chip (a rigid chip
     cannot match there) or where no vector was found; updates the grids in place and says
     whether any node was tracked again."""
+    missing = ~np.isin(reason, (Reason.VALID, Reason.NODATA, Reason.NO_TEXTURE))
+    spacing = _spacing(node_rows, node_cols)
+    limit = opts.deform_residual_px / min(opts.chip_sizes_px)  # px of motion per px
     if not np.isfinite(rows).any():
         return False
+    if not missing.any() and _steepest(rows, cols, spacing).max() <= limit:
+        return False  # nothing to do: skip building the predictor
     ny, nx = rows.shape
     predict, grid = _node_predictor(node_rows, node_cols, rows, cols)
-    spacing = _spacing(node_rows, node_cols)
-    steepest = np.zeros((ny, nx))
     spread = np.zeros((ny, nx))
     for k in range(2):
-        for axis in range(2):
-            if grid.shape[1 + axis] > 1:
-                steepest = np.maximum(steepest, np.abs(np.gradient(grid[k], spacing, axis=axis)))
         spread = np.maximum(
             spread,
             ndimage.maximum_filter(grid[k], 3, mode="nearest")
             - ndimage.minimum_filter(grid[k], 3, mode="nearest"),
         )
-    missing = ~np.isin(reason, (Reason.VALID, Reason.NODATA, Reason.NO_TEXTURE))
-    todo = (steepest * min(opts.chip_sizes_px) > opts.deform_residual_px) | missing
+    todo = (_steepest(grid[0], grid[1], spacing) > limit) | missing
     if not todo.any():
         return False
     radius = np.minimum(np.ceil(spread / 2).astype(np.int64) + 3, opts.search_radius_px)
