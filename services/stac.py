@@ -373,16 +373,19 @@ def _connection_getter(settings: Settings) -> ConnectionGetter:
     return get_connection
 
 
-# What the catalog database refuses, by SQLSTATE class, is the query's fault; our words
-# replace PostgreSQL's, which would describe its internals.
+# What the catalog database refuses, by SQLSTATE class (or code: PostGIS raises XX000 on
+# a bad geometry), is the query's fault; our words replace PostgreSQL's, which would
+# describe its internals.
 _QUERY_FAULTS = {
     "22": "a value in the search has the wrong type or is out of range (check filter, "
     "query, bbox and datetime)",
     "42": "the search has a syntax error (check the free-text `q` and the filter)",
     "54": "the search is too large or complex for the catalog",
-    "XX": "the catalog could not evaluate the search; check its geometries (bbox, "
+    "XX000": "the catalog could not evaluate the search; check its geometries (bbox, "
     "intersects, spatial filters) and values",
 }
+
+_TRANSIENT = {"08", "53", "57"}  # connection lost, out of resources, cancelled or shut down
 
 
 async def _database_refused(request: Request, exc: Exception) -> JSONResponse:
@@ -392,13 +395,18 @@ async def _database_refused(request: Request, exc: Exception) -> JSONResponse:
     if state == "P0001":  # pgstac's RAISE
         message = str(exc).splitlines()[0] if str(exc) else "the catalog refused the search"
         return JSONResponse({"code": "BadRequest", "description": message}, status_code=400)
-    fault = _QUERY_FAULTS.get(state[:2])
-    if fault is None:
+    fault = _QUERY_FAULTS.get(state) or _QUERY_FAULTS.get(state[:2])
+    if fault is not None:
+        return JSONResponse({"code": "BadRequest", "description": fault}, status_code=400)
+    if state[:2] in _TRANSIENT:
         return JSONResponse(
-            {"code": "InternalServerError", "description": "the catalog database failed"},
-            status_code=500,
+            {"code": "ServiceUnavailable", "description": "the catalog database is busy; retry"},
+            status_code=503,
         )
-    return JSONResponse({"code": "BadRequest", "description": fault}, status_code=400)
+    return JSONResponse(
+        {"code": "InternalServerError", "description": "the catalog database failed"},
+        status_code=500,
+    )
 
 
 async def _malformed_json(request: Request, exc: Exception) -> JSONResponse:
