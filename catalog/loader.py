@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -14,6 +14,8 @@ from pypgstac.load import Loader, Methods
 
 from glacierflow.catalog.collections import all_collections
 from glacierflow.catalog.items import NotAGranuleError, cube_item, granule_item
+
+HrefOf = Callable[[Path], str | None]
 
 
 def load_collections(dsn: str, collections: Iterable[pystac.Collection]) -> None:
@@ -82,13 +84,17 @@ class LoadReport:
     rejected: dict[str, str] = field(default_factory=dict)
 
 
-def load_granules(dsn: str, paths: Iterable[Path], collection_id: str) -> LoadReport:
-    """Build and load the items of many granule files; bad files are reported, not fatal."""
+def load_granules(
+    dsn: str, paths: Iterable[Path], collection_id: str, href_of: HrefOf | None = None
+) -> LoadReport:
+    """Build and load the items of many granule files; bad files are reported, not fatal.
+    `href_of` gives each file's stored href (Settings.data_href: relative to the data
+    directory); without it, or where it gives None, the absolute path is stored."""
     report = LoadReport()
     items = []
     for path in paths:
         try:
-            item = granule_item(path, collection_id)
+            item = granule_item(path, collection_id, href_of(path) if href_of else None)
         except NotAGranuleError as err:
             report.rejected[str(path)] = str(err)
             continue
@@ -99,9 +105,17 @@ def load_granules(dsn: str, paths: Iterable[Path], collection_id: str) -> LoadRe
     return report
 
 
-def load_cubes(dsn: str, paths: Iterable[Path], collection_id: str) -> list[str]:
-    """Create or update the items of cubes (layer count, time span as they are now)."""
-    items = [cube_item(Path(p), collection_id).to_dict(include_self_link=False) for p in paths]
+def load_cubes(
+    dsn: str, paths: Iterable[Path], collection_id: str, href_of: HrefOf | None = None
+) -> list[str]:
+    """Create or update the items of cubes (layer count, time span as they are now); hrefs
+    as in `load_granules`."""
+    items = [
+        cube_item(Path(p), collection_id, href_of(Path(p)) if href_of else None).to_dict(
+            include_self_link=False
+        )
+        for p in paths
+    ]
     if items:
         load_items(dsn, items)
     return [item["id"] for item in items]

@@ -192,9 +192,15 @@ def catalog_load(paths: tuple[Path, ...]) -> None:
     files = [f for p in paths for f in (sorted(p.rglob("*.nc")) if p.is_dir() else [p])]
     with _exit_on_input_errors(), catalog_database(settings.data_dir) as dsn:
         init_catalog(dsn, settings.collection_ids)
-        report = load_granules(dsn, files, settings.collection_id("granules"))
+        report = load_granules(dsn, files, settings.collection_id("granules"), settings.data_href)
     for path, reason in report.rejected.items():
         _say(f"skipped {path}: {reason}")
+    outside = [f for f in files if settings.data_href(f) is None]
+    if outside:
+        _say(
+            f"note: {len(outside)} file(s) lie outside GLACIERFLOW_DATA_DIR, so the API does "
+            "not serve them and leaves their assets out of its answers"
+        )
     _say(f"loaded {len(report.loaded)} granule item(s)")
     if report.rejected:
         sys.exit(1)
@@ -265,6 +271,7 @@ def cube_ingest(
         consolidate_after=settings.cube_consolidate_after,
         force_consolidate=consolidate,
         progress=_say,
+        url_of=settings.public_href,
     )
     for granule, reason in report.skipped.items():
         _say(f"skipped {granule}: {reason}")
@@ -283,7 +290,7 @@ def _register_cubes(paths: list[Path]) -> None:
     settings = get_settings()
     with _exit_on_input_errors(), catalog_database(settings.data_dir) as dsn:
         init_catalog(dsn, settings.collection_ids)
-        ids = load_cubes(dsn, paths, settings.collection_id("cubes"))
+        ids = load_cubes(dsn, paths, settings.collection_id("cubes"), settings.data_href)
     _say(f"catalog: {len(ids)} cube item(s) updated")
 
 

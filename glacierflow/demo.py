@@ -86,14 +86,20 @@ def run_demo(
         accuracy = synthetic.granule_accuracy(ds, demo_motion())
     say(f"accuracy against the known field: {accuracy.summary()}")
     series = seasonal_granules(path, root / "series", say)
-    cubes = ingest([path, *series], settings.cube_store, consolidate_after=2, progress=say)
+    cubes = ingest(
+        [path, *series],
+        settings.cube_store,
+        consolidate_after=2,
+        progress=say,
+        url_of=settings.public_href,
+    )
     cube_paths = [settings.cube_store / name for name in cubes.cubes]
     with catalog_database(settings.data_dir) as dsn:
         init_catalog(dsn, settings.collection_ids)
-        report = load_granules(dsn, [path], settings.collection_id("granules"))
+        report = load_granules(dsn, [path], settings.collection_id("granules"), settings.data_href)
         collection = settings.collection_id("granules")
         say(f"catalog: {len(report.loaded)} granule item(s) in collection '{collection}'")
-        ids = load_cubes(dsn, cube_paths, settings.collection_id("cubes"))
+        ids = load_cubes(dsn, cube_paths, settings.collection_id("cubes"), settings.data_href)
         say(f"catalog: {len(ids)} cube item(s) in collection '{settings.collection_id('cubes')}'")
         lon, lat = demo_point(path)
         say(f"a point's history: http://{host}:{port}/timeseries?lon={lon:.4f}&lat={lat:.4f}")

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Annotated
+from urllib.parse import quote
 
-from pydantic import Field
+from pydantic import AnyUrl, Field, UrlConstraints
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PublicUrl = Annotated[AnyUrl, UrlConstraints(allowed_schemes=["http", "https", "s3", "gs", "file"])]
 
 
 class Settings(BaseSettings):
@@ -42,11 +46,41 @@ class Settings(BaseSettings):
         ge=1,
         description="recent segments a cube gathers before ingest folds them into its history",
     )
+    public_data_url: PublicUrl | None = Field(
+        None,
+        description="where clients reach the data directory's files: https://… (a proxy, a "
+        "CDN), s3://… or gs://… (a mirror), file:///… (clients on this machine); default: "
+        "the API's own /data route",
+    )
+    timeseries_max_points: int = Field(
+        100, ge=1, le=10_000, description="points one POST /timeseries may ask for"
+    )
 
     @property
     def cube_store(self) -> Path:
         """Where `cube ingest` writes cubes unless --store says otherwise."""
         return self.data_dir / "cubes"
+
+    def data_href(self, path: Path) -> str | None:
+        """How the catalog stores a data file's href: its path relative to the data directory
+        (POSIX), which the API turns into a URL per request; None for a file outside it,
+        which the API cannot serve."""
+        path = Path(path).absolute()
+        try:  # the file's own name, not what it links to: a cube is named by its link
+            relative = (
+                path.parent.resolve().joinpath(path.name).relative_to(self.data_dir.resolve())
+            )
+        except ValueError:
+            return None
+        return relative.as_posix()
+
+    def public_href(self, path: Path) -> str | None:
+        """A data file's href for places no request rewrites (a cube's `granule_url`): the
+        public data URL when set, else the path relative to the data directory."""
+        relative = self.data_href(path)
+        if relative is None or self.public_data_url is None:
+            return relative
+        return f"{str(self.public_data_url).rstrip('/')}/{quote(relative)}"
 
     def collection_id(self, kind: str) -> str:
         return self.collection_ids.get(kind, kind)

@@ -13,6 +13,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from glacierflow.services import stac
+from glacierflow.services.data import DataFiles, data_router
 from glacierflow.services.timeseries import timeseries_router
 from glacierflow.settings import Settings
 
@@ -45,7 +46,10 @@ def create_app(settings: Settings, dsn: str) -> FastAPI:
     """The composed application; `dsn` is the catalog database."""
     app = stac.create_stac_app(settings, dsn, prefix="/stac")
     app.include_router(health_router(settings, dsn))
-    series, finder = timeseries_router(settings, dsn)
+    files = DataFiles(settings)
+    app.state.data_files = files  # the STAC API's asset hrefs become URLs with it
+    app.include_router(data_router(files))
+    series, finder = timeseries_router(settings, dsn, files)
     app.include_router(series)
     stac_lifespan = app.router.lifespan_context
 

@@ -25,6 +25,8 @@ from stac_fastapi.pgstac.config import Settings as StacSettings
 from stac_fastapi.pgstac.core import CoreCrudClient
 from stac_fastapi.pgstac.db import close_db_connection, con_init, translate_pgstac_errors
 from stac_fastapi.pgstac.models.extensions import Extensions
+from stac_fastapi.pgstac.types.search import PgstacSearch
+from stac_fastapi.types.stac import ItemCollection
 from starlette.middleware import Middleware
 from starlette.middleware.base import BaseHTTPMiddleware
 from starlette.middleware.gzip import GZipMiddleware
@@ -45,14 +47,20 @@ class _Client(CoreCrudClient):
     title: str = attr.ib(default=_TITLE)
     description: str = attr.ib(default=_DESCRIPTION)
 
-    async def _search_base(self, search_request, request: Request):
-        """pgstac drops `"datetime": null` from the items it returns (pgstac#158, #425):
-        items with a time span (our cubes) get it back, as the STAC spec requires."""
+    async def _search_base(self, search_request: PgstacSearch, request: Request) -> ItemCollection:
+        """Every item answer (search, item lists, one item) with asset hrefs as URLs: the
+        catalog stores them relative to the data directory (services/data.py). pgstac drops
+        `"datetime": null` (pgstac#158, #425): items with a time span (our cubes) get it
+        back, as the STAC spec requires."""
         found = await super()._search_base(search_request, request)
         for item in found.get("features", []):
             properties = item.get("properties")
             if isinstance(properties, dict) and "start_datetime" in properties:
                 properties.setdefault("datetime", None)
+        files = getattr(request.app.state, "data_files", None)
+        if files is not None:
+            base = files.base_url(request)
+            found["features"] = [files.public_item(item, base) for item in found["features"]]
         return found
 
 

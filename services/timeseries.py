@@ -10,25 +10,32 @@ client does; formats: json, csv (the `itslive` client's export columns), netcdf.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
+import json
+import logging
 import os
 import tempfile
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
+import anyio
 import numpy as np
 import orjson
+import psycopg
 import xarray as xr
-from fastapi import APIRouter, Body, HTTPException, Query
+from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
-from psycopg_pool import ConnectionPool
-from pydantic import BaseModel, Field
+from pydantic import AfterValidator, BaseModel, Field, ValidationError
 from pyproj import Geod, Transformer
 
 from glacierflow.processing.cubes.grid import CubePixel, locate, pixel_of, tile_of
@@ -41,10 +48,26 @@ from glacierflow.processing.cubes.points import (
     check_variables,
 )
 from glacierflow.processing.cubes.store import CubeError, LivingCube, tile_from_name
+from glacierflow.services.data import DataFiles
 from glacierflow.settings import Settings
 
+log = logging.getLogger(__name__)
+
 MAX_PROFILE_POINTS = 1000
-MAX_POST_POINTS = 100
+# a POST body may hold this much per point asked for (plus the filters) before it is refused
+# unread: the points count is bounded before anything is parsed
+BODY_BYTES_PER_POINT = 128
+BODY_BYTES_FILTERS = 64 * 1024
+# the catalog lookup of a point's cube: a fresh connection each time (none goes stale), and
+# a deadline on the whole of it, connect and query, since a frozen server answers neither
+DB_CONNECT_TIMEOUT_S = 2  # libpq's least
+DB_STATEMENT_TIMEOUT_MS = 2000
+DB_DEADLINE_S = 3.0
+DB_LOOKUPS = 4  # at most this many lookups wait on the database at once
+# after a failed lookup, cubes already known answer from memory (and unknown points get 503)
+# this long without asking the database again
+DB_RETRY_AFTER_S = 5
+KNOWN_TILES = 4096
 _GEOD = Geod(ellps="WGS84")
 
 
@@ -59,22 +82,33 @@ class OutputFormat(StrEnum):
     netcdf = "netcdf"
 
 
+class CatalogUnavailableError(RuntimeError):
+    """The catalog database did not answer in time (stopped, frozen, unreachable)."""
+
+
+def _unavailable() -> HTTPException:
+    return HTTPException(
+        503,
+        "the catalog database is unavailable; try again shortly",
+        headers={"Retry-After": str(DB_RETRY_AFTER_S)},
+    )
+
+
 @dataclass(frozen=True)
 class Located:
-    """A point resolved to a cube in the catalog and its nearest pixel."""
+    """A point resolved to a cube in a configured store and its nearest pixel."""
 
     lon: float
     lat: float
-    cube_href: str
+    cube: Path  # the cube's link in its store
+    href: str  # the cube's path relative to the data directory
     pixel: CubePixel
 
-    def describe(self) -> dict[str, object]:
+    def describe(self, base: str) -> dict[str, object]:
         tile = self.pixel.tile
-        lon, lat = Transformer.from_crs(f"EPSG:{tile.epsg}", "EPSG:4326", always_xy=True).transform(
-            self.pixel.x, self.pixel.y
-        )
+        lon, lat = _transformer(tile.epsg, 4326).transform(self.pixel.x, self.pixel.y)
         return {
-            "cube": {"name": tile.name, "href": self.cube_href, "epsg": tile.epsg},
+            "cube": {"name": tile.name, "href": f"{base}/{self.href}", "epsg": tile.epsg},
             "requested_point": {"lon": self.lon, "lat": self.lat},
             "returned_point": {
                 "lon": round(lon, 6),
@@ -90,33 +124,33 @@ class Located:
 
 
 class CubeFinder:
-    """Which catalogued cube holds a point: pgstac, by intersection, remembered `ttl_s`."""
+    """Which catalogued cube holds a point: pgstac, by intersection, remembered `ttl_s`, and
+    kept (with the last answer) while the database is away. Only cubes in the configured
+    stores are read: a catalog href anywhere else is refused and logged."""
 
-    def __init__(self, dsn: str, collection: str, ttl_s: float = 5.0) -> None:
+    def __init__(self, dsn: str, collection: str, files: DataFiles, ttl_s: float = 5.0) -> None:
+        self.dsn = dsn
         self.collection = collection
+        self.files = files
         self.ttl_s = ttl_s
-        self._pool = ConnectionPool(
-            dsn, min_size=0, max_size=4, open=False, kwargs={"autocommit": True}
-        )
-        self._opened = False
         self._lock = threading.Lock()
-        self._known: dict[str, tuple[float, list[tuple[str, str]]]] = {}
-        self._readers: dict[str, CubeReader] = {}
+        self._lookups = ThreadPoolExecutor(DB_LOOKUPS, thread_name_prefix="cube-lookup")
+        self._waiting = 0
+        self._down_until = 0.0
+        self._known: dict[str, tuple[float, list[tuple[Path, str]]]] = {}
+        self._readers: dict[Path, CubeReader] = {}
 
     def close(self) -> None:
-        if self._opened:
-            self._pool.close()
+        self._lookups.shutdown(wait=False, cancel_futures=True)
 
-    def _candidates(self, lon: float, lat: float, key: str) -> list[tuple[str, str]]:
-        hit = self._known.get(key)
-        if hit and hit[0] > time.monotonic():
-            return hit[1]
-        with self._lock:
-            if not self._opened:
-                self._pool.open()
-                self._opened = True
-        with self._pool.connection(timeout=5) as conn:
-            rows = conn.execute(
+    def _query(self, lon: float, lat: float) -> list[tuple[str, str | None]]:
+        with psycopg.connect(
+            self.dsn,
+            autocommit=True,
+            connect_timeout=DB_CONNECT_TIMEOUT_S,
+            options=f"-c statement_timeout={DB_STATEMENT_TIMEOUT_MS}",
+        ) as conn:
+            return conn.execute(
                 """
                 SELECT id, content->'assets'->'data'->>'href' FROM pgstac.items
                 WHERE collection = %s
@@ -125,34 +159,73 @@ class CubeFinder:
                 """,
                 (self.collection, lon, lat),
             ).fetchall()
-        found = [(r[0], r[1]) for r in rows if r[1]]
-        self._known[key] = (time.monotonic() + self.ttl_s, found)
+
+    def _lookup(self, lon: float, lat: float) -> list[tuple[str, str | None]]:
+        """The query within DB_DEADLINE_S, whatever the server does; CatalogUnavailableError
+        otherwise (a lookup stuck on a frozen server keeps its thread, not the request)."""
+        with self._lock:
+            if self._waiting >= DB_LOOKUPS:
+                raise CatalogUnavailableError("every lookup thread waits on the database")
+            self._waiting += 1
+        try:
+            future = self._lookups.submit(self._query, lon, lat)
+            future.add_done_callback(lambda _: self._release())
+        except RuntimeError as err:  # shut down
+            self._release()
+            raise CatalogUnavailableError(str(err)) from err
+        try:
+            return future.result(timeout=DB_DEADLINE_S)
+        except (FutureTimeout, psycopg.Error) as err:
+            raise CatalogUnavailableError(type(err).__name__) from err
+
+    def _release(self) -> None:
+        with self._lock:
+            self._waiting -= 1
+
+    def _candidates(self, lon: float, lat: float, key: str) -> list[tuple[Path, str]]:
+        hit = self._known.get(key)
+        now = time.monotonic()
+        if hit and hit[0] > now:
+            return hit[1]
+        # while the database is away, cubes found before keep answering; that none was
+        # found before is not kept: a 404 would then claim what nobody could check
+        stale = hit[1] if hit else []
+        if now < self._down_until:  # the database failed a moment ago: do not wait on it
+            if stale:
+                return stale
+            raise CatalogUnavailableError("the database failed a moment ago")
+        try:
+            rows = self._lookup(lon, lat)
+        except CatalogUnavailableError as err:
+            log.warning("catalog lookup failed (%s); known cubes answer from memory", err)
+            self._down_until = time.monotonic() + DB_RETRY_AFTER_S
+            if stale:
+                return stale
+            raise
+        found = [cube for _, href in rows if href and (cube := self.files.cube(href))]
+        with self._lock:
+            self._known.pop(key, None)
+            self._known[key] = (now + self.ttl_s, found)
+            if len(self._known) > KNOWN_TILES:  # the oldest lookup goes
+                self._known.pop(next(iter(self._known)))
         return found
 
-    def locate(self, lon: float, lat: float) -> Located:
-        """The cube and pixel of a point; 404 when no catalogued cube covers it."""
+    def find(self, lon: float, lat: float) -> Located | None:
+        """The cube and pixel of a point; None when no catalogued cube covers it."""
         canonical = locate(lon, lat)
         candidates = self._candidates(lon, lat, canonical.tile.name)
-        for _, href in sorted(candidates, key=lambda c: Path(c[1]).name != canonical.tile.name):
-            try:
-                tile = tile_from_name(Path(href).name)
-            except CubeError:
-                continue
+        for cube, href in sorted(candidates, key=lambda c: c[0].name != canonical.tile.name):
+            tile = tile_from_name(cube.name)
             pixel = canonical if tile == canonical.tile else _pixel_in(tile, lon, lat)
             if pixel is not None:
-                return Located(lon, lat, href, pixel)
-        raise HTTPException(
-            404,
-            f"no cube covers lon {lon}, lat {lat} (the catalogued cubes are listed at "
-            f"/stac/collections/{self.collection}/items)",
-        )
+                return Located(lon, lat, cube, href, pixel)
+        return None
 
-    def reader(self, href: str) -> CubeReader:
+    def reader(self, cube: Path) -> CubeReader:
         with self._lock:
-            if href not in self._readers:
-                path = Path(href)
-                self._readers[href] = CubeReader(LivingCube(path.parent, path.name))
-            return self._readers[href]
+            if cube not in self._readers:
+                self._readers[cube] = CubeReader(LivingCube(cube.parent, cube.name))
+            return self._readers[cube]
 
 
 def _pixel_in(tile, lon: float, lat: float) -> CubePixel | None:
@@ -162,16 +235,38 @@ def _pixel_in(tile, lon: float, lat: float) -> CubePixel | None:
 
 
 # -- request parameters ------------------------------------------------------------------
+def _utc(value: datetime) -> datetime:
+    """Dates with an offset are moved to UTC; dates without one are UTC already (the
+    cubes' mid_dates are)."""
+    if value.tzinfo is None:
+        return value
+    try:
+        return value.astimezone(UTC).replace(tzinfo=None)
+    except OverflowError as err:
+        raise ValueError("out of the range of dates once moved to UTC") from err
+
+
+UtcDatetime = Annotated[datetime, AfterValidator(_utc)]
+Days = Annotated[float, Field(ge=0, allow_inf_nan=False, description="days")]
+MetresPerYear = Annotated[float, Field(ge=0, allow_inf_nan=False, description="m/yr")]
+Lon = Annotated[float, Field(ge=-180, le=180, allow_inf_nan=False)]
+Lat = Annotated[float, Field(ge=-90, le=90, allow_inf_nan=False)]
+
+
 class Filters(BaseModel):
     """Layer filters shared by GET and POST."""
 
-    start: datetime | None = Field(None, description="first mid_date (ISO 8601)")
-    end: datetime | None = Field(None, description="last mid_date (ISO 8601)")
-    min_dt: float | None = Field(None, ge=0, description="shortest pair separation, days")
-    max_dt: float | None = Field(None, ge=0, description="longest pair separation, days")
+    start: UtcDatetime | None = Field(
+        None, description="first mid_date (ISO 8601; UTC unless an offset is given)"
+    )
+    end: UtcDatetime | None = Field(
+        None, description="last mid_date (ISO 8601; UTC unless an offset is given)"
+    )
+    min_dt: Days | None = Field(None, description="shortest pair separation, days")
+    max_dt: Days | None = Field(None, description="longest pair separation, days")
     sensors: list[str] | None = Field(None, description="mission + satellite: L8, S2A, S1A")
     missions: list[str] | None = Field(None, description="L (Landsat), S (Sentinel)")
-    max_error: float | None = Field(None, ge=0, description="largest v_error, m/yr")
+    max_error: MetresPerYear | None = Field(None, description="largest v_error, m/yr")
     variables: list[str] | None = Field(None, description="default: the itslive client's")
 
     def series_filter(self) -> SeriesFilter:
@@ -192,14 +287,14 @@ class Filters(BaseModel):
         try:
             return check_variables(self.variables or list(DEFAULT_VARIABLES))
         except ValueError as err:
-            raise HTTPException(422, str(err)) from err
+            raise HTTPException(422, f"variables: {err}") from err
 
 
 class PointsRequest(Filters):
-    points: list[tuple[float, float]] = Field(
-        ..., min_length=1, max_length=MAX_POST_POINTS, description="[[lon, lat], ...]"
-    )
-    format: OutputFormat = OutputFormat.json
+    """POST /timeseries: at most GLACIERFLOW_TIMESERIES_MAX_POINTS points (100 by default)."""
+
+    points: list[tuple[Lon, Lat]] = Field(..., min_length=1, description="[[lon, lat], ...]")
+    format: Literal["json", "csv", "netcdf"] = "json"
 
 
 def _split(values: list[str] | None) -> list[str] | None:
@@ -231,9 +326,22 @@ def _filters(
     )
 
 
-def _check_lonlat(lon: float, lat: float) -> None:
-    if not (-180 <= lon <= 180 and -90 <= lat <= 90):
-        raise HTTPException(422, f"({lon}, {lat}) is not a longitude/latitude")
+def _points_request(body: bytes, max_points: int) -> PointsRequest:
+    """The POST body, its points counted before the rest is validated."""
+    try:  # Python's parser: 1e999, NaN and Infinity reach the model, which names them
+        data = json.loads(body)
+    except (ValueError, RecursionError) as err:
+        raise HTTPException(422, f"body: not JSON ({err})") from err
+    if not isinstance(data, dict):
+        raise HTTPException(422, 'body: a JSON object {"points": [[lon, lat], ...], ...}')
+    points = data.get("points")
+    if isinstance(points, list) and len(points) > max_points:
+        raise HTTPException(422, f"points: at most {max_points} per request, {len(points)} given")
+    try:
+        return PointsRequest.model_validate(data)
+    except ValidationError as err:
+        errors = err.errors(include_url=False, include_context=False, include_input=False)
+        raise RequestValidationError([{**e, "loc": ("body", *e["loc"])} for e in errors]) from err
 
 
 # -- formatting ----------------------------------------------------------------------------
@@ -261,12 +369,12 @@ def _json(body: object) -> Response:
     )
 
 
-def _series_json(located: Located, series: PointSeries) -> dict[str, object]:
+def _series_json(located: Located, series: PointSeries, base: str) -> dict[str, object]:
     columns = {TIME_DIM: series.time_text.tolist()}
     columns.update({name: _column(values) for name, values in series.columns.items()})
     units = {name: attrs.get("units") for name, attrs in series.attrs.items()}
     return {
-        **located.describe(),
+        **located.describe(base),
         "count": len(series),
         "units": {k: v for k, v in units.items() if v},
         "time_series": columns,
@@ -305,7 +413,7 @@ def _series_csv(located: Located, series: PointSeries, header: bool = True) -> s
 def _series_netcdf(datasets: list[tuple[Located, PointSeries]]) -> bytes:
     parts = []
     for located, series in datasets:
-        info = located.describe()["returned_point"]
+        info = located.describe("")["returned_point"]
         part = (
             series.to_dataset()
             .expand_dims(point=1)
@@ -340,24 +448,29 @@ def _netcdf_bytes(ds: xr.Dataset, title: str) -> bytes:
         os.unlink(path)
 
 
-def _respond(fmt: OutputFormat, items: list[tuple[Located, PointSeries]], single: bool):
+def _respond(
+    fmt: OutputFormat, items: list[tuple[Located, PointSeries]], single: bool, base: str
+) -> Response:
     if fmt is OutputFormat.csv:
         text = "".join(_series_csv(loc, s, header=i == 0) for i, (loc, s) in enumerate(items))
         return Response(text, media_type="text/csv")
     if fmt is OutputFormat.netcdf:
         return Response(_series_netcdf(items), media_type="application/x-netcdf")
-    body = [_series_json(loc, s) for loc, s in items]
+    body = [_series_json(loc, s, base) for loc, s in items]
     return _json(body[0] if single else {"results": body})
 
 
 # -- profiles --------------------------------------------------------------------------------
 def parse_line(text: str) -> list[tuple[float, float]]:
     """'LON LAT,LON LAT,...' -> vertices; ValueError says what is wrong."""
+    pairs = text.split(",")
+    if len(pairs) > MAX_PROFILE_POINTS:
+        raise ValueError(f"at most {MAX_PROFILE_POINTS} vertices, {len(pairs)} given")
     vertices = []
-    for pair in text.split(","):
+    for pair in pairs:
         parts = pair.split()
         if len(parts) != 2:
-            raise ValueError(f"{pair.strip()!r} is not 'LON LAT'")
+            raise ValueError(f"{pair.strip()[:40]!r} is not 'LON LAT'")
         lon, lat = float(parts[0]), float(parts[1])
         if not (-180 <= lon <= 180 and -90 <= lat <= 90):
             raise ValueError(f"({lon}, {lat}) is not a longitude/latitude")
@@ -389,20 +502,17 @@ def sample_line(vertices: list[tuple[float, float]], spacing: float) -> list[tup
     return out
 
 
-def _profile(samples, finder: CubeFinder, variables: list[str], query: SeriesFilter):
-    located: list[tuple[float, Located | None]] = []
-    for lon, lat, distance in samples:
-        try:
-            located.append((distance, finder.locate(lon, lat)))
-        except HTTPException:
-            located.append((distance, None))
+def _profile(
+    samples, finder: CubeFinder, variables: list[str], query: SeriesFilter, base: str
+) -> xr.Dataset:
+    located = [(distance, finder.find(lon, lat)) for lon, lat, distance in samples]
     if not any(loc for _, loc in located):
         raise HTTPException(404, "no cube covers any point of the line")
     columns = []
     for distance, loc in located:
         if loc is None:
             continue
-        series = finder.reader(loc.cube_href).series(loc.pixel.row, loc.pixel.col, variables, query)
+        series = _read(finder, loc, variables, query, base)
         columns.append(
             series.to_dataset()
             .expand_dims(distance=[distance])
@@ -411,6 +521,25 @@ def _profile(samples, finder: CubeFinder, variables: list[str], query: SeriesFil
     profile = xr.concat(columns, dim="distance", join="outer")
     profile["distance"].attrs["units"] = "m"
     return profile
+
+
+def _read(
+    finder: CubeFinder, loc: Located, variables: list[str], query: SeriesFilter, base: str
+) -> PointSeries:
+    """A pixel's series, with granule URLs for the granules' server paths; 503 (the reason
+    logged, not shown: it names server paths) when the cube cannot be read now."""
+    try:
+        series = finder.reader(loc.cube).series(loc.pixel.row, loc.pixel.col, variables, query)
+    except (CubeError, OSError) as err:
+        log.warning("cube %s unreadable: %s", loc.pixel.tile.name, err)
+        raise HTTPException(
+            503, f"cube {loc.pixel.tile.name} cannot be read now; try again shortly"
+        ) from err
+    if "granule_url" in series.columns:
+        urls = [finder.files.url(u, base) or Path(u).name for u in series.columns["granule_url"]]
+        columns = {**series.columns, "granule_url": np.array(urls, dtype=object)}
+        series = dataclasses.replace(series, columns=columns)
+    return series
 
 
 def _profile_json(profile: xr.Dataset) -> dict[str, object]:
@@ -432,64 +561,123 @@ def _profile_json(profile: xr.Dataset) -> dict[str, object]:
 _FORMATS = {200: {"content": {"text/csv": {}, "application/x-netcdf": {}}}}
 
 
-def timeseries_router(settings: Settings, dsn: str) -> tuple[APIRouter, CubeFinder]:
-    """GET/POST /timeseries and GET /profile; the finder is closed by the app on exit."""
-    finder = CubeFinder(dsn, settings.collection_id("cubes"))
+def timeseries_router(
+    settings: Settings, dsn: str, files: DataFiles
+) -> tuple[APIRouter, CubeFinder]:
+    """GET/POST /timeseries and GET /profile; the finder is closed by the app on exit.
+
+    Catalog and cube reads, formatting and encoding run in worker threads, never on the
+    event loop; a POST body is read only up to what its points count allows."""
+    finder = CubeFinder(dsn, settings.collection_id("cubes"), files)
+    max_points = settings.timeseries_max_points
     router = APIRouter(tags=["time series"])
 
-    def series_at(lon: float, lat: float, filters: Filters) -> tuple[Located, PointSeries]:
-        _check_lonlat(lon, lat)
-        located = finder.locate(lon, lat)
+    def series_at(
+        lon: float, lat: float, filters: Filters, base: str
+    ) -> tuple[Located, PointSeries]:
         try:
-            series = finder.reader(located.cube_href).series(
-                located.pixel.row,
-                located.pixel.col,
-                filters.variable_names(),
-                filters.series_filter(),
+            located = finder.find(lon, lat)
+        except CatalogUnavailableError as err:
+            raise _unavailable() from err
+        if located is None:
+            raise HTTPException(
+                404,
+                f"no cube covers lon {lon}, lat {lat} (the catalogued cubes are listed at "
+                f"/stac/collections/{finder.collection}/items)",
             )
-        except (CubeError, FileNotFoundError) as err:
-            raise HTTPException(503, f"cube {located.pixel.tile.name} unreadable: {err}") from err
-        return located, series
+        names, query = filters.variable_names(), filters.series_filter()
+        return located, _read(finder, located, names, query, base)
 
     @router.get("/timeseries", summary="A point's whole history", responses=_FORMATS)
     def timeseries(
-        lon: Annotated[float, Query(ge=-180, le=180)],
-        lat: Annotated[float, Query(ge=-90, le=90)],
-        start: datetime | None = None,
-        end: datetime | None = None,
-        min_dt: Annotated[float | None, Query(ge=0, description="days")] = None,
-        max_dt: Annotated[float | None, Query(ge=0, description="days")] = None,
+        request: Request,
+        lon: Annotated[float, Query(ge=-180, le=180, allow_inf_nan=False)],
+        lat: Annotated[float, Query(ge=-90, le=90, allow_inf_nan=False)],
+        start: Annotated[
+            UtcDatetime | None, Query(description="UTC unless an offset is given")
+        ] = None,
+        end: Annotated[
+            UtcDatetime | None, Query(description="UTC unless an offset is given")
+        ] = None,
+        min_dt: Annotated[
+            float | None, Query(ge=0, allow_inf_nan=False, description="days")
+        ] = None,
+        max_dt: Annotated[
+            float | None, Query(ge=0, allow_inf_nan=False, description="days")
+        ] = None,
         sensors: Annotated[list[str] | None, Query(description="L8,S2A,...")] = None,
         missions: Annotated[list[str] | None, Query(description="L,S,...")] = None,
-        max_error: Annotated[float | None, Query(ge=0, description="m/yr")] = None,
+        max_error: Annotated[
+            float | None, Query(ge=0, allow_inf_nan=False, description="m/yr")
+        ] = None,
         variables: Annotated[list[str] | None, Query(description="v,v_error,...")] = None,
         format: OutputFormat = OutputFormat.json,
     ) -> Response:
         """The nearest pixel's velocity series from the cube that holds (lon, lat)."""
         filters = _filters(start, end, min_dt, max_dt, sensors, missions, max_error, variables)
-        return _respond(format, [series_at(lon, lat, filters)], single=True)
+        base = files.base_url(request)
+        return _respond(format, [series_at(lon, lat, filters, base)], single=True, base=base)
 
-    @router.post("/timeseries", summary="Several points' histories", responses=_FORMATS)
-    def timeseries_points(request: Annotated[PointsRequest, Body()]) -> Response:
-        """Body: {"points": [[lon, lat], ...], filters..., "format": "json|csv|netcdf"}."""
-        items = [series_at(lon, lat, request) for lon, lat in request.points]
-        return _respond(request.format, items, single=False)
+    @router.post(
+        "/timeseries",
+        summary="Several points' histories",
+        responses=_FORMATS,
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {"application/json": {"schema": PointsRequest.model_json_schema()}},
+            }
+        },
+    )
+    async def timeseries_points(request: Request) -> Response:
+        """Body: {"points": [[lon, lat], ...], filters..., "format": "json|csv|netcdf"}; at
+        most GLACIERFLOW_TIMESERIES_MAX_POINTS points."""
+        limit = max_points * BODY_BYTES_PER_POINT + BODY_BYTES_FILTERS
+        body = bytearray()
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > limit:
+                raise HTTPException(
+                    413, f"the body is over {limit} bytes, more than {max_points} points need"
+                )
+        base = files.base_url(request)
+
+        def answer() -> Response:
+            asked = _points_request(bytes(body), max_points)
+            items = [series_at(lon, lat, asked, base) for lon, lat in asked.points]
+            return _respond(OutputFormat(asked.format), items, single=False, base=base)
+
+        return await anyio.to_thread.run_sync(answer)
 
     @router.get("/profile", summary="Time x distance along a line (Hovmöller)", responses=_FORMATS)
     def profile(
-        line: Annotated[str, Query(description="LON LAT,LON LAT,... (at least two vertices)")],
-        spacing: Annotated[float, Query(gt=0, description="metres between samples")] = 120.0,
-        start: datetime | None = None,
-        end: datetime | None = None,
-        min_dt: Annotated[float | None, Query(ge=0)] = None,
-        max_dt: Annotated[float | None, Query(ge=0)] = None,
+        request: Request,
+        line: Annotated[
+            str,
+            Query(
+                max_length=64 * MAX_PROFILE_POINTS,
+                description="LON LAT,LON LAT,... (2 to 1000 vertices)",
+            ),
+        ],
+        spacing: Annotated[
+            float, Query(gt=0, allow_inf_nan=False, description="metres between samples")
+        ] = 120.0,
+        start: Annotated[
+            UtcDatetime | None, Query(description="UTC unless an offset is given")
+        ] = None,
+        end: Annotated[
+            UtcDatetime | None, Query(description="UTC unless an offset is given")
+        ] = None,
+        min_dt: Annotated[float | None, Query(ge=0, allow_inf_nan=False)] = None,
+        max_dt: Annotated[float | None, Query(ge=0, allow_inf_nan=False)] = None,
         sensors: list[str] | None = None,
         missions: list[str] | None = None,
-        max_error: Annotated[float | None, Query(ge=0)] = None,
+        max_error: Annotated[float | None, Query(ge=0, allow_inf_nan=False)] = None,
         variables: Annotated[list[str] | None, Query(description="default: v")] = None,
         format: OutputFormat = OutputFormat.json,
     ) -> Response:
-        """Samples the polyline every `spacing` metres; each sample's nearest pixel."""
+        """Samples the polyline every `spacing` metres (at most 1000 samples); each sample's
+        nearest pixel."""
         filters = _filters(
             start, end, min_dt, max_dt, sensors, missions, max_error, variables or ["v"]
         )
@@ -498,7 +686,12 @@ def timeseries_router(settings: Settings, dsn: str) -> tuple[APIRouter, CubeFind
         except ValueError as err:
             raise HTTPException(422, f"line: {err}") from err
         names = filters.variable_names()
-        profile = _profile(samples, finder, names, filters.series_filter())
+        try:
+            profile = _profile(
+                samples, finder, names, filters.series_filter(), files.base_url(request)
+            )
+        except CatalogUnavailableError as err:
+            raise _unavailable() from err
         if format is OutputFormat.netcdf:
             return Response(
                 _netcdf_bytes(profile, "glacierflow velocity profile (time x distance)"),

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import signal
 import socket
 import stat
 import subprocess
@@ -87,6 +88,30 @@ def pg_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedClu
         yield cluster
     finally:
         cluster.stop()
+
+
+@pytest.fixture
+def own_cluster(tmp_path: Path) -> Iterator[EmbeddedCluster]:
+    """A private cluster for one test, to stop, freeze (SIGSTOP) and restart; thawed and
+    stopped at the end whatever the test did to it."""
+    folder = tmp_path / "own-pg"
+    folder.mkdir()
+    let_postgres_traverse(folder)
+    cluster = EmbeddedCluster(folder / "postgres")
+    cluster.start()
+    try:
+        yield cluster
+    finally:
+        pid = postmaster_pid(cluster)
+        if pid:
+            os.kill(pid, signal.SIGCONT)
+        cluster.stop()
+
+
+def postmaster_pid(cluster: EmbeddedCluster) -> int | None:
+    """The process id of a running cluster's server, None when it is stopped."""
+    pid_file = cluster.data / "postmaster.pid"
+    return int(pid_file.read_text().split()[0]) if pid_file.exists() else None
 
 
 @pytest.fixture(scope="session")

@@ -19,6 +19,7 @@ import dask
 import numpy as np
 
 from glacierflow.processing.cubes.layers import (
+    Granule,
     GranuleReadError,
     Layer,
     layer_on_tile,
@@ -58,13 +59,23 @@ class IngestReport:
         return sum(c.added for c in self.cubes.values())
 
 
-def plan(paths: Iterable[Path]) -> tuple[dict[str, list[Path]], dict[str, str]]:
+UrlOf = Callable[[Path], str | None]
+
+
+def _read(path: Path, url_of: UrlOf | None) -> Granule:
+    """A granule, named by `url_of(path)` when that gives a URL, else by its path."""
+    return read_granule(path, url_of(Path(path)) if url_of else None)
+
+
+def plan(
+    paths: Iterable[Path], url_of: UrlOf | None = None
+) -> tuple[dict[str, list[Path]], dict[str, str]]:
     """Cube name -> granules that reach it; and the granules that reach none, with why."""
     work: dict[str, list[Path]] = {}
     skipped: dict[str, str] = {}
     for path in paths:
         try:
-            granule = read_granule(path)
+            granule = _read(path, url_of)
         except GranuleReadError as err:
             skipped[str(path)] = f"unreadable: {err}"
             continue
@@ -82,6 +93,7 @@ def ingest_cube(
     paths: list[Path],
     consolidate_after: int = 8,
     force_consolidate: bool = False,
+    url_of: UrlOf | None = None,
 ) -> CubeChange:
     """Add the granules' layers to one cube (one Dask task; holds the cube's lock)."""
     cube = LivingCube(store, name)
@@ -91,7 +103,7 @@ def ingest_cube(
         pending: list[Layer] = []
         for path in paths:
             try:
-                granule = read_granule(path)
+                granule = _read(path, url_of)
             except GranuleReadError as err:  # read once already; changed since
                 change.skipped[str(path)] = f"unreadable: {err}"
                 continue
@@ -126,15 +138,18 @@ def ingest(
     consolidate_after: int = 8,
     force_consolidate: bool = False,
     progress: Callable[[str], None] = print,
+    url_of: UrlOf | None = None,
 ) -> IngestReport:
     """Ingest granules into the cubes of `store`, one Dask task per cube: on a running
-    Dask scheduler (tcp://...) when given, else on local threads."""
+    Dask scheduler (tcp://...) when given, else on local threads. Each layer's
+    `granule_url` is `url_of(path)` (Settings.public_href: the public URL, or the path
+    relative to the data directory) where that gives one, else the granule's path."""
     store = Path(store)
-    work, skipped = plan(paths)
+    work, skipped = plan(paths, url_of)
     report = IngestReport(skipped=dict(skipped))
     progress(f"{sum(map(len, work.values()))} granule-cube pairs into {len(work)} cube(s)")
     tasks = [
-        dask.delayed(ingest_cube)(store, name, files, consolidate_after, force_consolidate)
+        dask.delayed(ingest_cube)(store, name, files, consolidate_after, force_consolidate, url_of)
         for name, files in sorted(work.items())
     ]
     if scheduler:

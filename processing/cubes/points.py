@@ -11,7 +11,7 @@ import asyncio
 import json
 import threading
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 import numpy as np
 import xarray as xr
@@ -69,10 +69,15 @@ class SeriesFilter:
     max_error: float | None = None  # v_error, m/yr
 
     def __post_init__(self) -> None:
-        if self.start and self.end and self.start > self.end:
+        if self.start and self.end and _naive_utc(self.start) > _naive_utc(self.end):
             raise ValueError(f"start {self.start:%Y-%m-%d} is after end {self.end:%Y-%m-%d}")
         if self.min_dt is not None and self.max_dt is not None and self.min_dt > self.max_dt:
             raise ValueError(f"min_dt {self.min_dt} is larger than max_dt {self.max_dt}")
+
+
+def _naive_utc(value: datetime) -> datetime:
+    """The cubes' dates are UTC without an offset: an aware bound is moved to UTC."""
+    return value.astimezone(UTC).replace(tzinfo=None) if value.tzinfo else value
 
 
 def check_variables(names: list[str]) -> list[str]:
@@ -165,31 +170,37 @@ class CubeReader:
         self._parts: list[_Part] = []
         self._layers: _Layers | None = None
 
-    def _current(self) -> tuple[list[_Part], _Layers]:
+    def _current(self) -> tuple[Snapshot, list[_Part], _Layers]:
         snap: Snapshot = self.cube.snapshot()
         if not snap.parts:
-            raise CubeError(f"{self.cube.path} holds no layers yet")
+            raise CubeError(f"{self.cube.name} holds no layers yet")
         with self._lock:
             if snap.version != self._version:
                 parts = [_open_part(p) for p in snap.parts]
                 self._parts, self._layers = parts, _sorted_layers(parts)
                 self._version = snap.version
-            return self._parts, self._layers  # type: ignore[return-value]
+            return snap, self._parts, self._layers  # type: ignore[return-value]
 
     def series(self, row: int, col: int, variables: list[str], query: SeriesFilter) -> PointSeries:
         """The layers at one pixel that pass `query`, time-sorted. Layers without a speed
-        there are left out. The chunks of every variable and part are read concurrently."""
+        there are left out. The chunks of every variable and part are read concurrently.
+
+        A consolidation deletes the parts it replaced once the new history is published,
+        and Zarr reads a deleted chunk as fill values, not as an error; so after reading,
+        the parts read must all still be current (a part leaves the cube before it is
+        deleted, and never comes back): otherwise the read is done again on the new
+        version."""
         wanted = sorted({*[v for v in variables if v in GRIDDED], "v", "v_error"})
         for _ in range(5):
             try:
-                parts, layers = self._current()
+                snap, parts, layers = self._current()
                 raw = dict(zip(wanted, zarr_sync(_read_all(parts, wanted, row, col)), strict=True))
+            except FileNotFoundError:  # consolidated while we opened it: read the new version
+                continue
+            if set(snap.parts) <= set(self.cube.snapshot().parts):
                 break
-            except FileNotFoundError:  # consolidated while we read: read the new version
-                with self._lock:
-                    self._version = None
         else:
-            raise CubeError(f"{self.cube.path}: changing too fast to read; try again")
+            raise CubeError(f"{self.cube.name}: changing too fast to read; try again")
         # filter on the stored integers, then decode only the layers kept
         v = raw["v"][layers.order]
         keep = (v != GRIDDED["v"][1]) & _layer_mask(layers, query)
@@ -218,10 +229,12 @@ async def _read_all(parts: list[_Part], names: list[str], row: int, col: int) ->
 
 def _layer_mask(layers: _Layers, query: SeriesFilter) -> np.ndarray:
     keep = np.ones(len(layers.time), dtype=bool)
-    if query.start:
-        keep &= layers.time >= np.datetime64(query.start.replace(tzinfo=None), "ns")
-    if query.end:
-        keep &= layers.time <= np.datetime64(query.end.replace(tzinfo=None), "ns")
+    if query.start or query.end:  # in microseconds: any datetime fits, not in nanoseconds
+        time = layers.time.astype("datetime64[us]")
+        if query.start:
+            keep &= time >= np.datetime64(_naive_utc(query.start), "us")
+        if query.end:
+            keep &= time <= np.datetime64(_naive_utc(query.end), "us")
     dt = layers.columns["date_dt"]
     if query.min_dt is not None:
         keep &= dt >= query.min_dt

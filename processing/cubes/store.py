@@ -215,7 +215,7 @@ class LivingCube:
         """Make `ds` the cube's history, holding segments up to `through` (under `locked()`):
         written in staging, renamed, then the cube's symlink replaced in one step."""
         staged = self._staged()
-        ds.attrs["url"] = str(self.path)
+        ds.attrs["url"] = self.name  # its folder is the server's business, not a reader's
         write_zarr(ds, staged, layout)
         flush_tree(staged)
         target = self.state / f"history-{through:06d}.zarr"

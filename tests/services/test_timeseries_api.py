@@ -4,6 +4,7 @@ client's get_time_series against our /stac; bad queries get 4xx with a message."
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import httpx
@@ -44,7 +45,7 @@ def served(granule_files, new_catalog, tmp_path_factory):
     settings = Settings(data_dir=folder, collection_ids={"cubes": "itslive-cubes"})
     dsn = new_catalog("timeseries")
     init_catalog(dsn, settings.collection_ids)
-    load_cubes(dsn, [store / n for n in cube_names(store)], "itslive-cubes")
+    load_cubes(dsn, [store / n for n in cube_names(store)], "itslive-cubes", settings.data_href)
     granule = read_granule(template)
     rows, cols = np.nonzero(granule.valid)
     x, y = granule.x[cols[0]], granule.y[rows[0]]
@@ -180,11 +181,20 @@ def test_a_new_granule_shows_in_the_series_once_ingested(served) -> None:
 
 
 def test_the_itslive_client_reads_our_cubes(served, monkeypatch, tmp_path: Path) -> None:
+    """itslive 0.7.4 turns every http:// cube URL into https://: on one machine, without a
+    TLS proxy, the data are published as file:// URLs (GLACIERFLOW_PUBLIC_DATA_URL)."""
     from itslive.velocity_cubes import _cubes
 
-    monkeypatch.setattr(_cubes, "STAC_CATALOG_URL", served["url"] + "/stac")
-    _cubes._open_cached_dataset.cache_clear()
-    results = _cubes.get_time_series([(served["lon"], served["lat"])], ["v"])
+    settings = Settings(
+        data_dir=served["folder"],
+        collection_ids={"cubes": "itslive-cubes"},
+        public_data_url=served["folder"].resolve().as_uri(),
+    )
+    with serving(create_app(settings, served["dsn"])) as url:
+        monkeypatch.setattr(_cubes, "STAC_CATALOG_URL", url + "/stac")
+        _cubes._open_cached_dataset.cache_clear()
+        results = _cubes.get_time_series([(served["lon"], served["lat"])], ["v"])
+        _cubes.export_csv([(served["lon"], served["lat"])], ["v"], outdir=str(tmp_path))
     assert len(results) == 1
     series = results[0]["time_series"]
     assert series.attrs["projection"] == "3413"
@@ -192,7 +202,6 @@ def test_the_itslive_client_reads_our_cubes(served, monkeypatch, tmp_path: Path)
         pytest.approx(25.0, abs=0.01)
     )
     assert list(series["vx"].values[:3]) == [100.0, 110.0, 120.0]
-    _cubes.export_csv([(served["lon"], served["lat"])], ["v"], outdir=str(tmp_path))
     (exported,) = tmp_path.glob("*.csv")
     # the same columns as ours and ITS_LIVE's exports (this client version writes lon first)
     header = exported.read_text().splitlines()[0]
@@ -210,7 +219,9 @@ def test_the_cube_item_describes_the_cube_as_it_is_now(served) -> None:
     assert {"v", "vx", "vy", "v_error", "date_dt"} <= set(item.properties["cube:variables"])
     assert item.properties["layer_count"] >= 14
     assert item.assets["data"].href.endswith(".zarr") and "data" in item.assets["data"].roles
-    assert xr.open_zarr(item.assets["data"].href).sizes["mid_date"] >= 14
+    assert item.assets["data"].href == f"{served['url']}/data/cubes/{TILE}"
+    metadata = httpx.get(item.assets["data"].href + "/zarr.json").json()  # xarray: see below
+    assert metadata["consolidated_metadata"]["metadata"]["vx"]["shape"][0] >= 14
 
 
 @pytest.mark.parametrize("encoding", ["br", "gzip", "identity"])
@@ -230,3 +241,299 @@ def test_json_columns_whole_numbers_as_integers_empty_as_null_fractions_kept() -
     assert written([1.0, -2.0]) == b"[1,-2]"
     assert written([3.0, np.nan]) == b"[3,null]"
     assert written([1.25, np.nan]) == b"[1.25,null]"
+
+
+TILE = "ITS_LIVE_vel_EPSG3413_G0120_X-150000_Y-2250000.zarr"
+NO_CUBE = {"lon": -40.0, "lat": 72.0}  # another tile of EPSG:3413, where no cube is
+
+
+def _point(served) -> dict[str, float]:
+    return {"lon": served["lon"], "lat": served["lat"]}
+
+
+def _line(served) -> str:
+    to_lonlat = Transformer.from_crs(3413, 4326, always_xy=True)
+    a = to_lonlat.transform(served["x"], served["y"])
+    b = to_lonlat.transform(served["x"] + 250, served["y"])
+    return f"{a[0]} {a[1]},{b[0]} {b[1]}"
+
+
+def test_answers_carry_urls_never_server_paths(served) -> None:
+    http, url, folder = served["http"], served["url"], served["folder"]
+    body = http.get("/timeseries", params={**_point(served), "variables": "v,granule_url"}).json()
+    assert body["cube"]["href"] == f"{url}/data/cubes/{TILE}"
+    granules = body["time_series"]["granule_url"]
+    assert len(granules) >= 14 and all(u.startswith(f"{url}/data/l8/") for u in granules[:10])
+    assert http.get(granules[0]).content[:4] == b"\x89HDF"  # the granule itself
+    for answer in [
+        http.get(
+            "/timeseries", params={**_point(served), "variables": "v,granule_url", "format": f}
+        )
+        for f in ("json", "csv", "netcdf")
+    ] + [
+        http.post(
+            "/timeseries",
+            json={"points": [list(_point(served).values())], "variables": ["granule_url"]},
+        ),
+        http.get("/profile", params={"line": _line(served), "variables": "v,granule_url"}),
+    ]:
+        assert answer.status_code == 200, answer.text
+        assert str(folder).encode() not in answer.content
+        assert str(folder.resolve()).encode() not in answer.content
+
+
+def test_the_cube_opens_over_http_from_its_answer_href(served) -> None:
+    """xarray (zarr over fsspec's HTTP) reads the cube from the URL /timeseries gives, in a
+    process of its own (zarr and a server in one process can stall each other)."""
+    import subprocess
+    import sys
+
+    href = served["http"].get("/timeseries", params=_point(served)).json()["cube"]["href"]
+    script = (
+        "import sys, xarray as xr\n"
+        "ds = xr.open_zarr(sys.argv[1])\n"
+        "v = ds['vx'].sel(x=float(sys.argv[2]), y=float(sys.argv[3])).values\n"
+        "print(ds.sizes['mid_date'], ds.attrs['url'], sorted(v[v == v].tolist())[:3])\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script, href, str(served["x"]), str(served["y"])],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+    )
+    layers, name, first = done.stdout.split(maxsplit=2)
+    assert int(layers) >= 14
+    assert name == TILE  # no server path inside the cube either
+    assert first.strip() == "[100.0, 110.0, 120.0]"
+
+
+def test_cube_hrefs_outside_the_configured_store_are_refused(
+    served, new_catalog, tmp_path: Path, caplog
+) -> None:
+    """Hostile cube items in the real catalog: a copy of the cube elsewhere, reached by an
+    absolute path, a relative path climbing out, a folder of the data directory that is not
+    the store, a URL; none is read."""
+    import shutil
+
+    from glacierflow.catalog.items import cube_item
+    from glacierflow.catalog.loader import load_items
+
+    folder = served["folder"]
+    elsewhere = tmp_path / "elsewhere"
+    shutil.copytree(served["store"], elsewhere, symlinks=True)
+    shutil.copytree(served["store"], folder / "not-a-store", symlinks=True)
+    dsn = new_catalog("hostile_cubes")
+    init_catalog(dsn, {"cubes": "itslive-cubes"})
+    item = cube_item(elsewhere / TILE, "itslive-cubes").to_dict(include_self_link=False)
+    hrefs = [
+        str(elsewhere / TILE),
+        os.path.relpath(elsewhere / TILE, folder),
+        f"cubes/../not-a-store/{TILE}",
+        f"not-a-store/{TILE}",
+        f"https://example.org/{TILE}",
+        "/etc/passwd",
+    ]
+    load_items(
+        dsn,
+        [
+            {
+                **item,
+                "id": f"hostile-{n}",
+                "assets": {"data": {**item["assets"]["data"], "href": h}},
+            }
+            for n, h in enumerate(hrefs)
+        ],
+    )
+    settings = Settings(data_dir=folder, collection_ids={"cubes": "itslive-cubes"})
+    with serving(create_app(settings, dsn)) as url, httpx.Client(base_url=url, timeout=60) as http:
+        answer = http.get("/timeseries", params=_point(served))
+        assert answer.status_code == 404, answer.text
+        assert http.get("/profile", params={"line": _line(served)}).status_code == 404
+        points = {"points": [list(_point(served).values())]}
+        assert http.post("/timeseries", json=points).status_code == 404
+        found = http.get("/stac/collections/itslive-cubes/items").json()["features"]
+    assert "refused a cube href outside the configured stores" in caplog.text
+    # the STAC API shows the URL and leaves the local paths it does not serve out
+    shown = {f["id"]: f["assets"].get("data", {}).get("href") for f in found}
+    assert shown["hostile-4"] == f"https://example.org/{TILE}"
+    assert shown["hostile-3"] == f"{url}/data/not-a-store/{TILE}"  # a data file, not a store
+    assert shown["hostile-0"] is None and shown["hostile-1"] is None and shown["hostile-5"] is None
+
+
+@pytest.mark.parametrize("route", ["GET /timeseries", "POST /timeseries", "GET /profile"])
+def test_time_zones_are_moved_to_utc_and_may_be_mixed(served, route: str) -> None:
+    """The first layer's mid_date is 2023-01-13T12:00 UTC; offsets put bounds around it."""
+    http = served["http"]
+
+    def count(**dates: str) -> int:
+        method, path = route.split()
+        if method == "POST":
+            answer = http.post(path, json={"points": [list(_point(served).values())], **dates})
+            assert answer.status_code == 200, answer.text
+            return answer.json()["results"][0]["count"]
+        params = (
+            {**_point(served), **dates}
+            if path == "/timeseries"
+            else {"line": _line(served), **dates}
+        )
+        answer = http.get(path, params=params)
+        assert answer.status_code == 200, answer.text
+        body = answer.json()
+        return body["count"] if path == "/timeseries" else len(body["mid_date"])
+
+    first_two = {"end": "2023-01-25T12:00:00Z"}
+    assert count(**first_two) == 2
+    assert count(start="2023-01-13T15:00:00+05:00", **first_two) == 2  # 10:00 UTC
+    assert count(start="2023-01-13T13:00:00+00:00", **first_two) == 1
+    assert count(start="2023-01-01", end="2023-01-13T09:00:00-05:00") == 1  # 14:00 UTC
+    assert count(start="2023-01-01T00:00:00+01:00", end="2023-01-25T12:00:00") == 2  # mixed
+    assert count(start="2023-01-01", end="2023-01-25T13:00:00+01:00") == 2
+
+
+BAD_NUMBERS = {
+    "lon": ["nan", "inf", "-inf", "181", "1e999", "east"],
+    "lat": ["nan", "inf", "-inf", "-91", "1e999", "north"],
+    "spacing": ["nan", "inf", "-inf", "0", "-120", "1e999", "wide"],
+    "min_dt": ["nan", "inf", "-inf", "-1", "1e999", "x"],
+    "max_dt": ["nan", "inf", "-inf", "-1", "1e999", "x"],
+    "max_error": ["nan", "inf", "-inf", "-1", "1e999", "x"],
+}
+BAD_DATES = ["yesterday", "2023-13-01", "9999-12-31T23:00:00-05:00", "0001-01-01T00:00:00+05:00"]
+
+
+def _bad_queries(served) -> list[tuple[str, str, dict | str]]:
+    """(route, parameter, request) for every bad value of every parameter of every route;
+    POST requests as JSON text (Python's json writes no 1e999)."""
+    cases: list[tuple[str, str, dict | str]] = []
+    point, line = _point(served), {"line": _line(served)}
+    lonlat = f"[[{point['lon']}, {point['lat']}]]"
+
+    def body(member: str) -> str:
+        return '{"points": ' + lonlat + ", " + member + "}"
+
+    for name, values in BAD_NUMBERS.items():
+        for value in values:
+            if name != "spacing":
+                cases.append(("GET /timeseries", name, {**point, name: value}))
+            if name not in ("lon", "lat"):
+                cases.append(("GET /profile", name, {**line, name: value}))
+            if name not in ("lon", "lat", "spacing"):
+                cases.append(("POST /timeseries", name, body(f'"{name}": "{value}"')))
+                if value.lstrip("-")[:1].isdigit():  # and as a JSON number
+                    cases.append(("POST /timeseries", name, body(f'"{name}": {value}')))
+    for name in ("start", "end"):
+        for value in BAD_DATES:
+            cases.append(("GET /timeseries", name, {**point, name: value}))
+            cases.append(("GET /profile", name, {**line, name: value}))
+            cases.append(("POST /timeseries", name, body(f'"{name}": "{value}"')))
+    for value in ['"nan", 60', '10, "inf"', "200, 60", "10, -91", "10", "10, 1e999", "-1e999, 1"]:
+        cases.append(("POST /timeseries", "points", '{"points": [[' + value + "]]}"))
+    for value in ["inf 60,10 60", "nan 60,10 60", "10 60", "10 60,abc", ",".join(["10 60"] * 1001)]:
+        cases.append(("GET /profile", "line", {"line": value}))
+    cases.append(("GET /profile", "line", {"line": "-48 69,-47 69", "spacing": "1"}))  # samples
+    return cases
+
+
+def test_every_bad_query_gets_4xx_naming_its_parameter(served) -> None:
+    http = served["http"]
+    failures = []
+    for route, name, request in _bad_queries(served):
+        method, path = route.split()
+        if method == "POST":
+            answer = http.post(path, content=request, headers={"content-type": "application/json"})
+        else:
+            answer = http.get(path, params=request)
+        if not (400 <= answer.status_code < 500 and name in answer.text):
+            failures.append((route, name, request, answer.status_code, answer.text[:200]))
+    assert not failures, (len(failures), failures[:5])
+
+
+def test_post_points_are_counted_before_the_body_is_parsed(served) -> None:
+    http, point = served["http"], list(_point(served).values())
+    many = http.post("/timeseries", json={"points": [point] * 101})
+    assert many.status_code == 422 and "points: at most 100" in many.text
+    huge = http.post(
+        "/timeseries", content=b'{"points": [' + b"[10.0, 60.0]," * 2_000_000 + b"[10, 60]]}"
+    )
+    assert huge.status_code == 413 and "100 points" in huge.text
+    for body in (b"not json", b"[1, 2]", b'{"points": 5}', b""):
+        answer = http.post("/timeseries", content=body)
+        assert answer.status_code == 422, (body, answer.text)
+    settings = Settings(
+        data_dir=served["folder"],
+        collection_ids={"cubes": "itslive-cubes"},
+        timeseries_max_points=2,
+    )
+    with serving(create_app(settings, served["dsn"])) as url:
+        few = httpx.post(f"{url}/timeseries", json={"points": [point] * 3}, timeout=60)
+        assert few.status_code == 422 and "at most 2" in few.text
+        two = httpx.post(f"{url}/timeseries", json={"points": [point] * 2}, timeout=60)
+        assert two.status_code == 200 and len(two.json()["results"]) == 2
+    with pytest.raises(ValueError, match="timeseries_max_points"):
+        Settings(timeseries_max_points=1_000_000)
+
+
+def test_the_post_body_schema_is_in_the_openapi_document(served) -> None:
+    schema = served["http"].get("/openapi.json").json()
+    body = schema["paths"]["/timeseries"]["post"]["requestBody"]["content"]["application/json"]
+    assert {"points", "start", "format"} <= set(body["schema"]["properties"])
+
+
+def test_database_faults_answer_503_at_once_known_cubes_keep_answering_all_recover(
+    served, own_cluster
+) -> None:
+    """The catalog database stopped, then frozen (SIGSTOP): points whose cube is known keep
+    their series, other points get 503 within the client's 10 s (no hang, no 500), and
+    everything works again by itself once the database is back."""
+    import signal
+    import time
+
+    from conftest import postmaster_pid
+
+    dsn, _ = own_cluster.start()
+    ids = {"cubes": "itslive-cubes"}
+    init_catalog(dsn, ids)
+    settings = Settings(data_dir=served["folder"], collection_ids=ids)
+    load_cubes(dsn, [served["store"] / TILE], "itslive-cubes", settings.data_href)
+    point, line = _point(served), {"line": _line(served)}
+    remembered_s = timeseries.DB_RETRY_AFTER_S + 0.5  # the lookups' memory and the pause
+
+    def until(check, what: str) -> None:
+        deadline = time.monotonic() + 30
+        while not check():
+            assert time.monotonic() < deadline, what
+            time.sleep(0.5)
+
+    def answers(http: httpx.Client) -> None:
+        """Known cubes answer, unknown points get 503 with Retry-After."""
+        assert http.get("/timeseries", params=point).json()["count"] >= 14
+        assert len(http.get("/profile", params=line).json()["distance_m"]) == 3
+        posted = http.post("/timeseries", json={"points": [list(point.values())]})
+        assert posted.status_code == 200, posted.text
+        for unknown in (
+            http.get("/timeseries", params=NO_CUBE),
+            http.post("/timeseries", json={"points": [list(NO_CUBE.values())]}),
+            http.get("/profile", params={"line": "-40 72,-40 72.001"}),
+        ):
+            assert unknown.status_code == 503, unknown.text
+            assert unknown.headers["retry-after"] and "unavailable" in unknown.text
+            assert "127.0.0.1" not in unknown.text and "postgres" not in unknown.text
+
+    with serving(create_app(settings, dsn)) as url, httpx.Client(base_url=url, timeout=10) as http:
+        assert http.get("/timeseries", params=point).status_code == 200
+        assert http.get("/profile", params=line).status_code == 200
+        assert http.get("/timeseries", params=NO_CUBE).status_code == 404
+        own_cluster.stop()
+        time.sleep(remembered_s)  # what was looked up must be looked up again
+        answers(http)
+        own_cluster.start()  # on the same port
+        until(lambda: http.get("/timeseries", params=NO_CUBE).status_code == 404, "recovery")
+        pid = postmaster_pid(own_cluster)
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            time.sleep(remembered_s)
+            answers(http)
+        finally:
+            os.kill(pid, signal.SIGCONT)
+        until(lambda: http.get("/timeseries", params=NO_CUBE).status_code == 404, "thawed")
