@@ -347,7 +347,8 @@ def make_cube_granules(
 @dataclasses.dataclass(frozen=True)
 class ServedRegion:
     """What a live server over the region needs (data dir holding `cubes/`, catalog DSN)
-    and where to ask it: a point inside the cube, a line across it, the cube's item id."""
+    and where to ask it: a point inside the cube, a line across it, the cube's item id, a
+    granule's path under /data."""
 
     data_dir: Path
     dsn: str
@@ -355,6 +356,7 @@ class ServedRegion:
     lat: float
     line: str
     cube_item: str
+    data_file: str
 
 
 @pytest.fixture(scope="session")
@@ -364,29 +366,38 @@ def served_region(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> ServedRegion:
     """Demo-like data for the fuzzer and the soak test: a 12-layer cube (Landsat 8 and
-    Sentinel-2A) and the granules, loaded into a catalog of their own."""
+    Sentinel-2A) and the granules in a data directory, loaded into a catalog of their own
+    as `glacierflow cube ingest` and `catalog load` would (hrefs relative to it)."""
+    import shutil
+
     from pyproj import Transformer
 
     from glacierflow.catalog.loader import load_cubes, load_granules
     from glacierflow.processing.cubes.ingest import ingest
     from glacierflow.processing.cubes.store import cube_names
+    from glacierflow.settings import Settings
 
     folder = tmp_path_factory.mktemp("region")
+    settings = Settings(data_dir=folder / "data")
     template = granule_files["july"]
     files = make_cube_granules(template, folder / "l8", 8)
     files += make_cube_granules(template, folder / "s2", 4, first=8, satellite="2A")
-    store = folder / "data" / "cubes"
+    store = settings.cube_store
     ingest(files, store, progress=lambda _: None)
     dsn = new_catalog("served_region")
-    (cube_item,) = load_cubes(dsn, [store / name for name in cube_names(store)], "cubes")
-    report = load_granules(dsn, granule_files.values(), "granules")
+    cubes = [store / name for name in cube_names(store)]
+    (cube_item,) = load_cubes(dsn, cubes, "cubes", settings.data_href)
+    (settings.data_dir / "granules").mkdir()
+    granules = [shutil.copy(f, settings.data_dir / "granules") for f in granule_files.values()]
+    report = load_granules(dsn, map(Path, granules), "granules", settings.data_href)
     assert not report.rejected, report.rejected
     x0, y0 = GRANULE_PAIRS["july"][2]
     to_lonlat = Transformer.from_crs(synthetic.EPSG, 4326, always_xy=True)
     lon, lat = to_lonlat.transform(x0 + 1000, y0 - 1000)
     ends = [to_lonlat.transform(x0 + dx, y0 - 1000) for dx in (200, 2000)]
     line = ",".join(f"{lo:.6f} {la:.6f}" for lo, la in ends)
-    return ServedRegion(folder / "data", dsn, lon, lat, line, cube_item)
+    data_file = settings.data_href(Path(granules[0]))
+    return ServedRegion(settings.data_dir, dsn, lon, lat, line, cube_item, data_file)
 
 
 @contextmanager

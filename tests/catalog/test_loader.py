@@ -186,7 +186,8 @@ def test_itslive_collection_names_work_with_the_itslive_client(
     assert set(init_catalog(dsn, ids)) == {"scenes", "itslive-granules", "itslive-cubes", "mosaics"}
     report = load_granules(dsn, [granule_files["august"]], "itslive-granules")
     assert report.loaded == [granule_files["august"].stem]
-    settings = Settings(data_dir=tmp_path_factory.mktemp("itslive-names"), collection_ids=ids)
+    # the granule's folder is the data directory: the API serves it under /data
+    settings = Settings(data_dir=granule_files["august"].parent, collection_ids=ids)
     with serving(create_app(settings, dsn)) as url:
         found = itslive.search(
             type="pgstac",
@@ -195,4 +196,4 @@ def test_itslive_collection_names_work_with_the_itslive_client(
             start="2024-01-01",
             end="2024-12-31",
         )
-    assert found == [str(granule_files["august"].resolve())]
+    assert found == [f"{url}/data/{granule_files['august'].name}"]

@@ -1,7 +1,7 @@
 """Schemathesis hooks for test_fuzz.py, loaded by `st run` (SCHEMATHESIS_HOOKS=fuzz_hooks):
 generated requests are also aimed at what the server holds (GLACIERFLOW_FUZZ_REGION, JSON
-with lon, lat, line and cube_item), so the fuzzer reaches the reads and filters behind
-/timeseries, /profile and the STAC item routes rather than only their 404s."""
+with lon, lat, line, cube_item and data_file), so the fuzzer reaches the reads and filters
+behind /timeseries, /profile, /data and the STAC item routes rather than only their 404s."""
 
 from __future__ import annotations
 
@@ -39,10 +39,14 @@ def flatmap_body(context: Any, body: Any) -> st.SearchStrategy:
 
 @schemathesis.hook
 def flatmap_path_parameters(context: Any, parameters: Any) -> st.SearchStrategy:
-    """As generated, or the catalogued cube's collection and item."""
-    if not _REGION or not isinstance(parameters, dict) or "collection_id" not in parameters:
+    """As generated, or the catalogued cube's collection and item, or a served file."""
+    if not _REGION or not isinstance(parameters, dict):
         return st.just(parameters)
-    aimed = {**parameters, "collection_id": "cubes"}
+    aimed = dict(parameters)
+    if "collection_id" in aimed:
+        aimed["collection_id"] = "cubes"
     if "item_id" in aimed:
         aimed["item_id"] = _REGION["cube_item"]
+    if "path" in aimed:
+        aimed["path"] = _REGION["data_file"]
     return st.sampled_from([parameters, aimed])

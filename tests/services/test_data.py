@@ -80,9 +80,9 @@ def test_pystac_client_hrefs_open_with_range_requests_and_xarray(published) -> N
     data = b"".join(pieces)
     assert data == granule.read_bytes() == whole.content
     assert thumbnail.content[:8] == b"\x89PNG\r\n\x1a\n"
+    in_memory = netCDF4.Dataset("granule.nc", memory=data)  # closed by xarray
     with (
-        netCDF4.Dataset("granule.nc", memory=data) as nc,
-        xr.open_dataset(xr.backends.NetCDF4DataStore(nc)) as ds,
+        xr.open_dataset(xr.backends.NetCDF4DataStore(in_memory)) as ds,
         xr.open_dataset(granule) as local,
     ):
         np.testing.assert_array_equal(ds["vx"].values, local["vx"].values)
@@ -126,7 +126,8 @@ def test_hrefs_follow_the_host_the_client_used_or_the_public_data_url(published)
     ],
 )
 def test_only_published_files_are_served(published, target: bytes) -> None:
-    answer = httpx.get(f"{published['url']}/", extensions={"target": target})
+    with httpx.Client(timeout=30) as http:  # the request target sent as written
+        answer = http.request("GET", f"{published['url']}/", extensions={"target": target})
     assert answer.status_code == 404, answer.text
     assert b"secret" not in answer.content and b"private" not in answer.content
     assert str(published["root"]).encode() not in answer.content
