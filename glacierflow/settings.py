@@ -48,8 +48,8 @@ class Settings(BaseSettings):
     stac_filter_max_length: int = Field(
         20_000,
         ge=100,
-        description="characters in a STAC search's filter, query, intersects or q parameter, "
-        "and in a POST search body",
+        description="characters in a STAC search's filter, query, intersects or q parameter "
+        "(POST bodies are bounded by max_body_bytes)",
     )
     stac_filter_max_depth: int = Field(
         20,

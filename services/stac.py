@@ -216,7 +216,12 @@ class _RequestBounds:
         problem = self._parameters_problem(QueryParams(scope["query_string"]))
         if problem is None and scope["method"] not in _READ_METHODS:
             body, receive = await _buffered(receive)
-            problem = self._body_problem(body, is_search=path == self._search)
+            declared = dict(scope["headers"]).get(b"content-type", b"").lower()
+            problem = self._body_problem(
+                body,
+                is_search=path == self._search,
+                not_json=bool(declared) and b"json" not in declared,
+            )
         if problem is None:
             await self.app(scope, receive, send)
             return
@@ -242,23 +247,24 @@ class _RequestBounds:
                 return self._too_deep(f"`{name}`")
         return None
 
-    def _body_problem(self, body: bytes, is_search: bool) -> str | None:
-        if is_search and len(body) > self._length:
-            return (
-                f"a search body has {len(body)} bytes; at most {self._length} are allowed "
-                "(GLACIERFLOW_STAC_FILTER_MAX_LENGTH)"
-            )
+    def _body_problem(self, body: bytes, is_search: bool, not_json: bool) -> str | None:
+        if is_search and not_json:  # FastAPI would hand stac-fastapi the raw bytes
+            return "send the search body as JSON (Content-Type: application/json)"
+        # a body's size is bounded by the app's body limit (GLACIERFLOW_MAX_BODY_BYTES, 413),
+        # which runs before this; what a parser could choke on is its depth
         # latin-1 maps every byte to one character: brackets and quotes stay where they are
         if _deeper_than(body.decode("latin-1"), self._depth + 1, _JSON_TOKENS):
             return self._too_deep("the request body")  # + 1: the body's own object
         # Python's JSON reads NaN, Infinity and 1e999, which pydantic lets into a bbox and
         # stac-fastapi's error answer cannot write back; safe to parse now it is shallow
         try:
-            json.loads(body, parse_constant=_not_finite, parse_float=_finite)
+            parsed = json.loads(body, parse_constant=_not_finite, parse_float=_finite)
         except _NotFiniteError as number:
             return f"the request body has a number that is not finite: {number}"
         except ValueError:
-            pass  # not JSON: the route's own parser says so
+            return "the search body is not JSON" if is_search else None
+        if is_search and not isinstance(parsed, dict):
+            return 'the search body must be a JSON object, such as {"limit": 10}'
         return None
 
     def _too_deep(self, what: str) -> str:
@@ -489,11 +495,15 @@ def create_stac_app(settings: Settings, dsn: str, prefix: str = "") -> FastAPI:
     # specific handlers above say it is unavailable
     api.app.add_exception_handler(asyncpg.PostgresError, _database_refused)
     api.app.add_exception_handler(orjson.JSONDecodeError, _malformed_json)
-    api.app.add_middleware(
-        _RequestBounds,
-        prefix=prefix,
-        max_depth=settings.stac_filter_max_depth,
-        max_length=settings.stac_filter_max_length,
+    # inside the body limit (a 20 MB upload gets its 413 before anything buffers it) and
+    # inside CORS (its 400s carry CORS headers)
+    api.app.user_middleware.append(
+        Middleware(
+            _RequestBounds,
+            prefix=prefix,
+            max_depth=settings.stac_filter_max_depth,
+            max_length=settings.stac_filter_max_length,
+        )
     )
     if transactions:
         api.app.add_middleware(_ApiKeyGuard, key=key, prefix=prefix)

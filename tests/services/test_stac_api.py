@@ -339,6 +339,12 @@ BAD_REQUESTS = [
         400,
         "geometries",
     ),
+    # search bodies that are not a JSON object
+    *[
+        ("POST", "/stac/search", body, 400, "must be a JSON object")
+        for body in (b"[null, null]", b"1.5", b"null", b'"x"', b"true")
+    ],
+    ("POST", "/stac/search", b"{nope", 400, "not JSON"),
 ]
 
 
@@ -357,6 +363,14 @@ def test_bad_requests_get_a_4xx_naming_the_problem(
     response = http.request(method, path, **kwargs)
     assert response.status_code == status, response.text
     assert words in response.text
+
+
+def test_a_search_body_that_is_not_declared_json_is_a_400(http: httpx.Client) -> None:
+    response = http.post(
+        "/stac/search", content=b'{"limit": 1}', headers={"content-type": "text/plain"}
+    )
+    assert response.status_code == 400, response.text
+    assert "application/json" in response.text
 
 
 def test_an_unknown_collection_in_a_search_finds_nothing(http: httpx.Client) -> None:
