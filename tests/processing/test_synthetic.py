@@ -43,7 +43,7 @@ def test_cloud_covers_a_fifth_and_moves_by_its_own_shift(scene: synthetic.HardSc
 
 
 def test_variants_without_cloud_and_with_natural_texture() -> None:
-    plain = synthetic.hard_scene(256, cloud=False)
+    plain = synthetic.hard_scene(400, cloud=False)
     assert not plain.ref_cloud.any() and not plain.sec_cloud.any()
     grid = node_grid(plain.transform, plain.ref.shape, 120.0)
     subsets = plain.subsets(grid.rows, grid.cols)
