@@ -50,16 +50,16 @@ def ids(granule_files: dict[str, Path]) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def base(
-    pgstac_dsn: str, granule_files: dict[str, Path], tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[str]:
+def base(pgstac_dsn: str, granule_files: dict[str, Path]) -> Iterator[str]:
     """The app (no transactions) over the session catalog holding exactly the granule files."""
     report = load_granules(pgstac_dsn, list(granule_files.values()), "granules")
     assert report.rejected == {}
     with psycopg.connect(pgstac_dsn) as conn:
         (count,) = conn.execute("SELECT count(*) FROM pgstac.items").fetchone()
     assert count == len(granule_files), "the session catalog holds other items"
-    with serving(create_app(_settings(tmp_path_factory), pgstac_dsn)) as url:
+    # the granules' folder is the data directory: their assets are served under /data
+    settings = Settings(data_dir=granule_files["july"].parents[1])
+    with serving(create_app(settings, pgstac_dsn)) as url:
         yield url
 
 
@@ -901,11 +901,11 @@ def test_the_itslive_client_finds_granules(base: str, granule_files: dict[str, P
         "end": "2024-12-31",
     }
     found = itslive.search(**common, percent_valid_pixels=50, min_interval=10, max_interval=20)
-    expected = sorted(str(granule_files[name].resolve()) for name in ("july", "august"))
+    expected = sorted(f"{base}/data/granules/{granule_files[n].name}" for n in ("july", "august"))
     assert found == expected
     # july has clouds (about 87 % valid): a stricter client-side filter leaves only august
     strict = itslive.search(**common, percent_valid_pixels=95)
-    assert strict == [str(granule_files["august"].resolve())]
+    assert strict == [f"{base}/data/granules/{granule_files['august'].name}"]
     assert itslive.search(**common, min_interval=30) == []
 
 
