@@ -145,13 +145,6 @@ def data_router(files: DataFiles) -> APIRouter:
     """GET/HEAD /data/{path}: a published file, with range requests."""
     router = APIRouter(tags=["data"])
 
-    @router.api_route(
-        DATA_PREFIX + "/{path:path}",
-        methods=["GET", "HEAD"],
-        summary="A data file (granule, browse image, raster, a cube's Zarr file)",
-        response_class=FileResponse,
-        responses={206: {"description": "the byte ranges asked for"}},
-    )
     def data_file(path: str) -> FileResponse:
         """Served as stored: HTTP range requests, no compression on top (the files are
         compressed already, and a compressed range would not be the range asked for)."""
@@ -159,4 +152,15 @@ def data_router(files: DataFiles) -> APIRouter:
         media = MEDIA_TYPES.get(found.suffix.lower(), "application/octet-stream")
         return FileResponse(found, media_type=media, headers={"content-encoding": "identity"})
 
+    # GET and HEAD as two operations: OpenAPI needs one operationId each
+    for method in ("GET", "HEAD"):
+        router.add_api_route(
+            DATA_PREFIX + "/{path:path}",
+            data_file,
+            methods=[method],
+            operation_id=f"data_file_{method.lower()}",
+            summary="A data file (granule, browse image, raster, a cube's Zarr file)",
+            response_class=FileResponse,
+            responses={206: {"description": "the byte ranges asked for"}},
+        )
     return router

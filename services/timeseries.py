@@ -249,8 +249,9 @@ def _utc(value: datetime) -> datetime:
 UtcDatetime = Annotated[datetime, AfterValidator(_utc)]
 Days = Annotated[float, Field(ge=0, allow_inf_nan=False, description="days")]
 MetresPerYear = Annotated[float, Field(ge=0, allow_inf_nan=False, description="m/yr")]
-Lon = Annotated[float, Field(ge=-180, le=180, allow_inf_nan=False)]
-Lat = Annotated[float, Field(ge=-90, le=90, allow_inf_nan=False)]
+# strict: a JSON `false` is no coordinate (lax floats read booleans as 0 and 1)
+Lon = Annotated[float, Field(ge=-180, le=180, allow_inf_nan=False, strict=True)]
+Lat = Annotated[float, Field(ge=-90, le=90, allow_inf_nan=False, strict=True)]
 
 
 class Filters(BaseModel):
@@ -670,8 +671,8 @@ def timeseries_router(
         ] = None,
         min_dt: Annotated[float | None, Query(ge=0, allow_inf_nan=False)] = None,
         max_dt: Annotated[float | None, Query(ge=0, allow_inf_nan=False)] = None,
-        sensors: list[str] | None = None,
-        missions: list[str] | None = None,
+        sensors: Annotated[list[str] | None, Query(description="L8,S2A,...")] = None,
+        missions: Annotated[list[str] | None, Query(description="L,S,...")] = None,
         max_error: Annotated[float | None, Query(ge=0, allow_inf_nan=False)] = None,
         variables: Annotated[list[str] | None, Query(description="default: v")] = None,
         format: OutputFormat = OutputFormat.json,

@@ -131,3 +131,11 @@ def test_only_published_files_are_served(published, target: bytes) -> None:
     assert answer.status_code == 404, answer.text
     assert b"secret" not in answer.content and b"private" not in answer.content
     assert str(published["root"]).encode() not in answer.content
+
+
+def test_every_operation_has_its_own_operation_id(published) -> None:
+    """OpenAPI clients and the fuzzer name operations by operationId: GET and HEAD /data too."""
+    document = httpx.get(f"{published['url']}/openapi.json", timeout=30).json()
+    ids = [op["operationId"] for path in document["paths"].values() for op in path.values()]
+    assert len(ids) == len(set(ids)), sorted(i for i in ids if ids.count(i) > 1)
+    assert {"get", "head"} <= set(document["paths"]["/data/{path}"])

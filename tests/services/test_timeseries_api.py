@@ -131,6 +131,9 @@ def test_several_points_by_post(served) -> None:
         "/timeseries", json={"points": [[lon, lat], [lon, lat]], "format": "csv"}
     ).text.splitlines()
     assert csv[0] == ITSLIVE_CSV and len(csv) == 29
+    for point in ([lon, False], [True, lat], ["1", lat]):  # JSON booleans are no coordinates
+        refused = http.post("/timeseries", json={"points": [point]})
+        assert refused.status_code == 422, refused.text
 
 
 def test_bad_queries_get_4xx_with_a_message(served) -> None:
@@ -170,6 +173,11 @@ def test_profile_is_time_by_distance(served) -> None:
     assert values[0][0] == pytest.approx(expected, abs=1)
     csv = served["http"].get("/profile", params={"line": line, "format": "csv"}).text
     assert csv.splitlines()[0].startswith("distance,mid_date")
+    # the filters are query parameters, as on /timeseries
+    for filters, rows in (({"sensors": "S2A"}, 4), ({"missions": "L"}, 10)):
+        only = served["http"].get("/profile", params={"line": line, **filters})
+        assert only.status_code == 200, only.text
+        assert len(only.json()["values"]["v"]) == rows
 
 
 def test_a_new_granule_shows_in_the_series_once_ingested(served) -> None:
