@@ -304,7 +304,7 @@ def track(
 def _hide_dask() -> None:
     """Make Dask unimportable for the rest of this process (one `track` command): the
     tracker never uses it, but xarray imports dask.array and dask.distributed when it
-    builds and writes the granule if Dask is installed, over a second of start-up. xarray
+    builds and writes the granule if Dask is installed (~330 modules, 0.5-1.5 s). xarray
     then treats Dask as absent, as it does where it is not installed. Nothing is hidden if
     Dask is already loaded."""
     if "dask" not in sys.modules:
