@@ -83,6 +83,22 @@ def test_track_writes_a_granule_and_prints_its_path(
     assert "% valid" in run.stderr
 
 
+def test_track_does_not_import_dask(
+    scenes: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Dask is installed (the cube commands use it), but xarray would import dask.array
+    and dask.distributed while writing the granule: over a second of the process."""
+    monkeypatch.setenv("PYTHONPROFILEIMPORTTIME", "1")  # every import, on stderr
+    out = tmp_path / "pair.nc"
+    run = _run(tmp_path, "track", str(scenes[0]), str(scenes[1]), "-o", str(out), *SMALL_CHIPS)
+    assert run.returncode == 0, run.stderr
+    imported = re.findall(r"^import time:.*\|\s*([\w.]+)$", run.stderr, re.M)
+    assert "xarray" in imported and "pyfftw" in imported  # the profile is there
+    # (bare "dask" and "dask.array.fft" entries are blocked attempts: they load nothing)
+    assert not set(imported) & {"dask.config", "dask.array.core", "distributed"}
+    assert out.is_file()
+
+
 def test_track_options_reach_the_granule(scenes: tuple[Path, Path], tmp_path: Path) -> None:
     target = tmp_path / "pair.nc"
     run = _run(
