@@ -106,15 +106,25 @@ class _Client(CoreCrudClient):
         return super()._clean_search_args(base_args, **kwargs)
 
     # With `fields`, stac-fastapi answers in a plain JSONResponse (the items may not be
-    # whole): still GeoJSON, as the fields extension requires.
-    async def get_search(self, *args: Any, **kwargs: Any) -> Any:
-        return _as_geojson(await super().get_search(*args, **kwargs))
+    # whole): still GeoJSON, as the fields extension requires. A search by `ids` ignores
+    # the other filters, as STAC API item search says (pgstac would apply them all).
+    async def get_search(self, request: Request, **kwargs: Any) -> Any:
+        if kwargs.get("ids"):
+            kwargs.update(dict.fromkeys(_FILTERS_BESIDE_IDS))
+        return _as_geojson(await super().get_search(request, **kwargs))
 
-    async def post_search(self, *args: Any, **kwargs: Any) -> Any:
-        return _as_geojson(await super().post_search(*args, **kwargs))
+    async def post_search(
+        self, search_request: PgstacSearch, request: Request, **kwargs: Any
+    ) -> Any:
+        if search_request.ids:
+            search_request = search_request.model_copy(update=dict.fromkeys(_FILTERS_BESIDE_IDS))
+        return _as_geojson(await super().post_search(search_request, request, **kwargs))
 
     async def item_collection(self, *args: Any, **kwargs: Any) -> Any:
         return _as_geojson(await super().item_collection(*args, **kwargs))
+
+
+_FILTERS_BESIDE_IDS = ("collections", "bbox", "intersects", "datetime", "query", "filter_expr")
 
 
 def _as_geojson(answer: Any) -> Any:

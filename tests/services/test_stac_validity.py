@@ -35,6 +35,21 @@ CONFORMANCE = (
     "item-search#fields",
 )
 
+# stac-api-validator 0.6.8's fields checks that contradict the fields extension (and
+# themselves): excluding `geometry` must not also drop the nested property it names, and
+# an answer with only the fields asked for cannot also have five of them.
+_NESTED = "properties.percent_valid_pixels"
+VALIDATOR_FAULTS = {
+    *(
+        f"[Item Search - Fields Ext] : POST {{'fields': {{'exclude': ['geometry'], "
+        f"'include': {include}}}}} response contained '{_NESTED}', but should have been excluded"
+        for include in ("[]", "None")
+    ),
+    f"[Item Search - Fields Ext] : POST {{'fields': {{'exclude': ['properties'], 'include': "
+    f"['{_NESTED}']}}}} response contained fewer than 5 fields "
+    "['id', 'collection', 'properties', 'links']",
+}
+
 
 @pytest.fixture(scope="module")
 def server(served_region: ServedRegion, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
@@ -110,13 +125,14 @@ def test_stac_api_validator_passes_every_class_the_server_claims(
         geometry=json.dumps(greenland),
         auth_bearer_token=None,
         auth_query_parameter=None,
-        fields_nested_property="properties.percent_valid_pixels",
+        fields_nested_property=_NESTED,
         validate_pagination=True,
         query_config=QueryConfig(*[None] * 13),
         transaction_collection=None,
         headers=None,
     )
-    assert list(errors) == [], "\n".join(map(str, errors))
+    unexpected = [str(e) for e in errors if str(e) not in VALIDATOR_FAULTS]
+    assert unexpected == [], "\n".join(unexpected)
     assert found_warnings is not None
 
 
