@@ -334,7 +334,7 @@ class _RequestBounds:
             if _deeper_than(text, self._depth, _CQL2_TEXT_TOKENS):
                 raise ValueError(self._too_deep("`filter`"))
             try:
-                changed["filter"] = cql2.Expr(text).to_json()
+                changed["filter"] = cql2.parse_text(text).to_json()
             except (cql2.ParseError, cql2.ValidationError) as err:
                 raise ValueError(f"Invalid filter (CQL2 text): {err}") from None
             changed["filter-lang"] = "cql2-json"
