@@ -22,6 +22,7 @@ import re
 import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from enum import StrEnum
 from importlib.resources import files
 from typing import Any, Literal
 from urllib.parse import unquote, urlparse
@@ -36,7 +37,7 @@ from fastapi import FastAPI, Request
 from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 from stac_fastapi.extensions.sort import (
     ItemCollectionSortExtension,
     SearchSortExtension,
@@ -52,6 +53,7 @@ from stac_fastapi.pgstac.db import (
     con_init,
     translate_pgstac_errors,
 )
+from stac_fastapi.pgstac.extensions import QueryExtension
 from stac_fastapi.pgstac.models.extensions import Extensions
 from stac_fastapi.pgstac.types.search import PgstacSearch
 from stac_fastapi.types.errors import InvalidQueryParameter
@@ -84,6 +86,10 @@ class _Client(CoreCrudClient):
         catalog stores them relative to the data directory (services/data.py). pgstac
         drops `"datetime": null` from the items it returns (pgstac#158, #425): items with
         a time span (our cubes) get it back, as the STAC spec requires."""
+        if getattr(search_request, "query", None):
+            search_request = search_request.model_copy(
+                update={"query": _pgstac_query(search_request.query)}
+            )
         found = await super()._search_base(search_request, request)
         for item in found.get("features", []):
             properties = item.get("properties")
@@ -122,6 +128,61 @@ class _Client(CoreCrudClient):
 
     async def item_collection(self, *args: Any, **kwargs: Any) -> Any:
         return _as_geojson(await super().item_collection(*args, **kwargs))
+
+
+class _QueryOperator(StrEnum):
+    """The query extension's operators: stac-fastapi-pgstac's comparisons, and the string
+    and list ones it leaves out, which pgstac runs as CQL2 `like` and `in`."""
+
+    EQ = "eq"
+    NE = "ne"
+    NEQ = "neq"
+    LT = "lt"
+    LTE = "lte"
+    GT = "gt"
+    GTE = "gte"
+    STARTS_WITH = "startsWith"
+    ENDS_WITH = "endsWith"
+    CONTAINS = "contains"
+    IN = "in"
+
+
+class _QueryPost(BaseModel):
+    query: dict[str, dict[_QueryOperator, Any]] | None = None
+
+
+class _Query(QueryExtension):
+    """The query extension with all its operators."""
+
+    POST = _QueryPost
+
+
+_LIKE_PATTERNS = {"startsWith": "{}%", "endsWith": "%{}", "contains": "%{}%"}
+
+
+def _pgstac_query(query: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """The query as pgstac runs it: startsWith, endsWith and contains as `like` patterns
+    (their own % and _ escaped), `in` with a list."""
+    translated: dict[str, dict[str, Any]] = {}
+    for name, operations in query.items():
+        ops: dict[str, Any] = {}
+        for operator, value in operations.items():
+            op = str(operator)
+            if op in _LIKE_PATTERNS:
+                if not isinstance(value, str):
+                    raise InvalidQueryParameter(f"`query`: {name} {op} needs a string")
+                if "like" in ops:
+                    raise InvalidQueryParameter(
+                        f"`query`: {name} takes one of startsWith, endsWith and contains"
+                    )
+                escaped = re.sub(r"([\\%_])", r"\\\1", value)
+                ops["like"] = _LIKE_PATTERNS[op].format(escaped)
+            elif op == "in" and not isinstance(value, list):
+                raise InvalidQueryParameter(f"`query`: {name} in needs a list of values")
+            else:
+                ops[op] = value
+        translated[name] = ops
+    return translated
 
 
 _FILTERS_BESIDE_IDS = ("collections", "bbox", "intersects", "datetime", "query", "filter_expr")
@@ -557,12 +618,13 @@ def create_stac_app(settings: Settings, dsn: str, prefix: str = "") -> FastAPI:
     extensions = Extensions(
         settings=stac_settings,
         search_map={
+            "query": _Query(),
             "sort": SearchSortExtension(
                 conformance_classes=[
                     sort_v1_0.format("item-search"),
                     SortConformanceClasses.ITEM_SEARCH_SORT,
                 ]
-            )
+            ),
         },
         item_collection_map={
             "sort": ItemCollectionSortExtension(

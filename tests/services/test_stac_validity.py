@@ -20,10 +20,8 @@ from stac_schemas import LocalSchemaAdapter, validate, validator
 
 # What stac-api-validator checks and the server claims (its landing page's conformsTo).
 # Not here: browseable and children (not implemented: items are reached by search and
-# /items, not by `item` links), transaction (off unless an API key is set), and
-# item-search#query, whose string operators (startsWith, endsWith, contains, in)
-# stac-fastapi-pgstac does not implement. The features#fields, #sort and #query classes
-# are accepted by the validator but not checked by it.
+# /items, not by `item` links) and transaction (off unless an API key is set). The
+# features#fields, #sort and #query classes are accepted by the validator but not checked.
 CONFORMANCE = (
     "core",
     "features",
@@ -33,13 +31,16 @@ CONFORMANCE = (
     "features#filter",
     "item-search#sort",
     "item-search#fields",
+    "item-search#query",
 )
 
-# stac-api-validator 0.6.8's fields checks that contradict the fields extension (and
-# themselves): excluding `geometry` must not also drop the nested property it names, and
-# an answer with only the fields asked for cannot also have five of them.
+# stac-api-validator 0.6.8's checks that contradict the extensions (and themselves), by
+# the start of their messages. Fields: excluding `geometry` must not also drop the nested
+# property it names, and an answer with only the fields asked for cannot also have five
+# of them. Query `in`: it takes the property for a list and compares the characters of a
+# string property with the values (test_query_string_and_list_operators checks `in`).
 _NESTED = "properties.percent_valid_pixels"
-VALIDATOR_FAULTS = {
+_VALIDATOR_FIELDS_FAULTS = {
     *(
         f"[Item Search - Fields Ext] : POST {{'fields': {{'exclude': ['geometry'], "
         f"'include': {include}}}}} response contained '{_NESTED}', but should have been excluded"
@@ -109,11 +110,38 @@ def test_every_served_collection_and_item_is_valid_stac(
     assert properties["start_datetime"] < properties["end_datetime"]
 
 
+def _query_config(http: httpx.Client) -> QueryConfig:
+    """Query extension values that match some of the served granules (as strings, the way
+    the validator's command line takes them): comparisons on percent_valid_pixels, string
+    operators and `in` on platform."""
+    items = http.get("/stac/collections/granules/items", params={"limit": 100}).json()
+    percents = sorted(f["properties"]["percent_valid_pixels"] for f in items["features"])
+    platforms = sorted({f["properties"]["platform"] for f in items["features"]})
+    low, high, platform = str(percents[0]), str(percents[-1]), platforms[-1]
+    assert percents[0] < percents[-1] and len(platform) > 3, (percents, platforms)
+    return QueryConfig(
+        query_comparison_field="percent_valid_pixels",
+        query_eq_value=high,
+        query_neq_value=low,
+        query_lt_value=high,
+        query_lte_value=low,
+        query_gt_value=low,
+        query_gte_value=high,
+        query_substring_field="platform",
+        query_starts_with_value=platform[:2],
+        query_ends_with_value=platform[-2:],
+        query_contains_value=platform[1:-1],
+        query_in_field="platform",
+        query_in_values=",".join(platforms),
+    )
+
+
 def test_stac_api_validator_passes_every_class_the_server_claims(
-    server: str, monkeypatch: pytest.MonkeyPatch
+    server: str, http: httpx.Client, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # the validators fetch schemas with requests: from the local copies
     monkeypatch.setattr(requests.sessions, "HTTPAdapter", LocalSchemaAdapter)
+    config = _query_config(http)
     greenland = {
         "type": "Polygon",
         "coordinates": [[[-50, 68], [-48, 68], [-48, 70], [-50, 70], [-50, 68]]],
@@ -127,11 +155,20 @@ def test_stac_api_validator_passes_every_class_the_server_claims(
         auth_query_parameter=None,
         fields_nested_property=_NESTED,
         validate_pagination=True,
-        query_config=QueryConfig(*[None] * 13),
+        query_config=config,
         transaction_collection=None,
         headers=None,
     )
-    unexpected = [str(e) for e in errors if str(e) not in VALIDATOR_FAULTS]
+    in_query = json.dumps({config.query_in_field: {"in": config.query_in_values.split(",")}})
+    faults = (
+        *_VALIDATOR_FIELDS_FAULTS,
+        *(
+            f"[Item Search - Query Ext] : {method} search with Query '{in_query}' had "
+            "non-matching results"
+            for method in ("GET", "POST")
+        ),
+    )
+    unexpected = [str(e) for e in errors if not str(e).startswith(faults)]
     assert unexpected == [], "\n".join(unexpected)
     assert found_warnings is not None
 
@@ -244,3 +281,47 @@ def test_the_readme_example_runs(server: str) -> None:
     assert items and all(i.properties["percent_valid_pixels"] > 50 for i in items)
     assert all(i.assets["data"].href.startswith(f"{server}/data/") for i in items)
     assert httpx.head(items[0].assets["data"].href).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("operations", "matches"),
+    [
+        ({"startsWith": "LT"}, lambda p: p.startswith("LT")),
+        ({"endsWith": "05"}, lambda p: p.endswith("05")),
+        ({"contains": "T0"}, lambda p: "T0" in p),
+        ({"contains": "%"}, lambda p: "%" in p),  # a literal %, not a wildcard
+        ({"in": ["LT05", "nope"]}, lambda p: p in {"LT05", "nope"}),
+    ],
+)
+@pytest.mark.parametrize("method", ["GET", "POST"])
+def test_query_string_and_list_operators(
+    http: httpx.Client, operations: dict, matches, method: str
+) -> None:
+    query = {"platform": operations}
+    every = {
+        f["id"]: f["properties"]["platform"]
+        for f in http.get("/stac/search", params={"limit": 100}).json()["features"]
+        if "platform" in f["properties"]
+    }
+    if method == "GET":
+        answer = http.get("/stac/search", params={"query": json.dumps(query), "limit": 100})
+    else:
+        answer = http.post("/stac/search", json={"query": query, "limit": 100})
+    assert answer.status_code == 200, answer.text
+    found = {f["id"] for f in answer.json()["features"]}
+    assert found == {i for i, platform in every.items() if matches(platform)}
+
+
+@pytest.mark.parametrize(
+    ("query", "words"),
+    [
+        ({"platform": {"startsWith": 5}}, "needs a string"),
+        ({"platform": {"startsWith": "L", "endsWith": "5"}}, "one of startsWith"),
+        ({"platform": {"in": "LT05"}}, "needs a list"),
+        ({"platform": {"regex": "L.*"}}, "regex"),
+    ],
+)
+def test_bad_query_operators_are_400s(http: httpx.Client, query: dict, words: str) -> None:
+    answer = http.post("/stac/search", json={"query": query})
+    assert answer.status_code == 400, answer.text
+    assert words in answer.text
