@@ -177,12 +177,12 @@ def _takes_fields(document: dict, operation: dict) -> bool:
 
 
 def _declare_subsets(answer: dict) -> None:
-    """With `fields`, STAC answers carry only the fields asked for, as application/json
-    (stac-fastapi): the declared models' required properties may be left out."""
+    """With `fields`, STAC answers (GeoJSON) carry only the fields asked for: the declared
+    models' required properties may be left out."""
     subset = {"type": "object", "description": "the fields asked for (fields extension)"}
-    json = answer.setdefault("content", {}).setdefault("application/json", {})
-    declared = json.get("schema")
-    json["schema"] = {"anyOf": [declared, subset]} if declared else subset
+    geojson = answer.setdefault("content", {}).setdefault("application/geo+json", {})
+    declared = geojson.get("schema")
+    geojson["schema"] = {"anyOf": [declared, subset]} if declared else subset
 
 
 def create_app_from_environment() -> FastAPI:

@@ -1,8 +1,10 @@
 """The STAC API: stac-fastapi-pgstac, composed with glacierflow's settings.
 
-Search (CQL2 text and JSON filter, sort, fields, query, token paging), collections with
-free-text collection search. Transactions are off unless an API key is configured; then
-every write needs the `X-API-Key` header (401 without it).
+Search (CQL2 text and JSON filter, text by POST too, translated to JSON here; sort; fields;
+query with all its operators; token paging), collections with free-text collection search.
+Everything it serves is STAC 1.1.0; /docs and /redoc work offline. Transactions are off
+unless an API key is configured; then every write needs the `X-API-Key` header (401
+without it).
 
 Hostile input is stopped before it reaches a parser: cql2's parser is recursive Rust and
 overflows its stack (a segfault that kills the server process) on about 1,500 nested
@@ -297,7 +299,8 @@ def _deeper_than(text: str, limit: int, tokens: re.Pattern[str]) -> bool:
 
 class _RequestBounds:
     """Refuses, before any parser sees them, STAC parameters and bodies that nest deeper
-    or run longer than the settings allow (400, naming the limit)."""
+    or run longer than the settings allow (400, naming the limit); hands POST searches on
+    in the form stac-fastapi takes (`_search_body`)."""
 
     def __init__(self, app: ASGIApp, prefix: str, max_depth: int, max_length: int):
         self.app = app
@@ -376,7 +379,8 @@ class _RequestBounds:
     def _search_body(self, body: bytes) -> bytes | None:
         """The POST search as stac-fastapi takes it, None when it needs no change: a CQL2
         text filter (pystac-client's `filter_lang="cql2-text"`) translated to CQL2 JSON,
-        one collection id given as a string made a list. ValueError names what is wrong."""
+        one collection id given as a string made a list. ValueError names what is wrong
+        (such as `"fields": null`, which stac-fastapi would take as no fields)."""
         search = json.loads(body)
         changed = dict(search)
         if "fields" in search and search["fields"] is None:
