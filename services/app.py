@@ -177,12 +177,13 @@ def _takes_fields(document: dict, operation: dict) -> bool:
 
 
 def _declare_subsets(answer: dict) -> None:
-    """With `fields`, STAC answers (GeoJSON) carry only the fields asked for: the declared
-    models' required properties may be left out."""
+    """With `fields`, STAC answers (items as GeoJSON, collections as JSON) carry only the
+    fields asked for: the declared models' required properties may be left out."""
     subset = {"type": "object", "description": "the fields asked for (fields extension)"}
-    geojson = answer.setdefault("content", {}).setdefault("application/geo+json", {})
-    declared = geojson.get("schema")
-    geojson["schema"] = {"anyOf": [declared, subset]} if declared else subset
+    content = answer.setdefault("content", {})
+    for media in content or {"application/json": {}}:
+        declared = content.setdefault(media, {}).get("schema")
+        content[media]["schema"] = {"anyOf": [declared, subset]} if declared else subset
 
 
 def create_app_from_environment() -> FastAPI:
