@@ -17,9 +17,10 @@ import pystac
 import pystac.validation
 import pystac.validation.jsonschemas
 import requests
+from conftest import SHARED
 from pystac.validation.stac_validator import JsonSchemaSTACValidator
 
-SCHEMAS = Path(__file__).resolve().parents[1].parent / "shared" / "stac-schemas"
+SCHEMAS = SHARED / "stac-schemas"
 _PYSTAC_SCHEMAS = Path(pystac.validation.jsonschemas.__file__).parent
 _CORE = f"/v{pystac.get_stac_version()}/"
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
