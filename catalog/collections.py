@@ -69,9 +69,14 @@ def collection(kind: str, collection_id: str | None = None) -> pystac.Collection
         license=LICENSE,
         providers=PROVIDERS,
         keywords=["glacier", "ice velocity", "feature tracking", "ITS_LIVE", "cryosphere", kind],
-        stac_extensions=[PROJECTION_SCHEMA, _ITEM_ASSETS, _RENDER],
+        # an extension is declared only where its fields are (its schema requires them);
+        # proj:* and cube:* are on the items
+        stac_extensions=[],
+        # OGC API - Features: what the collection's items are, for OGC clients
+        extra_fields={"itemType": "feature"},
     )
     if kind == "granules":
+        coll.stac_extensions += [_ITEM_ASSETS, _RENDER]
         coll.extra_fields["item_assets"] = _granule_item_assets()
         coll.summaries = pystac.Summaries(
             {
@@ -90,7 +95,7 @@ def collection(kind: str, collection_id: str | None = None) -> pystac.Collection
             }
         }
     if kind == "cubes":
-        coll.stac_extensions.append(DATACUBE_SCHEMA)
+        coll.stac_extensions.append(_ITEM_ASSETS)
         coll.extra_fields["item_assets"] = {
             "data": {
                 "title": "Velocity datacube (Zarr v3, ITS_LIVE layout)",

@@ -1,8 +1,10 @@
 """The STAC API: stac-fastapi-pgstac, composed with glacierflow's settings.
 
-Search (CQL2 text and JSON filter, sort, fields, query, token paging), collections with
-free-text collection search. Transactions are off unless an API key is configured; then
-every write needs the `X-API-Key` header (401 without it).
+Search (CQL2 text and JSON filter, text by POST too, translated to JSON here; sort; fields;
+query with all its operators; token paging), collections with free-text collection search.
+Everything it serves is STAC 1.1.0; /docs and /redoc work offline. Transactions are off
+unless an API key is configured; then every write needs the `X-API-Key` header (401
+without it).
 
 Hostile input is stopped before it reaches a parser: cql2's parser is recursive Rust and
 overflows its stack (a segfault that kills the server process) on about 1,500 nested
@@ -22,16 +24,27 @@ import re
 import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from enum import StrEnum
+from importlib.resources import files
 from typing import Any, Literal
 from urllib.parse import unquote, urlparse
 
 import asyncpg
 import attr
+import cql2
 import orjson
+import pystac
 from brotli_asgi import BrotliMiddleware
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
-from pydantic import ValidationError
+from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
+from pydantic import BaseModel, ValidationError
+from stac_fastapi.extensions.sort import (
+    ItemCollectionSortExtension,
+    SearchSortExtension,
+    SortConformanceClasses,
+)
 from stac_fastapi.pgstac.app import instantiate_api
 from stac_fastapi.pgstac.config import PostgresSettings
 from stac_fastapi.pgstac.config import Settings as StacSettings
@@ -42,6 +55,7 @@ from stac_fastapi.pgstac.db import (
     con_init,
     translate_pgstac_errors,
 )
+from stac_fastapi.pgstac.extensions import QueryExtension
 from stac_fastapi.pgstac.models.extensions import Extensions
 from stac_fastapi.pgstac.types.search import PgstacSearch
 from stac_fastapi.types.errors import InvalidQueryParameter
@@ -74,6 +88,10 @@ class _Client(CoreCrudClient):
         catalog stores them relative to the data directory (services/data.py). pgstac
         drops `"datetime": null` from the items it returns (pgstac#158, #425): items with
         a time span (our cubes) get it back, as the STAC spec requires."""
+        if getattr(search_request, "query", None):
+            search_request = search_request.model_copy(
+                update={"query": _pgstac_query(search_request.query)}
+            )
         found = await super()._search_base(search_request, request)
         for item in found.get("features", []):
             properties = item.get("properties")
@@ -94,6 +112,88 @@ class _Client(CoreCrudClient):
             if any(not entry.strip(" +-") for entry in kwargs.get(name) or []):
                 raise InvalidQueryParameter(f"`{name}` has an empty entry")
         return super()._clean_search_args(base_args, **kwargs)
+
+    # With `fields`, stac-fastapi answers in a plain JSONResponse (the items may not be
+    # whole): still GeoJSON, as the fields extension requires. A search by `ids` ignores
+    # the other filters, as STAC API item search says (pgstac would apply them all).
+    async def get_search(self, request: Request, **kwargs: Any) -> Any:
+        if kwargs.get("ids"):
+            kwargs.update(dict.fromkeys(_FILTERS_BESIDE_IDS))
+        return _as_geojson(await super().get_search(request, **kwargs))
+
+    async def post_search(
+        self, search_request: PgstacSearch, request: Request, **kwargs: Any
+    ) -> Any:
+        if search_request.ids:
+            search_request = search_request.model_copy(update=dict.fromkeys(_FILTERS_BESIDE_IDS))
+        return _as_geojson(await super().post_search(search_request, request, **kwargs))
+
+    async def item_collection(self, *args: Any, **kwargs: Any) -> Any:
+        return _as_geojson(await super().item_collection(*args, **kwargs))
+
+
+class _QueryOperator(StrEnum):
+    """The query extension's operators: stac-fastapi-pgstac's comparisons, and the string
+    and list ones it leaves out, which pgstac runs as CQL2 `like` and `in`."""
+
+    EQ = "eq"
+    NE = "ne"
+    NEQ = "neq"
+    LT = "lt"
+    LTE = "lte"
+    GT = "gt"
+    GTE = "gte"
+    STARTS_WITH = "startsWith"
+    ENDS_WITH = "endsWith"
+    CONTAINS = "contains"
+    IN = "in"
+
+
+class _QueryPost(BaseModel):
+    query: dict[str, dict[_QueryOperator, Any]] | None = None
+
+
+class _Query(QueryExtension):
+    """The query extension with all its operators."""
+
+    POST = _QueryPost
+
+
+_LIKE_PATTERNS = {"startsWith": "{}%", "endsWith": "%{}", "contains": "%{}%"}
+
+
+def _pgstac_query(query: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """The query as pgstac runs it: startsWith, endsWith and contains as `like` patterns
+    (their own % and _ escaped), `in` with a list."""
+    translated: dict[str, dict[str, Any]] = {}
+    for name, operations in query.items():
+        ops: dict[str, Any] = {}
+        for operator, value in operations.items():
+            op = str(operator)
+            if op in _LIKE_PATTERNS:
+                if not isinstance(value, str):
+                    raise InvalidQueryParameter(f"`query`: {name} {op} needs a string")
+                if "like" in ops:
+                    raise InvalidQueryParameter(
+                        f"`query`: {name} takes one of startsWith, endsWith and contains"
+                    )
+                escaped = re.sub(r"([\\%_])", r"\\\1", value)
+                ops["like"] = _LIKE_PATTERNS[op].format(escaped)
+            elif op == "in" and not isinstance(value, list):
+                raise InvalidQueryParameter(f"`query`: {name} in needs a list of values")
+            else:
+                ops[op] = value
+        translated[name] = ops
+    return translated
+
+
+_FILTERS_BESIDE_IDS = ("collections", "bbox", "intersects", "datetime", "query", "filter_expr")
+
+
+def _as_geojson(answer: Any) -> Any:
+    if isinstance(answer, Response):
+        answer.headers["content-type"] = "application/geo+json"
+    return answer
 
 
 def _check_bbox(bbox: tuple[float, ...] | list[float] | None) -> None:
@@ -199,7 +299,8 @@ def _deeper_than(text: str, limit: int, tokens: re.Pattern[str]) -> bool:
 
 class _RequestBounds:
     """Refuses, before any parser sees them, STAC parameters and bodies that nest deeper
-    or run longer than the settings allow (400, naming the limit)."""
+    or run longer than the settings allow (400, naming the limit); hands POST searches on
+    in the form stac-fastapi takes (`_search_body`)."""
 
     def __init__(self, app: ASGIApp, prefix: str, max_depth: int, max_length: int):
         self.app = app
@@ -215,13 +316,21 @@ class _RequestBounds:
             return
         problem = self._parameters_problem(QueryParams(scope["query_string"]))
         if problem is None and scope["method"] not in _READ_METHODS:
-            body, receive = await _buffered(receive)
+            client = receive
+            body, receive = await _buffered(client)
             declared = dict(scope["headers"]).get(b"content-type", b"").lower()
+            is_search = path == self._search
             problem = self._body_problem(
-                body,
-                is_search=path == self._search,
-                not_json=bool(declared) and b"json" not in declared,
+                body, is_search=is_search, not_json=bool(declared) and b"json" not in declared
             )
+            if problem is None and is_search:
+                try:
+                    rewritten = self._search_body(body)
+                except ValueError as err:
+                    problem = str(err)
+                else:
+                    if rewritten is not None:
+                        scope, receive = _with_body(scope, rewritten, client)
         if problem is None:
             await self.app(scope, receive, send)
             return
@@ -267,6 +376,35 @@ class _RequestBounds:
             return 'the search body must be a JSON object, such as {"limit": 10}'
         return None
 
+    def _search_body(self, body: bytes) -> bytes | None:
+        """The POST search as stac-fastapi takes it, None when it needs no change: a CQL2
+        text filter (pystac-client's `filter_lang="cql2-text"`) translated to CQL2 JSON,
+        one collection id given as a string made a list. ValueError names what is wrong
+        (such as `"fields": null`, which stac-fastapi would take as no fields)."""
+        search = json.loads(body)
+        changed = dict(search)
+        if "fields" in search and search["fields"] is None:
+            raise ValueError(
+                '`fields` must be an object such as {"include": ["id"], "exclude": []}, not null'
+            )
+        if isinstance(search.get("collections"), str):
+            changed["collections"] = [search["collections"]]
+        text = search.get("filter")
+        if isinstance(text, str) and search.get("filter-lang", "cql2-text") == "cql2-text":
+            if len(text) > self._length:
+                raise ValueError(
+                    f"`filter` has {len(text)} characters; at most {self._length} are "
+                    "allowed (GLACIERFLOW_STAC_FILTER_MAX_LENGTH)"
+                )
+            if _deeper_than(text, self._depth, _CQL2_TEXT_TOKENS):
+                raise ValueError(self._too_deep("`filter`"))
+            try:
+                changed["filter"] = cql2.parse_text(text).to_json()
+            except (cql2.ParseError, cql2.ValidationError) as err:
+                raise ValueError(f"Invalid filter (CQL2 text): {err}") from None
+            changed["filter-lang"] = "cql2-json"
+        return orjson.dumps(changed) if changed != search else None
+
     def _too_deep(self, what: str) -> str:
         return (
             f"{what} nests more than {self._depth} levels deep (brackets, and chained "
@@ -300,6 +438,11 @@ async def _buffered(receive: Receive) -> tuple[bytes, Receive]:
         if not message.get("more_body", False):
             break
     body = b"".join(chunks)
+    return body, _replaying(body, receive)
+
+
+def _replaying(body: bytes, receive: Receive) -> Receive:
+    """A `receive` that hands `body` to the app, then waits on the client."""
     replayed = False
 
     async def replay() -> Message:
@@ -309,7 +452,14 @@ async def _buffered(receive: Receive) -> tuple[bytes, Receive]:
         replayed = True
         return {"type": "http.request", "body": body, "more_body": False}
 
-    return body, replay
+    return replay
+
+
+def _with_body(scope: Scope, body: bytes, receive: Receive) -> tuple[Scope, Receive]:
+    """The request with another body (and its length)."""
+    headers = [(k, v) for k, v in scope["headers"] if k.lower() != b"content-length"]
+    headers.append((b"content-length", str(len(body)).encode()))
+    return {**scope, "headers": headers}, _replaying(body, receive)
 
 
 # what asyncpg raises when the server is gone, refuses connections, does not answer in
@@ -466,12 +616,35 @@ def create_stac_app(settings: Settings, dsn: str, prefix: str = "") -> FastAPI:
         openapi_url="/openapi.json",
         docs_url="/docs",
     )
-    api = instantiate_api(
-        client=_Client,
-        extensions=Extensions(settings=stac_settings),
+    # the sort extension as it is (v1.1.0), and as v1.0.0 clients such as pystac-client
+    # look for it: the two versions' sortby is the same for GET and POST
+    sort_v1_0 = "https://api.stacspec.org/v1.0.0/{}#sort"
+    extensions = Extensions(
         settings=stac_settings,
-        lifespan=lifespan,
+        search_map={
+            "query": _Query(),
+            "sort": SearchSortExtension(
+                conformance_classes=[
+                    sort_v1_0.format("item-search"),
+                    SortConformanceClasses.ITEM_SEARCH_SORT,
+                ]
+            ),
+        },
+        item_collection_map={
+            "sort": ItemCollectionSortExtension(
+                conformance_classes=[
+                    sort_v1_0.format("ogcapi-features"),
+                    SortConformanceClasses.FEATURES_SORT,
+                ]
+            )
+        },
     )
+    api = instantiate_api(
+        client=_Client, extensions=extensions, settings=stac_settings, lifespan=lifespan
+    )
+    # the STAC version of everything the API serves (pystac writes the items and
+    # collections), not stac-pydantic's 1.0.0
+    api.client.stac_version = pystac.get_stac_version()
     # compression at the fast end: a 20,000-layer time series (920 kB of JSON) takes
     # 1.5 ms in brotli at quality 0 (7 ms at stac-fastapi's 4, for 23 % fewer bytes), and
     # 4.5 ms in gzip at level 1 for clients without brotli such as `requests` (111 ms at
@@ -488,6 +661,7 @@ def create_stac_app(settings: Settings, dsn: str, prefix: str = "") -> FastAPI:
             else [m]
         )
     ]
+    add_offline_docs(api.app)
     add_limits(api.app, settings.max_body_bytes)
     for unavailable in DATABASE_UNAVAILABLE:
         api.app.add_exception_handler(unavailable, _database_unavailable)
@@ -508,6 +682,42 @@ def create_stac_app(settings: Settings, dsn: str, prefix: str = "") -> FastAPI:
     if transactions:
         api.app.add_middleware(_ApiKeyGuard, key=key, prefix=prefix)
     return api.app
+
+
+_DOCS_ASSETS = "/docs-assets"
+
+
+def add_offline_docs(app: FastAPI) -> None:
+    """Swagger UI at /docs and ReDoc at /redoc, their scripts and styles served from the
+    files the fastapi-offline package installs instead of a CDN: both work offline."""
+    app.router.routes = [
+        route for route in app.router.routes if not getattr(route, "path", "").startswith("/docs")
+    ]
+    assets = StaticFiles(directory=str(files("fastapi_offline") / "static"))
+    app.mount(_DOCS_ASSETS, assets, name="docs-assets")
+
+    # named as FastAPI names its own: stac-fastapi's landing page links to it by that name
+    @app.get("/docs", include_in_schema=False, name="swagger_ui_html")
+    async def swagger_ui(request: Request) -> HTMLResponse:
+        root = request.scope.get("root_path", "")
+        return get_swagger_ui_html(
+            openapi_url=f"{root}{app.openapi_url}",
+            title=f"{app.title} - Swagger UI",
+            swagger_js_url=f"{root}{_DOCS_ASSETS}/swagger-ui-bundle.js",
+            swagger_css_url=f"{root}{_DOCS_ASSETS}/swagger-ui.css",
+            swagger_favicon_url=f"{root}{_DOCS_ASSETS}/favicon.png",
+        )
+
+    @app.get("/redoc", include_in_schema=False)
+    async def redoc(request: Request) -> HTMLResponse:
+        root = request.scope.get("root_path", "")
+        return get_redoc_html(
+            openapi_url=f"{root}{app.openapi_url}",
+            title=f"{app.title} - ReDoc",
+            redoc_js_url=f"{root}{_DOCS_ASSETS}/redoc.standalone.js",
+            redoc_favicon_url=f"{root}{_DOCS_ASSETS}/favicon.png",
+            with_google_fonts=False,
+        )
 
 
 def create_app_from_environment() -> FastAPI:

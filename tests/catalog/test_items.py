@@ -20,11 +20,16 @@ import rasterio
 import shapely
 import xarray as xr
 from affine import Affine
-from conftest import write_granule
+from conftest import ServedRegion, write_granule
 from pyproj import CRS, Transformer
 from shapely.geometry import shape
+from stac_schemas import validate, validator
 
-from glacierflow.catalog.items import NotAGranuleError, granule_item
+from glacierflow.catalog.items import NotAGranuleError, cube_item, granule_item
+from glacierflow.processing.cubes.store import cube_names
+from glacierflow.settings import Settings
+
+CHECKER = validator()
 
 NC_TIME = "%Y%m%dT%H:%M:%S.%f"
 
@@ -336,3 +341,37 @@ def test_a_south_up_grid_has_the_same_footprint(july: Path, tmp_path: Path) -> N
     assert theirs.bbox == pytest.approx(ours.bbox)
     difference = shape(theirs.geometry).symmetric_difference(shape(ours.geometry))
     assert difference.area < 0.01 * shape(ours.geometry).area
+
+
+def _as_served(item: pystac.Item) -> dict:
+    """The item as the catalog stores it, with the `collection` link the STAC API adds
+    (it infers self, parent, root and collection links; STAC requires the collection
+    link beside a `collection` field). The served items are checked as they come in
+    tests/services/test_stac_validity.py."""
+    stac = item.to_dict(include_self_link=False)
+    assert not any(link["rel"] == "collection" for link in stac["links"])
+    href = f"http://127.0.0.1/stac/collections/{item.collection_id}"
+    stac["links"].append({"rel": "collection", "href": href, "type": "application/json"})
+    return stac
+
+
+@pytest.mark.parametrize("name", ["july", "august", "east", "itslive"])
+def test_granule_items_are_valid_stac_with_their_extensions(
+    granule_files: dict[str, Path], name: str
+) -> None:
+    used = validate(_as_served(granule_item(granule_files[name])), CHECKER)
+    assert "https://stac-extensions.github.io/projection/v2.0.0/schema.json" in used
+
+
+def test_the_cube_item_is_valid_stac_with_null_datetime_and_rfc3339_dates(
+    served_region: ServedRegion,
+) -> None:
+    store = Settings(data_dir=served_region.data_dir).cube_store
+    (name,) = cube_names(store)
+    stac = _as_served(cube_item(store / name))
+    used = validate(stac, CHECKER)
+    assert "https://stac-extensions.github.io/datacube/v2.2.0/schema.json" in used
+    properties = stac["properties"]
+    assert properties["datetime"] is None
+    for name in ("start_datetime", "end_datetime", "updated"):
+        assert datetime.fromisoformat(properties[name]).tzinfo is not None, name
