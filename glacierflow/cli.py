@@ -495,9 +495,7 @@ def cube_consolidate(store: str | None, register: bool) -> None:
     show_default=True,
     help="v0 is the climatology line's value on 1 January of this year.",
 )
-def composite(
-    cube_path: Path, out: Path, window: tuple[int, int], intercept_year: int
-) -> None:
+def composite(cube_path: Path, out: Path, window: tuple[int, int], intercept_year: int) -> None:
     """Annual composite of the cube CUBE (ITS_LIVE's method): annual v, vx, vy and errors,
     climatology, seasonal amplitude and phase, into one NetCDF file. Pixels with too few
     pairs are NaN and counted."""

@@ -102,9 +102,10 @@ def test_truth_bounds_fail_a_naive_estimate(case: tuple[xr.Dataset, Truth, Path,
     speed = np.hypot(cube["vx"].values, cube["vy"].values).reshape(cube.sizes["mid_date"], -1)
     year = np.floor(decimal_year(cube["mid_date"].values)).astype(int)
     seen = np.isfinite(speed)
-    naive = np.stack(
-        [np.nansum(speed[year == y], 0) / seen[year == y].sum(0) for y in truth.years], 1
-    )
+    with np.errstate(invalid="ignore"):  # the sparse pixels have years without pairs
+        naive = np.stack(
+            [np.nansum(speed[year == y], 0) / seen[year == y].sum(0) for y in truth.years], 1
+        )
     with xr.open_dataset(out) as composite:
         seasonal = [_per_pixel(composite[n]) for n in ("v0", "dv_dt", "v_amp", "v_phase")]
     assert any(m.startswith("annual") for m in check_truth(naive, *seasonal, truth))
