@@ -134,11 +134,10 @@ def running_median_inliers(v: np.ndarray, valid: np.ndarray) -> np.ndarray:
     if width == 0:
         return valid.copy()
     half = RUNNING_WINDOW // 2
-    rows, cols = np.nonzero(valid)
-    slot = (np.cumsum(valid, axis=1) - 1)[rows, cols]
-    # each pixel's valid values packed to the left, mirrored beyond both ends
-    packed = np.full((n_pix, width + 2 * half), np.nan)
-    packed[rows, slot + half] = v[rows, cols]
+    # each pixel's valid values first, still in mid-date order, mirrored beyond both ends
+    order = np.argsort(~valid, axis=1, kind="stable")[:, :width]
+    packed = np.empty((n_pix, width + 2 * half), np.float32)
+    packed[:, half : half + width] = np.take_along_axis(v, order, axis=1)
     last = np.maximum(counts - 1, 0)
     pix = np.arange(n_pix)
     for k in range(half):
@@ -149,7 +148,8 @@ def running_median_inliers(v: np.ndarray, valid: np.ndarray) -> np.ndarray:
     residual[np.arange(width)[None, :] >= counts[:, None]] = np.nan
     sigma = MAD_TO_SIGMA * bn.nanmedian(residual, axis=1)
     keep = np.zeros_like(valid)
-    keep[rows, cols] = residual[rows, slot] <= OUTLIER_SIGMAS * sigma[rows]
+    with np.errstate(invalid="ignore"):
+        np.put_along_axis(keep, order, residual <= OUTLIER_SIGMAS * sigma[:, None], axis=1)
     return keep
 
 
@@ -216,20 +216,51 @@ def dt_max_filter(
     return drop, dt_max
 
 
-def _weighted_solve(
-    use: np.ndarray, v: np.ndarray, design: np.ndarray, error: np.ndarray, dt: np.ndarray
-) -> np.ndarray:
-    """(pixels, K) coefficients of the displacement fit with weights 1/(error·dt), over
-    each pixel's `use`d pairs; a column with no data gets 0 (its year is reported NaN)."""
-    n_pix, k = use.shape[0], design.shape[1]
+def _pair_columns(
+    design: np.ndarray, error: np.ndarray, dt: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per pair, what the fit sums over a pixel's used pairs (float32: one matrix product
+    per block does every pixel). Summed with the use mask: the packed upper triangle of
+    the normal matrix (weights 1/(error·dt) on displacement), 1 (the pair count), and per
+    year the overlap flag (pairs per year) and overlap/error² (the year's weight). Summed
+    with the used velocities: the right-hand side (weighted displacement v·dt/(error·dt)
+    = v/error times the weighted design)."""
     weighted = design / (error * dt)[:, None]
+    iu = np.triu_indices(design.shape[1])
+    fractions = design[:, 2:]
+    with_mask = np.concatenate(
+        (
+            weighted[:, iu[0]] * weighted[:, iu[1]],
+            np.ones((len(dt), 1)),
+            (fractions > 0),
+            fractions / error[:, None] ** 2,
+        ),
+        axis=1,
+    )
+    return with_mask.astype(np.float32), (weighted / error[:, None]).astype(np.float32)
+
+
+def _sums(
+    use: np.ndarray, v: np.ndarray, columns: tuple[np.ndarray, np.ndarray], pairs: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Each pixel's sums of the pair columns over its used pairs among `pairs`."""
+    with_mask, with_value = columns
+    used = use[:, pairs]
+    values = np.where(used, v[:, pairs], 0).astype(np.float32)
+    return (
+        (used.astype(np.float32) @ with_mask[pairs]).astype(np.float64),
+        (values @ with_value[pairs]).astype(np.float64),
+    )
+
+
+def _solve(packed: np.ndarray, rhs: np.ndarray) -> np.ndarray:
+    """(pixels, K) coefficients from the packed normal matrices; a column without data
+    (a year no used pair touches) gets 0, and its year is reported NaN."""
+    n_pix, k = rhs.shape
     iu = np.triu_indices(k)
-    packed = use.astype(np.float64) @ (weighted[:, iu[0]] * weighted[:, iu[1]])
     normal = np.empty((n_pix, k, k))
-    normal[:, iu[0], iu[1]] = packed
-    normal[:, iu[1], iu[0]] = packed
-    # weighted displacement v·dt/(error·dt) = v/error
-    rhs = np.where(use, v, 0.0) @ (weighted / error[:, None])
+    normal[:, iu[0], iu[1]] = packed[:, : len(iu[0])]
+    normal[:, iu[1], iu[0]] = packed[:, : len(iu[0])]
     columns = np.arange(k)
     diagonal = normal[:, columns, columns]
     normal[:, columns, columns] = np.where(diagonal > 0, diagonal, 1.0)
@@ -251,9 +282,9 @@ def _fit_inliers(
     FIT_OUTLIER_SIGMAS robust standard deviations. The running median cannot see an
     outlier on a long pair (its error is small next to the short pairs' spread), yet such
     a pair carries the most weight."""
+    model = ((coef @ design.T) / dt).astype(np.float32)
     with np.errstate(invalid="ignore"):
-        z = np.abs(v - (coef @ design.T) / dt) / error
-    z[~use] = np.nan
+        z = np.where(use, np.abs(v - model) / error.astype(np.float32), np.float32(np.nan))
     sigma = MAD_TO_SIGMA * bn.nanmedian(z, axis=1)
     with np.errstate(invalid="ignore"):
         return use & (z <= FIT_OUTLIER_SIGMAS * sigma[:, None])
@@ -289,47 +320,111 @@ def seasonal_phase(seasonal: np.ndarray) -> np.ndarray:
 
 
 def fit_component(
-    v: np.ndarray, valid: np.ndarray, error: np.ndarray, pairs: Pairs, options: Options
-) -> ComponentFit:
+    v: np.ndarray,
+    valid: np.ndarray,
+    error: np.ndarray,
+    pairs: Pairs,
+    options: Options,
+    left_out: np.ndarray | None = None,
+) -> list[ComponentFit]:
     """Annual means over all years, seasonal cycle and trend over the window, for one
-    component of a block: v (pixels, pairs) with `valid` marking usable pairs."""
+    component of a block: v (pixels, pairs) with `valid` marking usable pairs. With
+    `left_out` (a pair mask), a second fit without those pairs follows, from the same
+    outlier decisions and the same matrix products (each product is split by window and
+    by `left_out`, and the parts are added up as each fit needs)."""
     years = pairs.years
     design = design_matrix(pairs, years)
-    fractions = design[:, 2:]
-    touches = (fractions > 0).astype(np.float64)
+    k, n_years = design.shape[1], len(years)
+    n_packed = k * (k + 1) // 2
     dt = pairs.dt_years
+    columns = _pair_columns(design, error, dt)
+    everything = np.arange(len(dt))
+
     use = running_median_inliers(v, valid)
     use &= (use.sum(axis=1) >= options.min_pairs)[:, None]
-    coef = _weighted_solve(use, v, design, error, dt)
-    use = _fit_inliers(use, v, coef, design, error, dt)
-    enough = use.sum(axis=1) >= options.min_pairs
-    use &= enough[:, None]
-    coef = _weighted_solve(use, v, design, error, dt)
-    count = use.astype(np.float64) @ touches
-    covered = use.astype(np.float64) @ (fractions / error[:, None] ** 2)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        mean = np.where(count > 0, coef[:, 2:], np.nan)
-        year_error = np.where(count > 0, 1 / np.sqrt(covered), np.nan)
+    packed, rhs = _sums(use, v, columns, everything)
+    use = _fit_inliers(use, v, _solve(packed, rhs), design, error, dt)
+    use &= (use.sum(axis=1) >= options.min_pairs)[:, None]
 
     first, last = options.window
     in_window = (pairs.mid >= first) & (pairs.mid < last + 1)
-    window_use = use & in_window[None, :]
-    window_coef = _weighted_solve(window_use, v, design, error, dt)
-    amp_error = _amplitude_error(window_use, v, window_coef, design, error, dt, touches)
+    leave = np.zeros(len(dt), bool) if left_out is None else left_out
+    parts = {}
+    for window in (True, False):
+        for left in (True, False):
+            chosen = np.flatnonzero((in_window == window) & (leave == left))
+            if chosen.size:
+                parts[window, left] = _sums(use, v, columns, chosen)
+    zero = (np.zeros((len(v), n_packed + 1 + 2 * n_years)), np.zeros((len(v), k)))
 
-    offset, slope, offset_error = _line_fit(mean, year_error, years, options)
-    nan_rows = ~enough
+    def add(keys: list[tuple[bool, bool]]) -> tuple[np.ndarray, np.ndarray]:
+        chosen = [parts[key] for key in keys if key in parts] or [zero]
+        return sum(c[0] for c in chosen), sum(c[1] for c in chosen)
+
+    fits = []
+    for keep_left_out in (True, False) if left_out is not None else (True,):
+        keys = [key for key in parts if keep_left_out or not key[1]]
+        in_fit = in_window & (keep_left_out | ~leave)
+        window_keys = [key for key in keys if key[0]]
+        fits.append(
+            _component_fit(
+                add(keys),
+                add(window_keys),
+                use & in_fit[None, :],
+                v,
+                design,
+                error,
+                dt,
+                years,
+                options,
+            )
+        )
+    return fits
+
+
+def _component_fit(
+    totals: tuple[np.ndarray, np.ndarray],
+    windows: tuple[np.ndarray, np.ndarray],
+    window_use: np.ndarray,
+    v: np.ndarray,
+    design: np.ndarray,
+    error: np.ndarray,
+    dt: np.ndarray,
+    years: np.ndarray,
+    options: Options,
+) -> ComponentFit:
+    """One fit from its sums: the annual means from all pairs, the seasonal terms from
+    the window's."""
+    k, n_years = design.shape[1], len(years)
+    n_packed = k * (k + 1) // 2
+    (total, total_rhs), (window, window_rhs) = totals, windows
+    coef = _solve(total, total_rhs)
+    pairs_used = total[:, n_packed]
+    count = total[:, n_packed + 1 : n_packed + 1 + n_years]
+    covered = total[:, n_packed + 1 + n_years :]
+    fitted = pairs_used > 0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        mean = np.where(count > 0, coef[:, 2:], np.nan)
+        year_error = np.where(count > 0, 1 / np.sqrt(covered), np.nan)
+    window_pairs = window[:, n_packed]
+    window_coef = _solve(window, window_rhs)
     seasonal = window_coef[:, :2].copy()
-    no_window = window_use.sum(axis=1) == 0
-    seasonal[nan_rows | no_window] = np.nan
-    amp_error[nan_rows | no_window] = np.nan
+    columns = np.flatnonzero(window_use.any(axis=0))
+    amp_error = _amplitude_error(
+        window_use[:, columns], v[:, columns], window_coef,
+        design[columns], error[columns], dt[columns],
+    )  # fmt: skip
+    offset, slope, offset_error = _line_fit(mean, year_error, years, options)
+    missing = ~fitted | (window_pairs == 0)
+    seasonal[missing] = np.nan
+    amp_error[missing] = np.nan
     return ComponentFit(
         mean=mean,
         error=year_error,
-        count=count.astype(np.int64),
+        count=np.rint(count).astype(np.int64),
         seasonal=seasonal,
         amp_error=amp_error,
-        window_pairs=window_use.sum(axis=1),
+        window_pairs=np.rint(window_pairs).astype(np.int64),
         offset=offset,
         slope=slope,
         offset_error=offset_error,
@@ -343,18 +438,19 @@ def _amplitude_error(
     design: np.ndarray,
     error: np.ndarray,
     dt: np.ndarray,
-    touches: np.ndarray,
 ) -> np.ndarray:
     """ITS_LIVE's seasonal-amplitude error: per year, the weighted spread of the
     displacement residuals over the weighted mean dt; combined as
     sqrt(sum of squares)/(years - 1)."""
     weight = 1 / (error * dt)
-    residual = np.where(use, v * dt - coef @ design.T, 0.0)
-    used = use.astype(np.float64) * weight
-    s0 = used @ touches
-    s1 = (used * residual) @ touches
-    s2 = (used * residual**2) @ touches
-    sdt = (used * dt) @ touches
+    touches = ((design[:, 2:] > 0) * weight[:, None]).astype(np.float32)
+    model = (coef @ design.T).astype(np.float32)
+    residual = np.where(use, v * dt.astype(np.float32) - model, np.float32(0))
+    used = use.astype(np.float32)
+    s0 = (used @ touches).astype(np.float64)
+    s1 = (residual @ touches).astype(np.float64)
+    s2 = ((residual * residual) @ touches).astype(np.float64)
+    sdt = (used @ (touches * dt[:, None].astype(np.float32))).astype(np.float64)
     with np.errstate(divide="ignore", invalid="ignore"):
         variance = np.clip(s2 / s0 - (s1 / s0) ** 2, 0, None)
         per_year = np.sqrt(variance) / (sdt / s0)
@@ -449,16 +545,14 @@ def composite_block(
     drop, dt_max = dt_max_filter(vx, vy, finite, pairs, groups)
     valid = finite & ~drop & ~fast
 
-    def fit(usable: np.ndarray) -> tuple[dict[str, np.ndarray], np.ndarray]:
-        fx = fit_component(vx, usable, pairs.error_x, pairs, options)
-        fy = fit_component(vy, usable, pairs.error_y, pairs, options)
-        return _magnitudes(fx, fy), fx.window_pairs
-
-    out, window_pairs = fit(valid)
+    s2 = pairs.group == S2_GROUP if S2_GROUP in groups and len(groups) > 1 else None
+    fits_x = fit_component(vx, valid, pairs.error_x, pairs, options, s2)
+    fits_y = fit_component(vy, valid, pairs.error_y, pairs, options, s2)
+    out, window_pairs = _magnitudes(fits_x[0], fits_y[0]), fits_x[0].window_pairs
     sensor_flag = np.zeros((vx.shape[0], len(groups)), dtype=np.uint8)
-    if S2_GROUP in groups and len(groups) > 1:
-        s2 = pairs.group == S2_GROUP
-        without, window_without = fit(valid & ~s2[None, :])
+    if s2 is not None:
+        without = _magnitudes(fits_x[1], fits_y[1])
+        window_without = fits_x[1].window_pairs
         amp, amp_without = out["v_amp"], without["v_amp"]
         with np.errstate(invalid="ignore"):
             worse = (amp > S2_AMP_RATIO * amp_without) & (amp - amp_without > S2_AMP_DIFF)

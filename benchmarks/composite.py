@@ -1,0 +1,105 @@
+"""Composite throughput and memory on an 833 x 833 x 5,000 cube (issue 12), measured on a
+fraction of its blocks and extrapolated; the same fit one pixel at a time as the baseline.
+
+    .venv/bin/python benchmarks/composite.py [--layers 5000] [--blocks 3] [--loop-pixels 20]
+
+1. Draws one 50 x 50-pixel block of a synthetic cube (processing/composites/synthetic.py:
+   `--layers` pairs over 2014-2024, four sensors, 70 % coverage, 5 % outliers).
+2. Times `composite_block` on it `--blocks` times (every block of a cube costs the same:
+   the work is set by pixels x layers) and extrapolates to the 278 blocks of an
+   833 x 833 tile; the composite's output arrays for the whole tile are added to the
+   peak memory (tracemalloc's peak during one block, numpy's allocations included).
+3. Baseline, same run: `composite_block` on single pixels (a Python loop per pixel, the
+   shape of ITS_LIVE's code), `--loop-pixels` of them, per pixel.
+4. Truth of the whole block against the synthetic answer (worst pixel).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+import tracemalloc
+
+import numpy as np
+
+from glacierflow.processing.composites.build import SENSOR_GROUPS, cube_pairs
+from glacierflow.processing.composites.fit import Options, composite_block
+from glacierflow.processing.composites.synthetic import synthetic_cube
+
+TILE_PX = 833
+BLOCK_PX = 50
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--layers", type=int, default=5000)
+    parser.add_argument("--blocks", type=int, default=3)
+    parser.add_argument("--loop-pixels", type=int, default=20)
+    args = parser.parse_args()
+
+    started = time.perf_counter()
+    cube, truth = synthetic_cube(
+        ny=BLOCK_PX, nx=BLOCK_PX, n_pairs=args.layers, coverage=0.7, sparse_pixels=0
+    )
+    pairs, order = cube_pairs(cube)
+    n_pix = BLOCK_PX * BLOCK_PX
+    vx = np.ascontiguousarray(cube["vx"].values[order].reshape(len(order), -1).T)
+    vy = np.ascontiguousarray(cube["vy"].values[order].reshape(len(order), -1).T)
+    print(f"synthetic block {BLOCK_PX}x{BLOCK_PX}x{args.layers}: {time.perf_counter() - started:.1f} s")
+    print(f"years {pairs.years[0]}-{pairs.years[-1]}, sensor groups {pairs.groups}, "
+          f"valid values {np.isfinite(vx).mean():.0%}")  # fmt: skip
+
+    options = Options()
+    times = []
+    peak = 0
+    for _ in range(args.blocks):
+        tracemalloc.start()
+        t0 = time.perf_counter()
+        result = composite_block(vx, vy, pairs, options)
+        times.append(time.perf_counter() - t0)
+        peak = max(peak, tracemalloc.get_traced_memory()[1])
+        tracemalloc.stop()
+    per_block = statistics.median(times)
+    rate = n_pix * args.layers / per_block
+    tile_pixels = TILE_PX * TILE_PX
+    tile_blocks = tile_pixels / n_pix
+    whole = per_block * tile_blocks
+    # the composite's arrays for the whole tile (float32; annual ones per year)
+    annual = 7 * len(pairs.years) * tile_pixels * 4
+    per_pixel = (len(result) - 7) * tile_pixels * 4 + 2 * len(pairs.groups) * tile_pixels * 4
+    # one block as read from the cube: int16 vx, vy plus their float32 copies
+    block_read = 2 * n_pix * args.layers * (2 + 4)
+    memory = peak + annual + per_pixel + block_read
+    print(f"batched: {per_block:.2f} s per block (runs: {', '.join(f'{t:.2f}' for t in times)})")
+    print(f"  throughput {rate / 1e6:.2f} M pixel-layers/s; whole {TILE_PX}x{TILE_PX}x"
+          f"{args.layers} cube ~{whole / 60:.1f} min ({tile_blocks:.0f} blocks)")  # fmt: skip
+    print(f"  peak memory: fit of one block {peak / 2**20:.0f} MiB (tracemalloc), + tile "
+          f"outputs {(annual + per_pixel) / 2**20:.0f} MiB + block read "
+          f"{block_read / 2**20:.0f} MiB = {memory / 2**30:.2f} GiB")  # fmt: skip
+
+    loop_times = []
+    for p in range(args.loop_pixels):
+        t0 = time.perf_counter()
+        composite_block(vx[p : p + 1], vy[p : p + 1], pairs, options)
+        loop_times.append(time.perf_counter() - t0)
+    per_pixel_loop = statistics.median(loop_times)
+    print(f"baseline, one pixel at a time: {per_pixel_loop * 1e3:.0f} ms per pixel, "
+          f"{args.layers / per_pixel_loop / 1e6:.3f} M pixel-layers/s; whole cube "
+          f"~{per_pixel_loop * tile_pixels / 3600:.1f} h "
+          f"(batched is {per_pixel_loop * n_pix / per_block:.0f}x faster)")  # fmt: skip
+
+    v = result["v"]
+    worst_annual = np.nanmax(np.abs(v - truth.annual) / truth.annual)
+    worst_amp = np.nanmax(np.abs(result["v_amp"] - truth.amplitude) / truth.amplitude)
+    days = (result["v_phase"] - truth.phase + 365.25 / 2) % 365.25 - 365.25 / 2
+    worst_trend = np.nanmax(np.abs(result["dv_dt"] - truth.trend) / np.abs(truth.trend))
+    fitted = np.isfinite(result["v0"]).mean()
+    print(f"truth over the block ({fitted:.0%} of pixels fitted): annual worst "
+          f"{worst_annual:.2%}, amplitude worst {worst_amp:.1%}, phase worst "
+          f"{np.nanmax(np.abs(days)):.1f} d, trend worst {worst_trend:.1%}")  # fmt: skip
+    assert set(pairs.groups) <= set(SENSOR_GROUPS.values())
+
+
+if __name__ == "__main__":
+    main()
