@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import tempfile
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -164,8 +165,10 @@ def build_composite(
     options: Options | None = None,
     block_px: int = BLOCK_PX,
     progress: Callable[[int, int], None] | None = None,
+    workers: int | None = None,
 ) -> tuple[xr.Dataset, Summary]:
-    """The composite of a cube (an xarray Dataset in ITS_LIVE's layout), block by block."""
+    """The composite of a cube (an xarray Dataset in ITS_LIVE's layout), block by block
+    on `workers` threads (default: one per CPU)."""
     options = options or Options()
     pairs, order = cube_pairs(cube)
     years = pairs.years
@@ -174,26 +177,32 @@ def build_composite(
     out: dict[str, np.ndarray] = {}
     shapes = {"annual": (len(years), ny, nx), "sensor": (len(groups), ny, nx)}
     blocks = [(r, c) for r in range(0, ny, block_px) for c in range(0, nx, block_px)]
-    with_data = 0
-    for done, (r, c) in enumerate(blocks, 1):
+
+    def one_block(corner: tuple[int, int]) -> tuple[slice, slice, dict[str, np.ndarray], int]:
+        r, c = corner
         ys, xs = slice(r, min(r + block_px, ny)), slice(c, min(c + block_px, nx))
         vx = _velocity(cube, "vx", ys, xs, order)
         vy = _velocity(cube, "vy", ys, xs, order)
-        with_data += int((np.isfinite(vx) & np.isfinite(vy)).any(axis=1).sum())
-        result = composite_block(vx, vy, pairs, options)
-        h, w = ys.stop - ys.start, xs.stop - xs.start
-        for name, value in result.items():
-            kind = "annual" if name in ANNUAL else "sensor" if name in PER_SENSOR else "pixel"
-            if name not in out:
-                # every pixel is in exactly one block: no fill needed
-                dtype = np.float32 if value.dtype.kind == "f" else value.dtype
-                out[name] = np.empty(shapes.get(kind, (ny, nx)), dtype)
-            if kind == "pixel":
-                out[name][ys, xs] = value.reshape(h, w)
-            else:
-                out[name][:, ys, xs] = value.T.reshape(-1, h, w)
-        if progress:
-            progress(done, len(blocks))
+        seen = int((np.isfinite(vx) & np.isfinite(vy)).any(axis=1).sum())
+        return ys, xs, composite_block(vx, vy, pairs, options), seen
+
+    with_data = 0
+    # numpy, BLAS and bottleneck work outside the GIL: blocks run on threads
+    with ThreadPoolExecutor(workers or os.cpu_count() or 1) as pool:
+        for done, (ys, xs, result, seen) in enumerate(pool.map(one_block, blocks), 1):
+            with_data += seen
+            h, w = ys.stop - ys.start, xs.stop - xs.start
+            for name, value in result.items():
+                kind = "annual" if name in ANNUAL else "sensor" if name in PER_SENSOR else "pixel"
+                if name not in out:  # every pixel is in exactly one block: no fill needed
+                    dtype = np.float32 if value.dtype.kind == "f" else value.dtype
+                    out[name] = np.empty(shapes.get(kind, (ny, nx)), dtype)
+                if kind == "pixel":
+                    out[name][ys, xs] = value.reshape(h, w)
+                else:
+                    out[name][:, ys, xs] = value.T.reshape(-1, h, w)
+            if progress:
+                progress(done, len(blocks))
     fitted = int(np.isfinite(out["vx0"]).sum())
     summary = Summary((int(years[0]), int(years[-1])), with_data, fitted)
     return _dataset(cube, out, years, groups, options, summary), summary

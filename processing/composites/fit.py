@@ -26,6 +26,7 @@ Python loop runs per pixel.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import bottleneck as bn
@@ -270,6 +271,22 @@ def _solve(packed: np.ndarray, rhs: np.ndarray) -> np.ndarray:
         return np.einsum("pkl,pl->pk", np.linalg.pinv(normal), rhs)
 
 
+def _velocity_residual(
+    use: np.ndarray,
+    v: np.ndarray,
+    coef: np.ndarray,
+    design: np.ndarray,
+    dt: np.ndarray,
+    fill: np.float32,
+) -> np.ndarray:
+    """(pixels, pairs) float32 v minus the fitted mean velocity over each pair's
+    interval, `fill` where a pair is not used."""
+    model = coef.astype(np.float32) @ (design / dt[:, None]).T.astype(np.float32)
+    np.subtract(v, model, out=model)
+    model[~use] = fill
+    return model
+
+
 def _fit_inliers(
     use: np.ndarray,
     v: np.ndarray,
@@ -282,9 +299,9 @@ def _fit_inliers(
     FIT_OUTLIER_SIGMAS robust standard deviations. The running median cannot see an
     outlier on a long pair (its error is small next to the short pairs' spread), yet such
     a pair carries the most weight."""
-    model = ((coef @ design.T) / dt).astype(np.float32)
-    with np.errstate(invalid="ignore"):
-        z = np.where(use, np.abs(v - model) / error.astype(np.float32), np.float32(np.nan))
+    z = _velocity_residual(use, v, coef, design, dt, np.float32(np.nan))
+    np.abs(z, out=z)
+    z *= (1 / error).astype(np.float32)
     sigma = MAD_TO_SIGMA * bn.nanmedian(z, axis=1)
     with np.errstate(invalid="ignore"):
         return use & (z <= FIT_OUTLIER_SIGMAS * sigma[:, None])
@@ -298,11 +315,17 @@ class ComponentFit:
     error: np.ndarray  # (pixels, years)
     count: np.ndarray  # (pixels, years) pairs overlapping each year
     seasonal: np.ndarray  # (pixels, 2) sin and cos coefficients over the window, m/yr
-    amp_error: np.ndarray  # (pixels,)
+    amp_error: np.ndarray  # (pixels,) NaN until `fill_amplitude_error` for a second fit
+    amplitude_error_of: Callable[[np.ndarray], np.ndarray]  # pixel rows -> their amp_error
     window_pairs: np.ndarray  # (pixels,) pairs in the window fit
     offset: np.ndarray  # (pixels,) the line through the window's annual means
     slope: np.ndarray
     offset_error: np.ndarray
+
+    def fill_amplitude_error(self, rows: np.ndarray) -> None:
+        """Compute the amplitude error of these pixels (it costs as much as the fit)."""
+        if rows.size:
+            self.amp_error[rows] = self.amplitude_error_of(rows)
 
     @property
     def amplitude(self) -> np.ndarray:
@@ -377,6 +400,7 @@ def fit_component(
                 dt,
                 years,
                 options,
+                deferred=not keep_left_out,
             )
         )
     return fits
@@ -392,9 +416,10 @@ def _component_fit(
     dt: np.ndarray,
     years: np.ndarray,
     options: Options,
+    deferred: bool,
 ) -> ComponentFit:
     """One fit from its sums: the annual means from all pairs, the seasonal terms from
-    the window's."""
+    the window's. `deferred`: the amplitude error waits for `fill_amplitude_error`."""
     k, n_years = design.shape[1], len(years)
     n_packed = k * (k + 1) // 2
     (total, total_rhs), (window, window_rhs) = totals, windows
@@ -409,21 +434,28 @@ def _component_fit(
     window_pairs = window[:, n_packed]
     window_coef = _solve(window, window_rhs)
     seasonal = window_coef[:, :2].copy()
-    columns = np.flatnonzero(window_use.any(axis=0))
-    amp_error = _amplitude_error(
-        window_use[:, columns], v[:, columns], window_coef,
-        design[columns], error[columns], dt[columns],
-    )  # fmt: skip
     offset, slope, offset_error = _line_fit(mean, year_error, years, options)
     missing = ~fitted | (window_pairs == 0)
     seasonal[missing] = np.nan
-    amp_error[missing] = np.nan
+    columns = np.flatnonzero(window_use.any(axis=0))
+
+    def amplitude_error_of(rows: np.ndarray) -> np.ndarray:
+        values = _amplitude_error(
+            window_use[np.ix_(rows, columns)], v[np.ix_(rows, columns)], window_coef[rows],
+            design[columns], error[columns], dt[columns],
+        )  # fmt: skip
+        values[missing[rows]] = np.nan
+        return values
+
+    everyone = np.arange(len(v))
+    amp_error = np.full(len(v), np.nan) if deferred else amplitude_error_of(everyone)
     return ComponentFit(
         mean=mean,
         error=year_error,
         count=np.rint(count).astype(np.int64),
         seasonal=seasonal,
         amp_error=amp_error,
+        amplitude_error_of=amplitude_error_of,
         window_pairs=np.rint(window_pairs).astype(np.int64),
         offset=offset,
         slope=slope,
@@ -442,15 +474,17 @@ def _amplitude_error(
     """ITS_LIVE's seasonal-amplitude error: per year, the weighted spread of the
     displacement residuals over the weighted mean dt; combined as
     sqrt(sum of squares)/(years - 1)."""
-    weight = 1 / (error * dt)
-    touches = ((design[:, 2:] > 0) * weight[:, None]).astype(np.float32)
-    model = (coef @ design.T).astype(np.float32)
-    residual = np.where(use, v * dt.astype(np.float32) - model, np.float32(0))
+    # weight 1/(error·dt) on displacement residuals (v - model)·dt: the dt's fold into
+    # the per-pair columns, the products stay in velocity
+    touches = (design[:, 2:] > 0) / (error * dt)[:, None]
+    residual = _velocity_residual(use, v, coef, design, dt, np.float32(0))
     used = use.astype(np.float32)
-    s0 = (used @ touches).astype(np.float64)
-    s1 = (residual @ touches).astype(np.float64)
-    s2 = ((residual * residual) @ touches).astype(np.float64)
-    sdt = (used @ (touches * dt[:, None].astype(np.float32))).astype(np.float64)
+    s0 = (used @ touches.astype(np.float32)).astype(np.float64)
+    s1 = (residual @ (touches * dt[:, None]).astype(np.float32)).astype(np.float64)
+    s2 = ((residual * residual) @ (touches * dt[:, None] ** 2).astype(np.float32)).astype(
+        np.float64
+    )
+    sdt = (used @ (touches * dt[:, None]).astype(np.float32)).astype(np.float64)
     with np.errstate(divide="ignore", invalid="ignore"):
         variance = np.clip(s2 / s0 - (s1 / s0) ** 2, 0, None)
         per_year = np.sqrt(variance) / (sdt / s0)
@@ -551,11 +585,13 @@ def composite_block(
     out, window_pairs = _magnitudes(fits_x[0], fits_y[0]), fits_x[0].window_pairs
     sensor_flag = np.zeros((vx.shape[0], len(groups)), dtype=np.uint8)
     if s2 is not None:
-        without = _magnitudes(fits_x[1], fits_y[1])
-        window_without = fits_x[1].window_pairs
-        amp, amp_without = out["v_amp"], without["v_amp"]
+        amp, amp_without = out["v_amp"], _magnitudes(fits_x[1], fits_y[1])["v_amp"]
         with np.errstate(invalid="ignore"):
             worse = (amp > S2_AMP_RATIO * amp_without) & (amp - amp_without > S2_AMP_DIFF)
+        for fit in (fits_x[1], fits_y[1]):
+            fit.fill_amplitude_error(np.flatnonzero(worse))
+        without = _magnitudes(fits_x[1], fits_y[1])
+        window_without = fits_x[1].window_pairs
         for name, value in without.items():
             shape = (-1,) + (1,) * (value.ndim - 1)
             out[name] = np.where(worse.reshape(shape), value, out[name])
