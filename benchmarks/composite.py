@@ -27,7 +27,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from glacierflow.processing.composites.build import SENSOR_GROUPS, cube_pairs
+from glacierflow.processing.composites.build import SENSOR_GROUPS, build_composite, cube_pairs
 from glacierflow.processing.composites.fit import Options, composite_block
 from glacierflow.processing.composites.synthetic import synthetic_cube
 
@@ -41,7 +41,19 @@ def main() -> None:
     parser.add_argument("--blocks", type=int, default=4)
     parser.add_argument("--loop-pixels", type=int, default=20)
     parser.add_argument("--workers", type=int, default=os.cpu_count())
+    parser.add_argument(
+        "--export-case",
+        metavar="NPZ",
+        help="Only write the truth-test cube, its answer and glacierflow's composite of it "
+        "to NPZ, for benchmarks/composite_itslive.py",
+    )
+    parser.add_argument(
+        "--outlier-share", type=float, default=0.05, help="of the exported case [0.05]"
+    )
     args = parser.parse_args()
+    if args.export_case:
+        export_case(args.export_case, args.outlier_share)
+        return
 
     started = time.perf_counter()
     cube, truth = synthetic_cube(
@@ -51,9 +63,8 @@ def main() -> None:
     n_pix = BLOCK_PX * BLOCK_PX
     vx = np.ascontiguousarray(cube["vx"].values[order].reshape(len(order), -1).T)
     vy = np.ascontiguousarray(cube["vy"].values[order].reshape(len(order), -1).T)
-    print(
-        f"synthetic block {BLOCK_PX}x{BLOCK_PX}x{args.layers}: {time.perf_counter() - started:.1f} s"
-    )
+    drawn = time.perf_counter() - started
+    print(f"synthetic block {BLOCK_PX}x{BLOCK_PX}x{args.layers}: {drawn:.1f} s")
     print(f"years {pairs.years[0]}-{pairs.years[-1]}, sensor groups {pairs.groups}, "
           f"valid values {np.isfinite(vx).mean():.0%}")  # fmt: skip
 
@@ -109,6 +120,39 @@ def main() -> None:
           f"{worst_annual:.2%}, amplitude worst {worst_amp:.1%}, phase worst "
           f"{np.nanmax(np.abs(days)):.1f} d, trend worst {worst_trend:.1%}")  # fmt: skip
     assert set(pairs.groups) <= set(SENSOR_GROUPS.values())
+
+
+def export_case(path: str, outlier_share: float) -> None:
+    """The truth test's cube (tests/processing/composites), its truth and our composite,
+    as plain arrays that ITS_LIVE's functions can take."""
+    cube, truth = synthetic_cube(sparse_pixels=0, outlier_share=outlier_share)
+    pairs, order = cube_pairs(cube)
+    t0 = time.perf_counter()
+    composite, _ = build_composite(cube, workers=1)
+    seconds = time.perf_counter() - t0
+    n_time = len(order)
+
+    def per_pixel(name: str) -> np.ndarray:
+        values = composite[name].values
+        return values.reshape(values.shape[0], -1).T if values.ndim == 3 else values.ravel()
+
+    np.savez(
+        path,
+        vx=cube["vx"].values[order].reshape(n_time, -1).T,
+        vy=cube["vy"].values[order].reshape(n_time, -1).T,
+        start=cube["acquisition_date_img1"].values[order].astype("datetime64[s]").astype(str),
+        stop=cube["acquisition_date_img2"].values[order].astype("datetime64[s]").astype(str),
+        date_dt=cube["date_dt"].values[order],
+        error_x=pairs.error_x,
+        error_y=pairs.error_y,
+        group=pairs.group,
+        **{f"truth_{k}": getattr(truth, k) for k in ("years", "annual", "v0", "trend",
+                                                      "amplitude", "phase")},
+        **{f"ours_{k}": per_pixel(k) for k in ("v", "v0", "dv_dt", "v_amp", "v_phase")},
+        ours_years=composite["time"].dt.year.values,
+        ours_seconds=seconds,
+    )  # fmt: skip
+    print(f"{path}: {cube.sizes['y']}x{cube.sizes['x']}x{n_time}, ours {seconds:.2f} s")
 
 
 if __name__ == "__main__":
