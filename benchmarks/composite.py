@@ -76,10 +76,12 @@ def main() -> None:
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
     # the rest on `--workers` threads, as build_composite runs them
-    t0 = time.perf_counter()
+    t0, cpu0 = time.perf_counter(), time.process_time()
     with ThreadPoolExecutor(args.workers) as pool:
         list(pool.map(lambda _: composite_block(vx, vy, pairs, options), range(args.blocks)))
     threaded = (time.perf_counter() - t0) / args.blocks
+    cpu = (time.process_time() - cpu0) / args.blocks
+    load = os.getloadavg()[0]
     per_block = min(times[0], threaded)
     rate = n_pix * args.layers / per_block
     tile_pixels = TILE_PX * TILE_PX
@@ -92,7 +94,10 @@ def main() -> None:
     block_read = 2 * n_pix * args.layers * (2 + 4)
     memory = args.workers * (peak + block_read) + annual + per_pixel
     print(f"batched: one block alone {times[0]:.2f} s; {args.blocks} blocks on {args.workers} "
-          f"threads {threaded:.2f} s per block")  # fmt: skip
+          f"threads {threaded:.2f} s per block, {cpu:.2f} CPU-s per block "
+          f"(load average {load:.1f} on {os.cpu_count()} CPUs)")  # fmt: skip
+    print(f"  CPU-bound estimate on {args.workers} idle cores: "
+          f"{cpu * tile_blocks / args.workers / 60:.1f} min for the whole cube")  # fmt: skip
     print(f"  throughput {rate / 1e6:.2f} M pixel-layers/s; whole {TILE_PX}x{TILE_PX}x"
           f"{args.layers} cube ~{whole / 60:.1f} min ({tile_blocks:.0f} blocks)")  # fmt: skip
     print(f"  peak memory: {args.workers} x (fit of one block {peak / 2**20:.0f} MiB "

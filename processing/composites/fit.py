@@ -242,7 +242,7 @@ def _pair_columns(
 
 
 def _sums(
-    use: np.ndarray, v: np.ndarray, columns: tuple[np.ndarray, np.ndarray], pairs: np.ndarray
+    use: np.ndarray, v: np.ndarray, columns: tuple[np.ndarray, np.ndarray], pairs: slice
 ) -> tuple[np.ndarray, np.ndarray]:
     """Each pixel's sums of the pair columns over its used pairs among `pairs`."""
     with_mask, with_value = columns
@@ -361,22 +361,30 @@ def fit_component(
     n_packed = k * (k + 1) // 2
     dt = pairs.dt_years
     columns = _pair_columns(design, error, dt)
-    everything = np.arange(len(dt))
 
     use = running_median_inliers(v, valid)
     use &= (use.sum(axis=1) >= options.min_pairs)[:, None]
-    packed, rhs = _sums(use, v, columns, everything)
+    packed, rhs = _sums(use, v, columns, slice(None))
     use = _fit_inliers(use, v, _solve(packed, rhs), design, error, dt)
     use &= (use.sum(axis=1) >= options.min_pairs)[:, None]
 
+    # the pairs regrouped by part (window or not, left out or not): each part's sums are
+    # then a product over a contiguous slice, without copies
     first, last = options.window
     in_window = (pairs.mid >= first) & (pairs.mid < last + 1)
     leave = np.zeros(len(dt), bool) if left_out is None else left_out
+    part = 2 * ~in_window + leave
+    order = np.argsort(part, kind="stable")
+    bounds = np.searchsorted(part[order], np.arange(5))
+    use, v, design, error, dt = use[:, order], v[:, order], design[order], error[order], dt[order]
+    in_window, leave = in_window[order], leave[order]
+    columns = (columns[0][order], columns[1][order])
     parts = {}
     for window in (True, False):
         for left in (True, False):
-            chosen = np.flatnonzero((in_window == window) & (leave == left))
-            if chosen.size:
+            index = 2 * (not window) + left
+            if bounds[index + 1] > bounds[index]:
+                chosen = slice(bounds[index], bounds[index + 1])
                 parts[window, left] = _sums(use, v, columns, chosen)
     zero = (np.zeros((len(v), n_packed + 1 + 2 * n_years)), np.zeros((len(v), k)))
 
