@@ -257,8 +257,10 @@ def _dataset(
 
 
 def write_composite(composite: xr.Dataset, path: Path) -> None:
-    """Write NetCDF atomically: a temporary file beside `path`, renamed when complete."""
+    """Write NetCDF atomically: a temporary file beside `path` (its folder made if need
+    be), renamed when complete."""
     path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     encoding = {
         name: {"zlib": True, "complevel": 2, "shuffle": True}
         for name in composite.data_vars

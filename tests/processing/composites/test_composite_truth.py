@@ -149,3 +149,45 @@ def test_composite_refuses_what_is_not_a_cube(tmp_path: Path) -> None:
     assert "no vx_error" in run.stderr
     assert "Traceback" not in run.stderr
     assert not out.exists() and list(tmp_path.glob(".out.nc*")) == []
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--out", "{dir}/c.txt"], "does not end in .nc"),
+        (["--out", "{dir}/c.nc", "--window", "2022", "2014"], "2022 comes after 2014"),
+        (["--out", "{dir}/c.nc", "--window", "2014"], "--window"),
+        (["--out", "{dir}/c.nc", "--intercept-year", "x"], "--intercept-year"),
+        (["--out", "{dir}/missing/c.nc"], None),  # not bad: the folder is made
+    ],
+)
+def test_composite_refuses_bad_options_and_makes_the_out_folder(
+    case: tuple[xr.Dataset, Truth, Path, str], tmp_path: Path, args: list[str], message: str | None
+) -> None:
+    _, _, out, _ = case
+    argv = [a.format(dir=tmp_path) for a in args]
+    run = subprocess.run(
+        [sys.executable, "-m", "glacierflow.cli", "composite", str(out.parent / "cube.zarr"),
+         *argv],
+        capture_output=True, text=True, timeout=120,
+        env={**os.environ, "GLACIERFLOW_DATA_DIR": str(tmp_path / "data")},
+    )  # fmt: skip
+    if message is None:  # a folder that does not exist yet is made
+        assert run.returncode == 0, run.stderr
+        assert (tmp_path / "missing" / "c.nc").is_file()
+        return
+    assert run.returncode == 2, run.stderr
+    assert message in run.stderr
+    assert list(tmp_path.glob("c.*")) == []
+
+
+def test_composite_of_a_missing_cube_exits_2(tmp_path: Path) -> None:
+    run = subprocess.run(
+        [sys.executable, "-m", "glacierflow.cli", "composite", str(tmp_path / "nothing.zarr"),
+         "--out", str(tmp_path / "c.nc")],
+        capture_output=True, text=True, timeout=120,
+        env={**os.environ, "GLACIERFLOW_DATA_DIR": str(tmp_path / "data")},
+    )  # fmt: skip
+    assert run.returncode == 2
+    assert "nothing.zarr: no such cube" in run.stderr
+    assert not (tmp_path / "c.nc").exists()
