@@ -8,7 +8,9 @@ The method is ITS_LIVE's (its `itslive_composite.py`), written anew for arrays o
   over the interval; weights 1/(error·dt) on displacement, i.e. 1/error on velocity;
 - before the fit, a running median of 15 pairs (in mid-date order) and its MAD drop the
   pairs more than 12 robust standard deviations away (ITS_LIVE: 2 x 6 x 1.4826 MAD), and
-  a pixel needs 30 surviving pairs;
+  a pixel needs 30 surviving pairs; then (glacierflow's addition: ITS_LIVE's code has
+  this loop, disabled) a first fit, and the pairs more than 6 robust standard deviations
+  from it in units of their own error go before the final fit;
 - per sensor group, pairs whose dt is so long that their speed along the median flow
   differs from that of short pairs are dropped (`dt_max`);
 - the annual means are fitted over all years; the seasonal amplitude and phase over the
@@ -163,8 +165,8 @@ def dt_max_filter(
     The speed along the median flow (the median vector of the shortest pairs that number
     MIN_REFERENCE_PAIRS, else of all) is binned by dt per sensor group; the first bin with
     MIN_REFERENCE_PAIRS pairs (else the first with any) is the reference, and from the
-    first longer bin whose median ± DT_BIN_MAD_SCALE robust sd range misses the reference's, the
-    longer pairs go. Slow pixels (≤ SLOW_FLOW m/yr) keep all their pairs."""
+    first longer bin whose median ± DT_BIN_MAD_SCALE robust sd misses the reference's,
+    the longer pairs go. Slow pixels (≤ SLOW_FLOW m/yr) keep all their pairs."""
     dt = pairs.dt_days
     n_pix = vx.shape[0]
     thresholds = DT_BIN_EDGES[1:]
@@ -183,7 +185,8 @@ def dt_max_filter(
     speed = np.hypot(flow_x, flow_y)
     moving = speed > SLOW_FLOW
     with np.errstate(invalid="ignore", divide="ignore"):
-        along = (vx * (flow_x / speed)[:, None] + vy * (flow_y / speed)[:, None]).astype(np.float32)
+        ux, uy = (flow_x / speed).astype(np.float32), (flow_y / speed).astype(np.float32)
+    along = vx * ux[:, None] + vy * uy[:, None]
     along[~valid] = np.nan
     drop = np.zeros_like(valid)
     dt_max = np.full((n_pix, len(groups)), np.nan)
@@ -247,7 +250,7 @@ def _sums(
     """Each pixel's sums of the pair columns over its used pairs among `pairs`."""
     with_mask, with_value = columns
     used = use[:, pairs]
-    values = np.where(used, v[:, pairs], 0).astype(np.float32)
+    values = np.where(used, v[:, pairs], np.float32(0)).astype(np.float32, copy=False)
     return (
         (used.astype(np.float32) @ with_mask[pairs]).astype(np.float64),
         (values @ with_value[pairs]).astype(np.float64),
