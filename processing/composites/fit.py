@@ -319,7 +319,7 @@ class ComponentFit:
     count: np.ndarray  # (pixels, years) pairs overlapping each year
     seasonal: np.ndarray  # (pixels, 2) sin and cos coefficients over the window, m/yr
     amp_error: np.ndarray  # (pixels,) NaN until `fill_amplitude_error` for a second fit
-    amplitude_error_of: Callable[[np.ndarray], np.ndarray]  # pixel rows -> their amp_error
+    amplitude_error_of: Callable[[np.ndarray | slice], np.ndarray]  # rows -> their amp_error
     window_pairs: np.ndarray  # (pixels,) pairs in the window fit
     offset: np.ndarray  # (pixels,) the line through the window's annual means
     slope: np.ndarray
@@ -380,7 +380,6 @@ def fit_component(
     order = np.argsort(part, kind="stable")
     bounds = np.searchsorted(part[order], np.arange(5))
     use, v, design, error, dt = use[:, order], v[:, order], design[order], error[order], dt[order]
-    in_window, leave = in_window[order], leave[order]
     columns = (columns[0][order], columns[1][order])
     parts = {}
     for window in (True, False):
@@ -398,13 +397,14 @@ def fit_component(
     fits = []
     for keep_left_out in (True, False) if left_out is not None else (True,):
         keys = [key for key in parts if keep_left_out or not key[1]]
-        in_fit = in_window & (keep_left_out | ~leave)
         window_keys = [key for key in keys if key[0]]
+        # the window's pairs, in the order above: part 0, and part 1 unless left out
+        window_columns = slice(0, bounds[2] if keep_left_out else bounds[1])
         fits.append(
             _component_fit(
                 add(keys),
                 add(window_keys),
-                use & in_fit[None, :],
+                (use, window_columns),
                 v,
                 design,
                 error,
@@ -420,7 +420,7 @@ def fit_component(
 def _component_fit(
     totals: tuple[np.ndarray, np.ndarray],
     windows: tuple[np.ndarray, np.ndarray],
-    window_use: np.ndarray,
+    window_pairs_used: tuple[np.ndarray, slice],
     v: np.ndarray,
     design: np.ndarray,
     error: np.ndarray,
@@ -430,7 +430,8 @@ def _component_fit(
     deferred: bool,
 ) -> ComponentFit:
     """One fit from its sums: the annual means from all pairs, the seasonal terms from
-    the window's. `deferred`: the amplitude error waits for `fill_amplitude_error`."""
+    the window's (the used pairs among `window_pairs_used`'s columns). `deferred`: the
+    amplitude error waits for `fill_amplitude_error`."""
     k, n_years = design.shape[1], len(years)
     n_packed = k * (k + 1) // 2
     (total, total_rhs), (window, window_rhs) = totals, windows
@@ -448,18 +449,17 @@ def _component_fit(
     offset, slope, offset_error = _line_fit(mean, year_error, years, options)
     missing = ~fitted | (window_pairs == 0)
     seasonal[missing] = np.nan
-    columns = np.flatnonzero(window_use.any(axis=0))
+    use, columns = window_pairs_used
 
-    def amplitude_error_of(rows: np.ndarray) -> np.ndarray:
+    def amplitude_error_of(rows: np.ndarray | slice) -> np.ndarray:
         values = _amplitude_error(
-            window_use[np.ix_(rows, columns)], v[np.ix_(rows, columns)], window_coef[rows],
+            use[rows, columns], v[rows, columns], window_coef[rows],
             design[columns], error[columns], dt[columns],
         )  # fmt: skip
         values[missing[rows]] = np.nan
         return values
 
-    everyone = np.arange(len(v))
-    amp_error = np.full(len(v), np.nan) if deferred else amplitude_error_of(everyone)
+    amp_error = np.full(len(v), np.nan) if deferred else amplitude_error_of(slice(None))
     return ComponentFit(
         mean=mean,
         error=year_error,
