@@ -124,8 +124,10 @@ def cube_pairs(cube: xr.Dataset) -> tuple[Pairs, np.ndarray]:
         raise CompositeError(f"not a velocity cube: no {', '.join(missing)}")
     if cube.sizes.get("mid_date", 0) == 0:
         raise CompositeError("the cube has no layers")
-    start = decimal_year(cube["acquisition_date_img1"].values)
-    stop = decimal_year(cube["acquisition_date_img2"].values)
+    first = cube["acquisition_date_img1"].values.astype("datetime64[ms]")
+    second = cube["acquisition_date_img2"].values.astype("datetime64[ms]")
+    start, stop = decimal_year(first), decimal_year(second)
+    dt_days = (second - first) / np.timedelta64(1, "D")
     order = np.argsort((start + stop) / 2, kind="stable")
     errors = []
     for component in ("vx", "vy"):
@@ -146,7 +148,10 @@ def cube_pairs(cube: xr.Dataset) -> tuple[Pairs, np.ndarray]:
     order = order[usable[order]]
     if order.size == 0:
         raise CompositeError("no layer has dates and errors the fit can use")
-    pairs = Pairs(start[order], stop[order], errors[0][order], errors[1][order], group[order])
+    pairs = Pairs(
+        start[order], stop[order], dt_days[order], errors[0][order], errors[1][order],
+        group[order],
+    )  # fmt: skip
     return pairs, order
 
 
@@ -203,7 +208,7 @@ def build_composite(
                     out[name][:, ys, xs] = value.T.reshape(-1, h, w)
             if progress:
                 progress(done, len(blocks))
-    fitted = int(np.isfinite(out["vx0"]).sum())
+    fitted = int(np.isfinite(out["vx"]).any(axis=0).sum())
     summary = Summary((int(years[0]), int(years[-1])), with_data, fitted)
     return _dataset(cube, out, years, groups, options, summary), summary
 

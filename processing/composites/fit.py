@@ -62,6 +62,7 @@ class Pairs:
 
     start: np.ndarray  # decimal years of the first image
     stop: np.ndarray  # decimal years of the second image
+    dt_days: np.ndarray  # days between the images (from the dates: years differ in length)
     error_x: np.ndarray  # vx error of each pair, m/yr
     error_y: np.ndarray
     group: np.ndarray  # sensor group of each pair (str)
@@ -79,10 +80,6 @@ class Pairs:
     @property
     def dt_years(self) -> np.ndarray:
         return self.stop - self.start
-
-    @property
-    def dt_days(self) -> np.ndarray:
-        return self.dt_years * DAYS_PER_YEAR
 
     @property
     def years(self) -> np.ndarray:

@@ -30,6 +30,7 @@ def test_the_seasonal_columns_integrate_to_nothing_over_a_whole_year() -> None:
     pairs = Pairs(
         np.array([2015.0, 2016.25]),
         np.array([2016.0, 2016.5]),
+        np.array([365.0, 91.0]),
         np.ones(2),
         np.ones(2),
         np.array(["L8_L9"] * 2),
@@ -42,7 +43,7 @@ def test_the_seasonal_columns_integrate_to_nothing_over_a_whole_year() -> None:
 
 def test_pairs_must_come_in_mid_date_order() -> None:
     with pytest.raises(ValueError, match="mid-date order"):
-        Pairs(np.array([2016.0, 2015.0]), np.array([2016.1, 2015.1]), *[np.ones(2)] * 2,
+        Pairs(np.array([2016.0, 2015.0]), np.array([2016.1, 2015.1]), *[np.ones(2)] * 3,
               np.array(["L7", "L7"]))  # fmt: skip
 
 
@@ -71,7 +72,7 @@ def test_dt_max_cuts_long_pairs_that_read_slow() -> None:
     mid = np.sort(rng.uniform(2015, 2020, n))
     start = mid - dt_days / 365.25 / 2
     group = np.array(["L8_L9", "S1A_S1B"])[rng.integers(0, 2, n)]
-    pairs = Pairs(start, start + dt_days / 365.25, np.ones(n), np.ones(n), group)
+    pairs = Pairs(start, start + dt_days / 365.25, dt_days, np.ones(n), np.ones(n), group)
     speed = np.array([1000.0, 20.0])[:, None] * np.ones((2, n))
     slow_landsat = (group == "L8_L9") & (dt_days >= 128)
     speed[:, slow_landsat] *= 0.7
