@@ -141,7 +141,9 @@ def cube_pairs(cube: xr.Dataset) -> tuple[Pairs, np.ndarray]:
             for value, extra in CO_REGISTRATION_ERROR.items():
                 error = np.where(flag == value, error + extra, error)
         errors.append(error)
-    satellites = (str(s).strip() for s in cube["satellite_img1"].values.tolist())
+    # older ITS_LIVE cubes store Landsat numbers as floats: 8.0 or "8."
+    satellites = (str(s).strip().removesuffix(".0").removesuffix(".") for s in
+                  cube["satellite_img1"].values.tolist())  # fmt: skip
     group = np.array([SENSOR_GROUPS.get(s, s) for s in satellites])
     usable = (stop > start) & np.isfinite(errors[0]) & np.isfinite(errors[1])
     usable &= (errors[0] > 0) & (errors[1] > 0)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from glacierflow.processing.composites.build import build_composite
+from glacierflow.processing.composites.build import build_composite, cube_pairs
 from glacierflow.processing.composites.fit import (
     Pairs,
     decimal_year,
@@ -105,3 +105,14 @@ def test_sentinel2_inflating_the_seasonal_cycle_is_left_out() -> None:
     np.testing.assert_allclose(amplitude[:3], truth.amplitude[:3], rtol=0.1)
     assert amplitude[3] > 1.5 * truth.amplitude[3]
     assert np.isnan(composite["dt_max"].sel(sensor="S2A_S2B").values.ravel()[:3]).all()
+
+
+def test_sensor_groups_read_itslive_satellite_spellings() -> None:
+    """ITS_LIVE's cubes spell Landsat 8 as "8", "8." or 8.0 (float): one group."""
+    cube, _ = synthetic_cube(ny=2, nx=2, n_pairs=40, sparse_pixels=0)
+    spellings = np.array(["8", "8.", "8.0", "9", "2B", "1A", "7", "5"] * 5, dtype=object)
+    cube["satellite_img1"] = ("mid_date", spellings)
+    pairs, _ = cube_pairs(cube)
+    assert pairs.groups == ["L4_L5", "L7", "L8_L9", "S1A_S1B", "S2A_S2B"]
+    cube["satellite_img1"] = ("mid_date", np.full(40, 8.0))
+    assert cube_pairs(cube)[0].groups == ["L8_L9"]
