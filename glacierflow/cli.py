@@ -472,6 +472,63 @@ def cube_consolidate(store: str | None, register: bool) -> None:
 
 
 @main.command()
+@click.argument("cube_path", metavar="CUBE", type=click.Path(path_type=Path))
+@click.option(
+    "--out",
+    required=True,
+    type=click.Path(path_type=Path),
+    callback=_writable_output,
+    help="The composite NetCDF file to write (.nc).",
+)
+@click.option(
+    "--window",
+    default=(2014, 2022),
+    nargs=2,
+    type=click.IntRange(1900, 2200),
+    show_default=True,
+    help="First and last year of the climatology (v0, dv_dt, v_amp, v_phase).",
+)
+@click.option(
+    "--intercept-year",
+    default=2018,
+    type=click.IntRange(1900, 2200),
+    show_default=True,
+    help="v0 is the climatology line's value on 1 January of this year.",
+)
+def composite(cube_path: Path, out: Path, window: tuple[int, int], intercept_year: int) -> None:
+    """Annual composite of the cube CUBE (ITS_LIVE's method): annual v, vx, vy and errors,
+    climatology, seasonal amplitude and phase, into one NetCDF file. Pixels with too few
+    pairs are NaN and counted."""
+    from glacierflow.processing.composites.build import (
+        CompositeError,
+        build_composite,
+        open_cube,
+        write_composite,
+    )
+    from glacierflow.processing.composites.fit import Options
+
+    if out.suffix != ".nc":
+        raise click.BadParameter(f"{out} does not end in .nc", param_hint="--out")
+    if window[0] > window[1]:
+        raise click.BadParameter(f"{window[0]} comes after {window[1]}", param_hint="--window")
+    try:
+        data, summary = build_composite(
+            open_cube(cube_path),
+            Options(window=window, intercept_year=intercept_year),
+            progress=lambda done, total: _say(f"block {done}/{total}"),
+        )
+    except CompositeError as err:
+        _say(f"error: {err}")
+        sys.exit(2)
+    write_composite(data, out)
+    first, last = summary.years
+    _say(
+        f"{out}: {first}-{last}, {summary.pixels_fitted} pixel(s) fitted, "
+        f"{summary.too_few_pairs} with too few pairs"
+    )
+
+
+@main.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, show_default=True, type=_PORT)
 @click.option(
