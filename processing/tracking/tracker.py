@@ -281,27 +281,30 @@ class _Block:
     def sec_coef(self) -> np.ndarray:
         return ndimage.spline_filter(self.sec, order=3, mode="mirror", output=np.float32)
 
-    def warped(self, predictor: np.ndarray) -> _Block:
+    def warped(self, predictor: np.ndarray, where: np.ndarray) -> _Block:
         """This block with SEC resampled at p + predictor(p) (predictor: (2, H, W) pixels at
-        every pixel of the block), so that chips that deform with the flow match rigidly."""
-        ii, jj = np.mgrid[0 : self.sec.shape[0], 0 : self.sec.shape[1]].astype(np.float32)
-        coords = np.stack([ii + predictor[0], jj + predictor[1]])
-        sec = ndimage.map_coordinates(
+        every pixel of the block) at the pixels `where`, so that chips that deform with the
+        flow match rigidly there; elsewhere SEC is left as it was, unread by the caller."""
+        ii, jj = np.nonzero(where)
+        coords = np.stack([ii + predictor[0][where], jj + predictor[1][where]])
+        sec = self.sec.copy()
+        sec[where] = ndimage.map_coordinates(
             self.sec_coef, coords, order=3, prefilter=False, mode="mirror"
         )
-        sec_nan, sec_hole = (
-            ndimage.map_coordinates(m, coords, order=0, mode="nearest")
-            for m in (self.sec_nan, self.sec_hole)
-        )
+        masks = []
+        for mask in (self.sec_nan, self.sec_hole):
+            moved = mask.copy()
+            if mask.any():  # a mask without unusable pixels stays so
+                moved[where] = ndimage.map_coordinates(mask, coords, order=0, mode="nearest")
+            masks.append(moved)
         out = _Block(
             self.row0,
             self.col0,
             self.image_shape,
             self.ref,
-            sec.astype(np.float32),
+            sec,
             self.ref_nan,
-            sec_nan,
-            sec_hole,
+            *masks,
             self.ref_raw,
             self.inside,
         )
@@ -834,8 +837,52 @@ def _coarse_field(
     return np.rint(seed).astype(np.int64), np.minimum(radius, full), coarse_valid
 
 
-Predictor = Callable[[np.ndarray, np.ndarray], np.ndarray]
-"""predict(rows, cols) -> (2, ...) displacement (rows, cols) in pixels at those positions."""
+@dataclass(frozen=True)
+class _Predictor:
+    """A displacement field everywhere from one on the node grid: bilinear between nodes,
+    the nearest node's value beyond them."""
+
+    grid: np.ndarray  # (2, ny, nx) displacement (rows, cols) in pixels at the nodes
+    node_rows: np.ndarray
+    node_cols: np.ndarray
+
+    def at(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+        """(2, ...) displacement at the positions (rows[i], cols[i])."""
+        coords = np.stack(
+            [_node_index(np.asarray(rows), self.node_rows), _node_index(cols, self.node_cols)]
+        )
+        return np.stack(
+            [ndimage.map_coordinates(g, coords, order=1, mode="nearest") for g in self.grid]
+        )
+
+    def raster(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+        """(2, len(rows), len(cols)) displacement at every crossing of rows and cols: the
+        values of `at` there, interpolated along one axis and then the other (bilinear
+        interpolation is separable), a few times faster than `at` on a block's pixels."""
+        r0, r1, fr = _lerp(_node_index(rows, self.node_rows), len(self.node_rows))
+        c0, c1, fc = _lerp(_node_index(cols, self.node_cols), len(self.node_cols))
+        along = self.grid[:, r0] * (1 - fr)[:, None] + self.grid[:, r1] * fr[:, None]
+        return along[:, :, c0] * (1 - fc) + along[:, :, c1] * fc
+
+
+def _node_index(positions: np.ndarray, nodes: np.ndarray) -> np.ndarray:
+    """Positions (pixels) as fractional indices of the evenly spaced nodes."""
+    step = nodes[1] - nodes[0] if len(nodes) > 1 else 1.0
+    return (np.asarray(positions, dtype=np.float64) - nodes[0]) / step
+
+
+def _lerp(index: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The two nodes either side of each fractional index and the second one's weight,
+    clamped to the grid as map_coordinates' mode="nearest" does."""
+    index = np.clip(index, 0, n - 1)
+    low = np.minimum(np.floor(index).astype(np.int64), max(n - 2, 0))
+    return low, np.minimum(low + 1, n - 1), index - low
+
+
+# Pixels around a node's chip and search window that deformation must also warp: the
+# sub-pixel fit moves up to 1.5 px and its cubic splines reach 2 px, and SEC's spline
+# coefficients feel unwarped pixels with a weight of 0.27 per pixel (0.27^8 < 3e-5).
+_WARP_MARGIN_PX = 12
 
 
 def _fine_strip(
@@ -846,7 +893,7 @@ def _fine_strip(
     seed: np.ndarray,
     radius: np.ndarray,
     opts: TrackerOptions,
-    predictor: Predictor | None = None,
+    predictor: _Predictor | None = None,
     todo: np.ndarray | None = None,
 ) -> tuple[_Matches, np.ndarray]:
     """Track one strip of fine nodes up the chip ladder; also returns the chip used.
@@ -860,12 +907,24 @@ def _fine_strip(
     radius_flat = _bucket(radius.ravel(), opts.search_radius_px)
     reach = int((np.abs(seed_flat).max(axis=1) + radius_flat).max(initial=0))
     block = _block_for(read, image_shape, rows, cols, reach, opts)
-    if predictor is not None:
-        ii, jj = np.mgrid[0 : block.sec.shape[0], 0 : block.sec.shape[1]].astype(np.float64)
-        block = block.warped(predictor(ii + block.row0 + 0.5, jj + block.col0 + 0.5))
+    pending = np.arange(n) if todo is None else np.flatnonzero(todo.ravel())
+    if predictor is not None and pending.size:
+        height, width = block.sec.shape
+        # only around the nodes tracked again: chips slide up to half a chip inward at
+        # the image's edge, so a whole chip's reach covers them there too
+        marks = np.zeros((height, width), dtype=bool)
+        marks[
+            np.clip(np.floor(rr.ravel()[pending]).astype(np.int64) - block.row0, 0, height - 1),
+            np.clip(np.floor(cc.ravel()[pending]).astype(np.int64) - block.col0, 0, width - 1),
+        ] = True
+        reach_px = max(opts.chip_sizes_px) + int(radius_flat[pending].max()) + _WARP_MARGIN_PX
+        where = ndimage.maximum_filter(marks, size=2 * reach_px + 1, mode="constant")
+        field = predictor.raster(
+            np.arange(height) + block.row0 + 0.5, np.arange(width) + block.col0 + 0.5
+        )
+        block = block.warped(field, where)
     best = _Matches.empty(n)
     chip_used = np.zeros(n, dtype=np.int64)
-    pending = np.arange(n) if todo is None else np.flatnonzero(todo.ravel())
     for step, chip in enumerate(opts.chip_sizes_px):
         if pending.size == 0:
             break
@@ -904,41 +963,30 @@ def _fine_strip(
     if predictor is not None:  # the residual r was found at p + r in the warped SEC
         ok = ~invalid
         at_r, at_c = rr.ravel()[ok] + best.shift[ok, 0], cc.ravel()[ok] + best.shift[ok, 1]
-        best.shift[ok] += predictor(at_r, at_c).T
+        best.shift[ok] += predictor.at(at_r, at_c).T
     return best, chip_used
 
 
 def _node_predictor(
     node_rows: np.ndarray, node_cols: np.ndarray, rows: np.ndarray, cols: np.ndarray
-) -> tuple[Predictor, np.ndarray]:
-    """A displacement field everywhere from the valid vectors (linear between them, nearest
-    beyond them): the predictor at any position, and its values on the node grid."""
+) -> _Predictor:
+    """The field of the valid vectors, filled at the other nodes (linear between valid
+    ones, nearest beyond them). One triangulation serves both components, and only the
+    nodes without a vector are looked up in it."""
     valid = np.isfinite(rows) & np.isfinite(cols)
-    ii, jj = np.nonzero(valid)
-    gi, gj = np.mgrid[0 : rows.shape[0], 0 : rows.shape[1]]
-    points = np.stack([ii, jj], axis=1)
-    grid = np.empty((2, *rows.shape))
-    for k, field_ in enumerate((rows, cols)):
-        values = field_[valid]
-        linear = (
-            interpolate.griddata(points, values, (gi, gj), method="linear")
-            if len(points) >= 3 and np.ptp(ii) > 0 and np.ptp(jj) > 0
-            else np.full(rows.shape, np.nan)
-        )
-        nearest = interpolate.griddata(points, values, (gi, gj), method="nearest")
-        grid[k] = np.where(np.isfinite(linear), linear, nearest)
-    step_r = node_rows[1] - node_rows[0] if len(node_rows) > 1 else 1.0
-    step_c = node_cols[1] - node_cols[0] if len(node_cols) > 1 else 1.0
-
-    def predict(r: np.ndarray, c: np.ndarray) -> np.ndarray:
-        coords = np.stack(
-            [(np.asarray(r) - node_rows[0]) / step_r, (np.asarray(c) - node_cols[0]) / step_c]
-        )
-        return np.stack(
-            [ndimage.map_coordinates(grid[k], coords, order=1, mode="nearest") for k in range(2)]
-        )
-
-    return predict, grid
+    grid = np.stack([rows, cols]).astype(np.float64)
+    missing = np.argwhere(~valid)
+    if len(missing):
+        points = np.argwhere(valid)
+        values = np.stack([rows[valid], cols[valid]], axis=1)
+        filled = np.full((len(missing), 2), np.nan)
+        if len(points) >= 3 and np.ptp(points[:, 0]) > 0 and np.ptp(points[:, 1]) > 0:
+            filled = interpolate.LinearNDInterpolator(points, values)(missing)
+        beyond = np.isnan(filled).any(axis=1)
+        if beyond.any():
+            filled[beyond] = interpolate.NearestNDInterpolator(points, values)(missing[beyond])
+        grid[:, missing[:, 0], missing[:, 1]] = filled.T
+    return _Predictor(grid, node_rows, node_cols)
 
 
 def _reject_incoherent(
@@ -998,7 +1046,8 @@ def _deform_pass(
     if not missing.any() and _steepest(rows, cols, spacing).max() <= limit:
         return False  # nothing to do: skip building the predictor
     ny, nx = rows.shape
-    predict, grid = _node_predictor(node_rows, node_cols, rows, cols)
+    predict = _node_predictor(node_rows, node_cols, rows, cols)
+    grid = predict.grid
     spread = np.zeros((ny, nx))
     for k in range(2):
         spread = np.maximum(
