@@ -281,6 +281,25 @@ class _Block:
     def sec_coef(self) -> np.ndarray:
         return ndimage.spline_filter(self.sec, order=3, mode="mirror", output=np.float32)
 
+    def cropped(self, rows: slice, cols: slice) -> _Block:
+        """The part of this block at rows, cols (block pixels, steps of 1), with the values
+        this block has there (filtered over the whole block)."""
+        height, width = rows.stop - rows.start, cols.stop - cols.start
+
+        def shifted(inside: slice, part: slice, n: int) -> slice:
+            return slice(
+                min(max(inside.start - part.start, 0), n), min(max(inside.stop - part.start, 0), n)
+            )
+
+        arrays = (self.ref, self.sec, self.ref_nan, self.sec_nan, self.sec_hole, self.ref_raw)
+        return _Block(
+            self.row0 + rows.start,
+            self.col0 + cols.start,
+            self.image_shape,
+            *(a[rows, cols] for a in arrays),
+            (shifted(self.inside[0], rows, height), shifted(self.inside[1], cols, width)),
+        )
+
     def warped(self, predictor: np.ndarray, where: np.ndarray) -> _Block:
         """This block with SEC resampled at p + predictor(p) (predictor: (2, H, W) pixels at
         every pixel of the block) at the pixels `where`, so that chips that deform with the
@@ -885,6 +904,29 @@ def _lerp(index: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray
 _WARP_MARGIN_PX = 12
 
 
+def _deformed(
+    block: _Block, predictor: _Predictor, rows: np.ndarray, cols: np.ndarray, reach_px: int
+) -> _Block:
+    """The part of `block` that the chips and search windows of the nodes at rows, cols
+    (image pixels) reach within `reach_px`, with SEC warped by the predictor there."""
+    height, width = block.sec.shape
+    marks = np.zeros((height, width), dtype=bool)
+    marks[
+        np.clip(np.floor(rows).astype(np.int64) - block.row0, 0, height - 1),
+        np.clip(np.floor(cols).astype(np.int64) - block.col0, 0, width - 1),
+    ] = True
+    size = 2 * (reach_px + _WARP_MARGIN_PX) + 1
+    where = ndimage.maximum_filter(marks, size=size, mode="constant")
+    used_rows, used_cols = np.flatnonzero(where.any(axis=1)), np.flatnonzero(where.any(axis=0))
+    crop = slice(used_rows[0], used_rows[-1] + 1), slice(used_cols[0], used_cols[-1] + 1)
+    part = block.cropped(*crop)
+    field = predictor.raster(
+        np.arange(crop[0].start, crop[0].stop) + block.row0 + 0.5,
+        np.arange(crop[1].start, crop[1].stop) + block.col0 + 0.5,
+    )
+    return part.warped(field, where[crop])
+
+
 def _fine_strip(
     read: BlockReader,
     image_shape: tuple[int, int],
@@ -903,28 +945,22 @@ def _fine_strip(
     deform with the predicted flow (window deformation, as in PIV)."""
     rr, cc = np.meshgrid(rows, cols, indexing="ij")
     n = rr.size
-    seed_flat = seed.reshape(n, 2)
-    radius_flat = _bucket(radius.ravel(), opts.search_radius_px)
-    reach = int((np.abs(seed_flat).max(axis=1) + radius_flat).max(initial=0))
-    block = _block_for(read, image_shape, rows, cols, reach, opts)
-    pending = np.arange(n) if todo is None else np.flatnonzero(todo.ravel())
-    if predictor is not None and pending.size:
-        height, width = block.sec.shape
-        # only around the nodes tracked again: chips slide up to half a chip inward at
-        # the image's edge, so a whole chip's reach covers them there too
-        marks = np.zeros((height, width), dtype=bool)
-        marks[
-            np.clip(np.floor(rr.ravel()[pending]).astype(np.int64) - block.row0, 0, height - 1),
-            np.clip(np.floor(cc.ravel()[pending]).astype(np.int64) - block.col0, 0, width - 1),
-        ] = True
-        reach_px = max(opts.chip_sizes_px) + int(radius_flat[pending].max()) + _WARP_MARGIN_PX
-        where = ndimage.maximum_filter(marks, size=2 * reach_px + 1, mode="constant")
-        field = predictor.raster(
-            np.arange(height) + block.row0 + 0.5, np.arange(width) + block.col0 + 0.5
-        )
-        block = block.warped(field, where)
     best = _Matches.empty(n)
     chip_used = np.zeros(n, dtype=np.int64)
+    pending = np.arange(n) if todo is None else np.flatnonzero(todo.ravel())
+    if pending.size == 0:
+        return best, chip_used
+    seed_flat = seed.reshape(n, 2)
+    radius_flat = _bucket(radius.ravel(), opts.search_radius_px)
+    reach = int((np.abs(seed_flat[pending]).max(axis=1) + radius_flat[pending]).max())
+    # only what the nodes to track reach is read: a few bands of nodes where the field
+    # is deformed again
+    at_rows, at_cols = rr.ravel()[pending], cc.ravel()[pending]
+    block = _block_for(read, image_shape, at_rows, at_cols, reach, opts)
+    if predictor is not None:
+        # chips slide up to half a chip inward at the image's edge: a whole chip covers them
+        reach_px = max(opts.chip_sizes_px) + int(radius_flat[pending].max())
+        block = _deformed(block, predictor, at_rows, at_cols, reach_px)
     for step, chip in enumerate(opts.chip_sizes_px):
         if pending.size == 0:
             break
