@@ -10,7 +10,11 @@ plans (kept as wisdom, as production runs keep them). What each figure includes:
   pre-filter, track, velocity and quality figures, write the NetCDF granule and its PNG.
 - "CLI": the wall time of a `glacierflow track` process on the same pair (Python start,
   imports, option checks, the same library call, exit); "outside the call" is that wall
-  time minus the call's own total, which the command prints.
+  time minus the call's own total, which the command prints. Its CPU time (user + system)
+  is printed beside the library call's in this process, whose difference does not grow
+  with the machine's load as wall times do.
+- "start-up": `glacierflow --help`, an empty Python, and the imports a track command
+  makes, each a process of its own (wall and CPU, best of the rounds).
 - "autoRIFT" (with --autorift DIR, a folder holding run_autorift.py): nasa-jpl/autoRIFT's
   optical workflow on the same pair as in-memory arrays, run by that folder's Python
   (default /usr/bin/python3) in its own process, timed inside it: its high-pass
@@ -98,21 +102,45 @@ def _autorift_run(
     return int(runs[-1][0]), float(runs[-1][1])
 
 
+def _child(args: list[str], env: dict[str, str] | None = None) -> tuple[float, float, str]:
+    """(wall, CPU seconds (user + system), stderr) of a child process."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0 = time.perf_counter()
+    run = subprocess.run(args, env=env, capture_output=True, text=True, check=True)
+    wall = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
+    return wall, cpu, run.stderr
+
+
 def _cli_seconds(
     ref: Path, sec: Path, out: Path, threads: int, data_dir: Path
-) -> tuple[float, float]:
-    """(wall time of a `glacierflow track` process, the call's total it prints)."""
+) -> tuple[float, float, float]:
+    """(wall time of a `glacierflow track` process, its CPU time, the call's total it
+    prints)."""
     env = {**os.environ, "GLACIERFLOW_DATA_DIR": str(data_dir), "GLACIERFLOW_THREADS": str(threads)}
     cli = Path(sys.executable).with_name("glacierflow")
-    t0 = time.perf_counter()
-    run = subprocess.run(
+    wall, cpu, stderr = _child(
         [str(cli), "track", str(ref), str(sec), "-o", str(out), "--chip-min", "120",
          "--chip-max", "480", "--max-speed", str(MAX_SPEED)],
-        env=env, capture_output=True, text=True, check=True,
+        env,
     )  # fmt: skip
-    wall = time.perf_counter() - t0
-    call = float(re.search(r", ([\d.]+) s\n", run.stderr).group(1))
-    return wall, call
+    return wall, cpu, float(re.search(r", ([\d.]+) s\n", stderr).group(1))
+
+
+def start_up(repeat: int) -> None:
+    """What a `glacierflow` process costs before any work: `--help`, and the imports a
+    `track` command makes (the CLI, its settings, the pipeline), best of `repeat`."""
+    cli = str(Path(sys.executable).with_name("glacierflow"))
+    imports = "import glacierflow.cli, glacierflow.settings, glacierflow.processing.pipeline"
+    for name, args in (
+        ("glacierflow --help", [cli, "--help"]),
+        ("python -c pass", [sys.executable, "-c", "pass"]),
+        ("track's imports", [sys.executable, "-c", imports]),
+    ):
+        runs = [_child(args)[:2] for _ in range(repeat)]
+        wall, cpu = min(r[0] for r in runs), min(r[1] for r in runs)
+        print(f"start-up, {name}: {wall:.2f} s wall, {cpu:.2f} s CPU (best of {repeat})")
 
 
 def end_to_end(
@@ -140,26 +168,30 @@ def end_to_end(
             with rasterio.open(tif) as ds:
                 np.save(npy, ds.read(1))
     calls: dict[int, list] = {t: [] for t in threads}
+    call_cpu: dict[int, list] = {t: [] for t in threads}
     clis: dict[int, list] = {t: [] for t in threads}
     ar: list[tuple[int, float]] = []
     for _ in range(repeat):  # interleaved: each round runs everything once
         for t in threads:
+            cpu = time.process_time()
             calls[t].append(track_pair(_request(ref, sec, folder / f"t{t}.nc", t, wisdom)))
+            call_cpu[t].append(time.process_time() - cpu)
             clis[t].append(_cli_seconds(ref, sec, folder / f"cli{t}.nc", t, data_dir))
         if arrays is not None:
             ar.append(_autorift_run(folder, autorift, autorift_python, *arrays))
     for t in threads:
         best = min(calls[t], key=lambda r: r.seconds["total"])
         s = best.seconds
-        wall, call = min(clis[t])
+        wall, cpu, call = min(clis[t])
         print(
             f"  library call, {t} thread(s): {best.nodes / s['total']:8.0f} vectors/s "
             f"({s['total']:.3f} s: read/check {s['read']:.3f}, track {s['track']:.3f}, "
-            f"write {s['write']:.3f})"
+            f"write {s['write']:.3f}; {min(call_cpu[t]):.3f} s CPU)"
         )
         print(
             f"  CLI, {t} thread(s): {wall:.2f} s wall, of which the call {call:.2f} s, "
-            f"outside it {wall - call:.2f} s"
+            f"outside it {wall - call:.2f} s; {cpu:.2f} s CPU, {cpu - min(call_cpu[t]):.2f} s "
+            "more than the library call's"
         )
     if ar:
         nodes, seconds = min(ar, key=lambda r: r[1])
@@ -236,6 +268,7 @@ def main() -> None:
         return
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
+        start_up(max(args.repeat, 3))
         core(args.repeat)
         for size in args.sizes:
             end_to_end(size, folder, args.repeat, args.threads, args.autorift, args.autorift_python)

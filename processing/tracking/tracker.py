@@ -255,12 +255,12 @@ class _Block:
             rows[0],
             cols[0],
             image_shape,
-            _fill(ref, inside),
-            _fill(sec, inside),
+            _fill(ref, ref_nan, inside),
+            _fill(sec, sec_nan, inside),
             ref_nan,
             sec_nan,
             sec_nan & _on_image(sec_nan.shape, inside),
-            np.where(np.isnan(ref_raw), 0.0, ref_raw).astype(np.float32),
+            np.where(np.isnan(ref_raw), 0.0, ref_raw).astype(np.float32, copy=False),
             inside,
         )
 
@@ -393,10 +393,10 @@ def _on_image(shape: tuple[int, int], inside: tuple[slice, slice]) -> np.ndarray
     return on
 
 
-def _fill(image: np.ndarray, inside: tuple[slice, slice]) -> np.ndarray:
-    """Fill holes with 0 (the filtered images' mean) and mirror the image beyond its edge,
-    so that no step at the edge rings into the spline coefficients of chips near it."""
-    filled = np.where(np.isnan(image), 0.0, image).astype(np.float32)
+def _fill(image: np.ndarray, holes: np.ndarray, inside: tuple[slice, slice]) -> np.ndarray:
+    """Fill holes (NaN) with 0 (the filtered images' mean) and mirror the image beyond its
+    edge, so that no step at the edge rings into the spline coefficients of chips near it."""
+    filled = np.where(holes, 0.0, image).astype(np.float32, copy=False) if holes.any() else image
     core = filled[inside]
     if core.size == 0 or core.shape == filled.shape:
         return filled
