@@ -10,7 +10,11 @@ plans (kept as wisdom, as production runs keep them). What each figure includes:
   pre-filter, track, velocity and quality figures, write the NetCDF granule and its PNG.
 - "CLI": the wall time of a `glacierflow track` process on the same pair (Python start,
   imports, option checks, the same library call, exit); "outside the call" is that wall
-  time minus the call's own total, which the command prints.
+  time minus the call's own total, which the command prints. Its CPU time (user + system)
+  is printed beside the library call's in this process, whose difference does not grow
+  with the machine's load as wall times do.
+- "start-up": `glacierflow --help`, an empty Python, and the imports a track command
+  makes, each a process of its own (wall and CPU, best of the rounds).
 - "autoRIFT" (with --autorift DIR, a folder holding run_autorift.py): nasa-jpl/autoRIFT's
   optical workflow on the same pair as in-memory arrays, run by that folder's Python
   (default /usr/bin/python3) in its own process, timed inside it: its high-pass
@@ -18,6 +22,8 @@ plans (kept as wisdom, as production runs keep them). What each figure includes:
   oversampled sub-pixel, filtering); no reading or writing; the second of two runs in its
   process (numba compiled, as FFTW's plans are planned). glacierflow and autoRIFT
   runs alternate (interleaved) on the same pair, so that load on the machine hits both.
+  Both are also timed in CPU seconds (all their threads; OpenCV may use more than one):
+  on a machine others load, vectors per CPU second vary less than vectors per second.
 - "core": the batched FFT NCC alone on the same chip/window shapes.
 
     .venv/bin/python benchmarks/tracker_speed.py [--sizes 1000 3000] [--repeat 3]
@@ -85,34 +91,61 @@ def _request(ref: Path, sec: Path, out: Path, threads: int, wisdom: Path) -> Tra
 
 def _autorift_run(
     folder: Path, autorift: Path, python: str, ref: Path, sec: Path
-) -> tuple[int, float]:
-    """(vectors, seconds) of autoRIFT on the pair, timed inside its process (its second
-    run there)."""
+) -> tuple[int, float, float]:
+    """(vectors, seconds, CPU seconds) of autoRIFT on the pair, timed inside its process
+    (its second run there)."""
     out = subprocess.run(
         [python, str(autorift / "run_autorift.py"), str(ref), str(sec), "--spacing", "16",
          "--chip-min", "16", "--chip-max", "64", "--search", str(SEARCH_PX), "--repeat", "2"],
         cwd=folder, capture_output=True, text=True, check=True,
     )  # fmt: skip
     # the second run: numba's compilation and first-touch costs paid, as FFTW's are for us
-    runs = re.findall(r"autorift nodes (\d+) valid \d+ seconds ([\d.]+)", out.stdout)
-    return int(runs[-1][0]), float(runs[-1][1])
+    runs = re.findall(r"autorift nodes (\d+) valid \d+ seconds ([\d.]+) cpu ([\d.]+)", out.stdout)
+    return int(runs[-1][0]), float(runs[-1][1]), float(runs[-1][2])
+
+
+def _child(args: list[str], env: dict[str, str] | None = None) -> tuple[float, float, str]:
+    """(wall, CPU seconds (user + system), stderr) of a child process."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0 = time.perf_counter()
+    run = subprocess.run(args, env=env, capture_output=True, text=True, check=True)
+    wall = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
+    return wall, cpu, run.stderr
 
 
 def _cli_seconds(
     ref: Path, sec: Path, out: Path, threads: int, data_dir: Path
-) -> tuple[float, float]:
-    """(wall time of a `glacierflow track` process, the call's total it prints)."""
+) -> tuple[float, float, float]:
+    """(wall time of a `glacierflow track` process, its CPU time, the call's total it
+    prints)."""
     env = {**os.environ, "GLACIERFLOW_DATA_DIR": str(data_dir), "GLACIERFLOW_THREADS": str(threads)}
     cli = Path(sys.executable).with_name("glacierflow")
-    t0 = time.perf_counter()
-    run = subprocess.run(
+    wall, cpu, stderr = _child(
         [str(cli), "track", str(ref), str(sec), "-o", str(out), "--chip-min", "120",
          "--chip-max", "480", "--max-speed", str(MAX_SPEED)],
-        env=env, capture_output=True, text=True, check=True,
+        env,
     )  # fmt: skip
-    wall = time.perf_counter() - t0
-    call = float(re.search(r", ([\d.]+) s\n", run.stderr).group(1))
-    return wall, call
+    return wall, cpu, float(re.search(r", ([\d.]+) s\n", stderr).group(1))
+
+
+def start_up(repeat: int) -> None:
+    """What a `glacierflow` process costs before any work: `--help`, and the imports a
+    `track` command makes (the CLI, its settings, the pipeline), best of `repeat`."""
+    cli = str(Path(sys.executable).with_name("glacierflow"))
+    imports = "import glacierflow.cli, glacierflow.settings, glacierflow.processing.pipeline"
+    # rasterio imports boto3 whenever it is installed; only the test extra (itslive) brings it
+    no_boto3 = f"import sys; sys.modules['boto3'] = None; {imports}"
+    for name, args in (
+        ("glacierflow --help", [cli, "--help"]),
+        ("python -c pass", [sys.executable, "-c", "pass"]),
+        ("track's imports", [sys.executable, "-c", imports]),
+        ("track's imports without boto3", [sys.executable, "-c", no_boto3]),
+    ):
+        runs = [_child(args)[:2] for _ in range(repeat)]
+        wall, cpu = min(r[0] for r in runs), min(r[1] for r in runs)
+        print(f"start-up, {name}: {wall:.2f} s wall, {cpu:.2f} s CPU (best of {repeat})")
 
 
 def end_to_end(
@@ -140,35 +173,47 @@ def end_to_end(
             with rasterio.open(tif) as ds:
                 np.save(npy, ds.read(1))
     calls: dict[int, list] = {t: [] for t in threads}
+    call_cpu: dict[int, list] = {t: [] for t in threads}
     clis: dict[int, list] = {t: [] for t in threads}
-    ar: list[tuple[int, float]] = []
+    ar: list[tuple[int, float, float]] = []
     for _ in range(repeat):  # interleaved: each round runs everything once
         for t in threads:
+            cpu = time.process_time()
             calls[t].append(track_pair(_request(ref, sec, folder / f"t{t}.nc", t, wisdom)))
+            call_cpu[t].append(time.process_time() - cpu)
             clis[t].append(_cli_seconds(ref, sec, folder / f"cli{t}.nc", t, data_dir))
         if arrays is not None:
             ar.append(_autorift_run(folder, autorift, autorift_python, *arrays))
     for t in threads:
         best = min(calls[t], key=lambda r: r.seconds["total"])
         s = best.seconds
-        wall, call = min(clis[t])
+        wall, cpu, call = min(clis[t])
         print(
             f"  library call, {t} thread(s): {best.nodes / s['total']:8.0f} vectors/s "
             f"({s['total']:.3f} s: read/check {s['read']:.3f}, track {s['track']:.3f}, "
-            f"write {s['write']:.3f})"
+            f"write {s['write']:.3f}; {min(call_cpu[t]):.3f} s CPU)"
         )
         print(
             f"  CLI, {t} thread(s): {wall:.2f} s wall, of which the call {call:.2f} s, "
-            f"outside it {wall - call:.2f} s"
+            f"outside it {wall - call:.2f} s; {cpu:.2f} s CPU, {cpu - min(call_cpu[t]):.2f} s "
+            "more than the library call's"
         )
     if ar:
-        nodes, seconds = min(ar, key=lambda r: r[1])
+        nodes, seconds, _ = min(ar, key=lambda r: r[1])
+        ar_cpu = min(r[2] for r in ar)
         rate = nodes / seconds
-        print(f"  autoRIFT (serial): {rate:8.0f} vectors/s ({nodes} vectors, {seconds:.3f} s)")
+        print(
+            f"  autoRIFT (serial): {rate:8.0f} vectors/s ({nodes} vectors, {seconds:.3f} s; "
+            f"{ar_cpu:.3f} s CPU)"
+        )
         for t in threads:
             best = min(calls[t], key=lambda r: r.seconds["total"])
             ratio = best.nodes / best.seconds["total"] / rate
-            print(f"  glacierflow {t} thread(s) / autoRIFT: {ratio:.2f} x")
+            per_cpu = (best.nodes / min(call_cpu[t])) / (nodes / ar_cpu)
+            print(
+                f"  glacierflow {t} thread(s) / autoRIFT: {ratio:.2f} x vectors/s, "
+                f"{per_cpu:.2f} x vectors per CPU second"
+            )
 
 
 def core(repeat: int) -> None:
@@ -236,6 +281,7 @@ def main() -> None:
         return
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
+        start_up(max(args.repeat, 3))
         core(args.repeat)
         for size in args.sizes:
             end_to_end(size, folder, args.repeat, args.threads, args.autorift, args.autorift_python)

@@ -526,14 +526,11 @@ def granule_copy(
     """A granule like `template` (grid, projection, valid-data mask, attributes) with new
     acquisition dates and a known velocity: many distinct granules for cubes, in moments,
     without tracking each pair."""
-    import xarray as xr
-
-    from glacierflow.processing.io.granule import write_granule
+    from glacierflow.processing.io.granule import read_granule, write_granule
 
     centre = ref_time + (sec_time - ref_time) / 2
     fmt = "%Y%m%dT%H:%M:%S.%f"
-    with xr.open_dataset(template, mask_and_scale=False) as src:
-        ds = src.load()
+    ds = read_granule(template)
     xx, yy = np.meshgrid(ds["x"].values, ds["y"].values)
     vx, vy = velocity(xx, yy, centre)
     valid = ds["v"].values != -32767

@@ -21,12 +21,13 @@ class ImageFilter(StrEnum):
 
 
 def _local_mean(values: np.ndarray, valid: np.ndarray, width: int) -> np.ndarray:
-    total = ndimage.uniform_filter(np.where(valid, values, 0.0), width, mode="constant")
     if valid.all():  # no hole: only the frame edge needs the normalization
+        total = ndimage.uniform_filter(values, width, mode="constant")
         weight = np.outer(
             _edge_weights(values.shape[0], width), _edge_weights(values.shape[1], width)
         )
     else:
+        total = ndimage.uniform_filter(np.where(valid, values, 0.0), width, mode="constant")
         weight = ndimage.uniform_filter(valid.astype(np.float32), width, mode="constant")
     with np.errstate(invalid="ignore", divide="ignore"):
         return total / weight
@@ -42,12 +43,15 @@ def prefilter(image: np.ndarray, kind: ImageFilter, width: int) -> np.ndarray:
     if kind is ImageFilter.NONE:
         return image
     valid = np.isfinite(image)
-    values = np.where(valid, image, 0.0).astype(np.float32)
+    whole = valid.all()  # the usual case: no copies to mask holes
+    values = image if whole else np.where(valid, image, 0.0).astype(np.float32)
     anomaly = values - _local_mean(values, valid, width)
     if kind is ImageFilter.WALLIS:
         spread = np.sqrt(np.maximum(_local_mean(anomaly * anomaly, valid, width), 0.0))
         floor = 1e-3 * float(np.nanmedian(spread)) if valid.any() else 1.0
         anomaly = anomaly / np.maximum(spread, max(floor, 1e-12))
+    if whole:
+        return anomaly.astype(np.float32, copy=False)
     return np.where(valid, anomaly, np.nan).astype(np.float32)
 
 

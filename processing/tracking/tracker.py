@@ -255,12 +255,12 @@ class _Block:
             rows[0],
             cols[0],
             image_shape,
-            _fill(ref, inside),
-            _fill(sec, inside),
+            _fill(ref, ref_nan, inside),
+            _fill(sec, sec_nan, inside),
             ref_nan,
             sec_nan,
             sec_nan & _on_image(sec_nan.shape, inside),
-            np.where(np.isnan(ref_raw), 0.0, ref_raw).astype(np.float32),
+            np.where(np.isnan(ref_raw), 0.0, ref_raw).astype(np.float32, copy=False),
             inside,
         )
 
@@ -281,27 +281,49 @@ class _Block:
     def sec_coef(self) -> np.ndarray:
         return ndimage.spline_filter(self.sec, order=3, mode="mirror", output=np.float32)
 
-    def warped(self, predictor: np.ndarray) -> _Block:
+    def cropped(self, rows: slice, cols: slice) -> _Block:
+        """The part of this block at rows, cols (block pixels, steps of 1), with the values
+        this block has there (filtered over the whole block)."""
+        height, width = rows.stop - rows.start, cols.stop - cols.start
+
+        def shifted(inside: slice, part: slice, n: int) -> slice:
+            return slice(
+                min(max(inside.start - part.start, 0), n), min(max(inside.stop - part.start, 0), n)
+            )
+
+        arrays = (self.ref, self.sec, self.ref_nan, self.sec_nan, self.sec_hole, self.ref_raw)
+        return _Block(
+            self.row0 + rows.start,
+            self.col0 + cols.start,
+            self.image_shape,
+            *(a[rows, cols] for a in arrays),
+            (shifted(self.inside[0], rows, height), shifted(self.inside[1], cols, width)),
+        )
+
+    def warped(self, predictor: np.ndarray, where: np.ndarray) -> _Block:
         """This block with SEC resampled at p + predictor(p) (predictor: (2, H, W) pixels at
-        every pixel of the block), so that chips that deform with the flow match rigidly."""
-        ii, jj = np.mgrid[0 : self.sec.shape[0], 0 : self.sec.shape[1]].astype(np.float32)
-        coords = np.stack([ii + predictor[0], jj + predictor[1]])
-        sec = ndimage.map_coordinates(
+        every pixel of the block) at the pixels `where`, so that chips that deform with the
+        flow match rigidly there; elsewhere SEC is left as it was, unread by the caller."""
+        ii, jj = np.nonzero(where)
+        coords = np.stack([ii + predictor[0][where], jj + predictor[1][where]])
+        sec = self.sec.copy()
+        sec[where] = ndimage.map_coordinates(
             self.sec_coef, coords, order=3, prefilter=False, mode="mirror"
         )
-        sec_nan, sec_hole = (
-            ndimage.map_coordinates(m, coords, order=0, mode="nearest")
-            for m in (self.sec_nan, self.sec_hole)
-        )
+        masks = []
+        for mask in (self.sec_nan, self.sec_hole):
+            moved = mask.copy()
+            if mask.any():  # a mask without unusable pixels stays so
+                moved[where] = ndimage.map_coordinates(mask, coords, order=0, mode="nearest")
+            masks.append(moved)
         out = _Block(
             self.row0,
             self.col0,
             self.image_shape,
             self.ref,
-            sec.astype(np.float32),
+            sec,
             self.ref_nan,
-            sec_nan,
-            sec_hole,
+            *masks,
             self.ref_raw,
             self.inside,
         )
@@ -371,10 +393,10 @@ def _on_image(shape: tuple[int, int], inside: tuple[slice, slice]) -> np.ndarray
     return on
 
 
-def _fill(image: np.ndarray, inside: tuple[slice, slice]) -> np.ndarray:
-    """Fill holes with 0 (the filtered images' mean) and mirror the image beyond its edge,
-    so that no step at the edge rings into the spline coefficients of chips near it."""
-    filled = np.where(np.isnan(image), 0.0, image).astype(np.float32)
+def _fill(image: np.ndarray, holes: np.ndarray, inside: tuple[slice, slice]) -> np.ndarray:
+    """Fill holes (NaN) with 0 (the filtered images' mean) and mirror the image beyond its
+    edge, so that no step at the edge rings into the spline coefficients of chips near it."""
+    filled = np.where(holes, 0.0, image).astype(np.float32, copy=False) if holes.any() else image
     core = filled[inside]
     if core.size == 0 or core.shape == filled.shape:
         return filled
@@ -834,8 +856,75 @@ def _coarse_field(
     return np.rint(seed).astype(np.int64), np.minimum(radius, full), coarse_valid
 
 
-Predictor = Callable[[np.ndarray, np.ndarray], np.ndarray]
-"""predict(rows, cols) -> (2, ...) displacement (rows, cols) in pixels at those positions."""
+@dataclass(frozen=True)
+class _Predictor:
+    """A displacement field everywhere from one on the node grid: bilinear between nodes,
+    the nearest node's value beyond them."""
+
+    grid: np.ndarray  # (2, ny, nx) displacement (rows, cols) in pixels at the nodes
+    node_rows: np.ndarray
+    node_cols: np.ndarray
+
+    def at(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+        """(2, ...) displacement at the positions (rows[i], cols[i])."""
+        coords = np.stack(
+            [_node_index(np.asarray(rows), self.node_rows), _node_index(cols, self.node_cols)]
+        )
+        return np.stack(
+            [ndimage.map_coordinates(g, coords, order=1, mode="nearest") for g in self.grid]
+        )
+
+    def raster(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+        """(2, len(rows), len(cols)) displacement at every crossing of rows and cols: the
+        values of `at` there, interpolated along one axis and then the other (bilinear
+        interpolation is separable), a few times faster than `at` on a block's pixels."""
+        r0, r1, fr = _lerp(_node_index(rows, self.node_rows), len(self.node_rows))
+        c0, c1, fc = _lerp(_node_index(cols, self.node_cols), len(self.node_cols))
+        along = self.grid[:, r0] * (1 - fr)[:, None] + self.grid[:, r1] * fr[:, None]
+        return along[:, :, c0] * (1 - fc) + along[:, :, c1] * fc
+
+
+def _node_index(positions: np.ndarray, nodes: np.ndarray) -> np.ndarray:
+    """Positions (pixels) as fractional indices of the evenly spaced nodes."""
+    step = nodes[1] - nodes[0] if len(nodes) > 1 else 1.0
+    return (np.asarray(positions, dtype=np.float64) - nodes[0]) / step
+
+
+def _lerp(index: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The two nodes either side of each fractional index and the second one's weight,
+    clamped to the grid as map_coordinates' mode="nearest" does."""
+    index = np.clip(index, 0, n - 1)
+    low = np.minimum(np.floor(index).astype(np.int64), max(n - 2, 0))
+    return low, np.minimum(low + 1, n - 1), index - low
+
+
+# Pixels around a node's chip and search window that deformation must also warp: the
+# sub-pixel fit moves up to 1.5 px and its cubic splines reach 2 px, and SEC's spline
+# coefficients feel unwarped pixels with a weight of 0.27 per pixel (0.27^8 < 3e-5).
+_WARP_MARGIN_PX = 12
+
+
+def _deformed(
+    block: _Block, predictor: _Predictor, rows: np.ndarray, cols: np.ndarray, reach_px: int
+) -> _Block:
+    """The part of `block` that the chips and search windows of the nodes at rows, cols
+    (image pixels) reach within `reach_px`, with SEC warped by the predictor there."""
+    height, width = block.sec.shape
+    marks = np.zeros((height, width), dtype=bool)
+    marks[
+        np.clip(np.floor(rows).astype(np.int64) - block.row0, 0, height - 1),
+        np.clip(np.floor(cols).astype(np.int64) - block.col0, 0, width - 1),
+    ] = True
+    size = 2 * (reach_px + _WARP_MARGIN_PX) + 1
+    where = ndimage.maximum_filter(marks, size=size, mode="constant")
+    used_rows, used_cols = np.flatnonzero(where.any(axis=1)), np.flatnonzero(where.any(axis=0))
+    crop = slice(used_rows[0], used_rows[-1] + 1), slice(used_cols[0], used_cols[-1] + 1)
+    part = block.cropped(*crop)
+    field = predictor.raster(
+        np.arange(crop[0].start, crop[0].stop) + block.row0 + 0.5,
+        np.arange(crop[1].start, crop[1].stop) + block.col0 + 0.5,
+    )
+    return part.warped(field, where[crop])
 
 
 def _fine_strip(
@@ -846,7 +935,7 @@ def _fine_strip(
     seed: np.ndarray,
     radius: np.ndarray,
     opts: TrackerOptions,
-    predictor: Predictor | None = None,
+    predictor: _Predictor | None = None,
     todo: np.ndarray | None = None,
 ) -> tuple[_Matches, np.ndarray]:
     """Track one strip of fine nodes up the chip ladder; also returns the chip used.
@@ -856,16 +945,22 @@ def _fine_strip(
     deform with the predicted flow (window deformation, as in PIV)."""
     rr, cc = np.meshgrid(rows, cols, indexing="ij")
     n = rr.size
-    seed_flat = seed.reshape(n, 2)
-    radius_flat = _bucket(radius.ravel(), opts.search_radius_px)
-    reach = int((np.abs(seed_flat).max(axis=1) + radius_flat).max(initial=0))
-    block = _block_for(read, image_shape, rows, cols, reach, opts)
-    if predictor is not None:
-        ii, jj = np.mgrid[0 : block.sec.shape[0], 0 : block.sec.shape[1]].astype(np.float64)
-        block = block.warped(predictor(ii + block.row0 + 0.5, jj + block.col0 + 0.5))
     best = _Matches.empty(n)
     chip_used = np.zeros(n, dtype=np.int64)
     pending = np.arange(n) if todo is None else np.flatnonzero(todo.ravel())
+    if pending.size == 0:
+        return best, chip_used
+    seed_flat = seed.reshape(n, 2)
+    radius_flat = _bucket(radius.ravel(), opts.search_radius_px)
+    reach = int((np.abs(seed_flat[pending]).max(axis=1) + radius_flat[pending]).max())
+    # only what the nodes to track reach is read: a few bands of nodes where the field
+    # is deformed again
+    at_rows, at_cols = rr.ravel()[pending], cc.ravel()[pending]
+    block = _block_for(read, image_shape, at_rows, at_cols, reach, opts)
+    if predictor is not None:
+        # chips slide up to half a chip inward at the image's edge: a whole chip covers them
+        reach_px = max(opts.chip_sizes_px) + int(radius_flat[pending].max())
+        block = _deformed(block, predictor, at_rows, at_cols, reach_px)
     for step, chip in enumerate(opts.chip_sizes_px):
         if pending.size == 0:
             break
@@ -904,41 +999,30 @@ def _fine_strip(
     if predictor is not None:  # the residual r was found at p + r in the warped SEC
         ok = ~invalid
         at_r, at_c = rr.ravel()[ok] + best.shift[ok, 0], cc.ravel()[ok] + best.shift[ok, 1]
-        best.shift[ok] += predictor(at_r, at_c).T
+        best.shift[ok] += predictor.at(at_r, at_c).T
     return best, chip_used
 
 
 def _node_predictor(
     node_rows: np.ndarray, node_cols: np.ndarray, rows: np.ndarray, cols: np.ndarray
-) -> tuple[Predictor, np.ndarray]:
-    """A displacement field everywhere from the valid vectors (linear between them, nearest
-    beyond them): the predictor at any position, and its values on the node grid."""
+) -> _Predictor:
+    """The field of the valid vectors, filled at the other nodes (linear between valid
+    ones, nearest beyond them). One triangulation serves both components, and only the
+    nodes without a vector are looked up in it."""
     valid = np.isfinite(rows) & np.isfinite(cols)
-    ii, jj = np.nonzero(valid)
-    gi, gj = np.mgrid[0 : rows.shape[0], 0 : rows.shape[1]]
-    points = np.stack([ii, jj], axis=1)
-    grid = np.empty((2, *rows.shape))
-    for k, field_ in enumerate((rows, cols)):
-        values = field_[valid]
-        linear = (
-            interpolate.griddata(points, values, (gi, gj), method="linear")
-            if len(points) >= 3 and np.ptp(ii) > 0 and np.ptp(jj) > 0
-            else np.full(rows.shape, np.nan)
-        )
-        nearest = interpolate.griddata(points, values, (gi, gj), method="nearest")
-        grid[k] = np.where(np.isfinite(linear), linear, nearest)
-    step_r = node_rows[1] - node_rows[0] if len(node_rows) > 1 else 1.0
-    step_c = node_cols[1] - node_cols[0] if len(node_cols) > 1 else 1.0
-
-    def predict(r: np.ndarray, c: np.ndarray) -> np.ndarray:
-        coords = np.stack(
-            [(np.asarray(r) - node_rows[0]) / step_r, (np.asarray(c) - node_cols[0]) / step_c]
-        )
-        return np.stack(
-            [ndimage.map_coordinates(grid[k], coords, order=1, mode="nearest") for k in range(2)]
-        )
-
-    return predict, grid
+    grid = np.stack([rows, cols]).astype(np.float64)
+    missing = np.argwhere(~valid)
+    if len(missing):
+        points = np.argwhere(valid)
+        values = np.stack([rows[valid], cols[valid]], axis=1)
+        filled = np.full((len(missing), 2), np.nan)
+        if len(points) >= 3 and np.ptp(points[:, 0]) > 0 and np.ptp(points[:, 1]) > 0:
+            filled = interpolate.LinearNDInterpolator(points, values)(missing)
+        beyond = np.isnan(filled).any(axis=1)
+        if beyond.any():
+            filled[beyond] = interpolate.NearestNDInterpolator(points, values)(missing[beyond])
+        grid[:, missing[:, 0], missing[:, 1]] = filled.T
+    return _Predictor(grid, node_rows, node_cols)
 
 
 def _reject_incoherent(
@@ -998,7 +1082,8 @@ def _deform_pass(
     if not missing.any() and _steepest(rows, cols, spacing).max() <= limit:
         return False  # nothing to do: skip building the predictor
     ny, nx = rows.shape
-    predict, grid = _node_predictor(node_rows, node_cols, rows, cols)
+    predict = _node_predictor(node_rows, node_cols, rows, cols)
+    grid = predict.grid
     spread = np.zeros((ny, nx))
     for k in range(2):
         spread = np.maximum(

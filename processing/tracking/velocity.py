@@ -92,10 +92,23 @@ def _stable(values: np.ndarray, where: np.ndarray) -> StableGround:
     return StableGround(shift, float(np.sqrt(np.mean((sample - shift) ** 2))), int(sample.size))
 
 
+def _gaussian_kde(sample: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """Unnormalised Gaussian kernel density of a (2, n) sample at (2, m) points, with
+    Scott's bandwidth: what scipy.stats.gaussian_kde gives up to its constant factor, which
+    no mode depends on, without importing scipy.stats (0.3-1.7 s of a track process)."""
+    n = sample.shape[1]
+    bandwidth = np.cov(sample) * n ** (-2 / 6)  # Scott's factor n^(-1/(d+4)), squared; d = 2
+    whiten = np.linalg.cholesky(np.linalg.inv(bandwidth)).T  # |whiten @ d|^2 = d' B^-1 d
+    centre = sample.mean(axis=1, keepdims=True)
+    s, p = whiten @ (sample - centre), whiten @ (points - centre)
+    # squared distances |p - s|^2 = |p|^2 + |s|^2 - 2 p.s, as one matrix product
+    exponent = p.T @ s
+    exponent -= 0.5 * (p * p).sum(axis=0)[:, None] + 0.5 * (s * s).sum(axis=0)[None, :]
+    return np.exp(exponent, out=exponent).sum(axis=1)
+
+
 def glaft_static_terrain(vx: np.ndarray, vy: np.ndarray) -> dict[str, float]:
     """Peak (mode) of the 2-D KDE of stable-ground velocities and the RMS spread around it."""
-    from scipy.stats import gaussian_kde  # imported here: slow to import, and only this uses it
-
     ok = np.isfinite(vx) & np.isfinite(vy)
     if ok.sum() < _MIN_STABLE or np.ptp(vx[ok]) == 0 or np.ptp(vy[ok]) == 0:
         return {}
@@ -103,10 +116,9 @@ def glaft_static_terrain(vx: np.ndarray, vy: np.ndarray) -> dict[str, float]:
     if sample.shape[1] > 2000:  # the KDE costs n x grid evaluations; a random subset is enough
         pick = np.random.default_rng(0).choice(sample.shape[1], 2000, replace=False)
         sample = sample[:, pick]
-    kde = gaussian_kde(sample)
     lo, hi = np.percentile(sample, [1, 99], axis=1)
     gx, gy = np.meshgrid(np.linspace(lo[0], hi[0], 41), np.linspace(lo[1], hi[1], 41))
-    density = kde(np.stack([gx.ravel(), gy.ravel()]))
+    density = _gaussian_kde(sample, np.stack([gx.ravel(), gy.ravel()]))
     peak = np.array([gx.ravel()[density.argmax()], gy.ravel()[density.argmax()]])
     spread = np.sqrt(np.mean((sample - peak[:, None]) ** 2, axis=1))
     return {

@@ -4,7 +4,12 @@ import numpy as np
 import pytest
 
 from glacierflow.processing.tracking.tracker import Reason, TrackResult
-from glacierflow.processing.tracking.velocity import DAYS_PER_YEAR, StableShift, to_velocity
+from glacierflow.processing.tracking.velocity import (
+    DAYS_PER_YEAR,
+    StableShift,
+    glaft_static_terrain,
+    to_velocity,
+)
 
 
 def _result(rows: np.ndarray, cols: np.ndarray) -> TrackResult:
@@ -132,3 +137,25 @@ def test_too_little_stable_ground_says_why() -> None:
     assert vel.stable_shift_flag == 0
     assert "fewer than 10 measured vectors on the stable-surface mask" in vel.stable_shift_source
     assert np.median(vel.vx) == pytest.approx(3.4, abs=0.02)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_glaft_mode_is_scipys_gaussian_kde_mode(seed: int) -> None:
+    """The KDE behind the GLAFT static-terrain figures is scipy.stats.gaussian_kde's (Scott's
+    bandwidth) up to a constant factor: same peak, same spread around it."""
+    from scipy.stats import gaussian_kde
+
+    rng = np.random.default_rng(seed)
+    n = 300 + 400 * seed  # at most 2000: no random subset
+    mixing = rng.standard_normal((2, 2))
+    sample = 5 * mixing @ rng.standard_normal((2, n)) + rng.uniform(-50, 50, (2, 1))
+    sample[:, : n // 4] += rng.uniform(10, 30, (2, 1))  # a second, smaller mode
+    figures = glaft_static_terrain(sample[0], sample[1])
+    lo, hi = np.percentile(sample, [1, 99], axis=1)
+    gx, gy = np.meshgrid(np.linspace(lo[0], hi[0], 41), np.linspace(lo[1], hi[1], 41))
+    density = gaussian_kde(sample)(np.stack([gx.ravel(), gy.ravel()]))
+    peak = gx.ravel()[density.argmax()], gy.ravel()[density.argmax()]
+    assert (figures["glaft_static_peak_vx"], figures["glaft_static_peak_vy"]) == peak
+    spread = np.sqrt(np.mean((sample - np.array(peak)[:, None]) ** 2, axis=1))
+    assert figures["glaft_static_uncertainty_vx"] == pytest.approx(spread[0])
+    assert figures["glaft_static_uncertainty_vy"] == pytest.approx(spread[1])
