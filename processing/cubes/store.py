@@ -15,8 +15,11 @@ now and then (`consolidate`). Every change is made in `staging/` and published b
 atomic rename (a segment into `recent/`, or the NAME symlink onto a new history), so a
 process killed at any moment leaves each cube with its old or its new content, never a
 mix; what a rename publishes is on disk first (fsync), so a power cut cannot undo it.
-`xarray.open_zarr(STORE/NAME)` reads the history in ITS_LIVE's layout; `open_cube` and the
-time-series API add the recent segments (one call, the whole series).
+`xarray.open_zarr(STORE/NAME)` reads the history in ITS_LIVE's layout; `LivingCube.open` and
+the time-series API add the recent segments (one call, the whole series). Plain readers
+see the segments once they are folded into the history: by ingest after
+`consolidate_after` segments, by `glacierflow cube consolidate`, or by the background
+consolidator that ingest starts (background.py) GLACIERFLOW_CUBE_CONSOLIDATE_DELAY_S later.
 """
 
 from __future__ import annotations
@@ -145,6 +148,29 @@ class LivingCube:
             except FileNotFoundError:  # a consolidation replaced what we were opening
                 continue
         raise CubeError(f"{self.path}: changing too fast to read; try again")
+
+    def open_history(self) -> xr.Dataset:
+        """What `xarray.open_zarr(self.path)` shows: the history, without the recent
+        segments that the background consolidation has not folded in yet."""
+        for _ in range(5):
+            snap = self.snapshot()
+            try:
+                return open_snapshot(Snapshot(snap.history, snap.through, ()))
+            except FileNotFoundError:  # a consolidation replaced what we were opening
+                continue
+        raise CubeError(f"{self.path}: changing too fast to read; try again")
+
+    def pending_layer_count(self) -> int:
+        """Layers in recent segments: served by glacierflow's readers, not yet in the
+        history."""
+        count = 0
+        for segment in self.snapshot().segments:
+            try:
+                group = zarr.open_group(segment, mode="r", use_consolidated=True)
+            except FileNotFoundError:  # folded into the history while we counted
+                continue
+            count += group[TIME_DIM].shape[0]
+        return count
 
     def contents(self) -> tuple[set[str], set[np.datetime64]]:
         """Granule URLs and mid_dates already in the cube."""
