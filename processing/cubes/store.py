@@ -357,12 +357,12 @@ def write_zarr(ds: xr.Dataset, path: Path, layout: ChunkLayout) -> None:
     template.to_zarr(
         path, mode="w-", encoding=encoding, consolidated=False, zarr_format=3, compute=False
     )
-    points = template[list(POINT_VARIABLES)].drop_vars([TIME_DIM, "y", "x"])
     if point_chunks:
         point_encoding = {
             name: {**encoding[name], "chunks": point_chunks, "shards": chunks}
             for name in POINT_VARIABLES
         }
+        points = template[list(POINT_VARIABLES)].drop_vars([TIME_DIM, "y", "x"])
         points.to_zarr(
             path,
             group=POINT_GROUP,
