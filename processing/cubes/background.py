@@ -22,11 +22,13 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import dask
+if TYPE_CHECKING:
+    from glacierflow.processing.cubes.store import LivingCube
 
-from glacierflow.processing.cubes.store import LivingCube
-
+# xarray, dask and the cube code (~200 MB) are imported only once a consolidation is due:
+# a waiting consolidator is a small process (~45 MB), one per cube with recent layers
 GUARD = "consolidator.lock"
 
 
@@ -48,10 +50,10 @@ def schedule(cube: LivingCube, delay_s: float, register: bool) -> bool:
     if handle is None:
         return False  # a waiting consolidator will find the new segments
     os.close(handle)  # the consolidator takes it; another ingest waits on the cube's lock
-    command = [sys.executable, "-m", __name__, str(cube.store), cube.name, str(delay_s)]
+    command = [sys.executable, "-m", __name__, str(cube.store), cube.name, str(cube.state)]
     with open(cube.state / "consolidator.log", "ab") as log:
         subprocess.Popen(
-            [*command, *(["--catalog"] if register else [])],
+            [*command, str(delay_s), *(["--catalog"] if register else [])],
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=log,
@@ -60,42 +62,58 @@ def schedule(cube: LivingCube, delay_s: float, register: bool) -> bool:
     return True
 
 
-def run(cube: LivingCube, delay_s: float, register: bool) -> None:
-    """Consolidate the cube whenever its oldest segment is `delay_s` old, until none is
-    left; nothing when another consolidator is waiting or the cube is gone."""
-    handle = _take(cube.state / GUARD)
+def run(store: Path, name: str, state: Path, delay_s: float, register: bool) -> None:
+    """Consolidate the cube once its oldest recent segment is `delay_s` old, until none
+    is left; nothing when another consolidator is waiting or the cube is gone."""
+    handle = _take(state / GUARD)
     if handle is None:
         return
     try:
-        while cube.exists():
-            wait = _oldest_age(cube)
-            if wait is None:
-                continue  # a segment consolidated by another writer while we looked
-            if wait < delay_s:
-                time.sleep(delay_s - wait)
+        while (store / name).is_symlink():
+            age = _oldest_age(state / "recent")
+            if age is not None and age < delay_s:
+                time.sleep(delay_s - age)
                 continue
-            with cube.locked(), dask.config.set(scheduler="threads"):
-                changed = cube.consolidate()
-                if not cube.snapshot().segments:  # no ingest can publish meanwhile
-                    os.close(handle)
-                    handle = None
+            cube, changed, done = _fold(store, name, handle)
+            if done:
+                handle = None  # closed under the cube's lock
             if changed and register:
                 _register(cube)
-            if handle is None:
+            if done:
                 return
     finally:
         if handle is not None:
             os.close(handle)
 
 
-def _oldest_age(cube: LivingCube) -> float | None:
-    """Seconds since the oldest recent segment was written (infinite when there is none,
-    so that the caller lets go); None when one vanished while we looked."""
-    try:
-        written = [s.stat().st_mtime for s in cube.snapshot().segments]
-    except FileNotFoundError:
-        return None
-    return time.time() - min(written) if written else float("inf")
+def _oldest_age(recent: Path) -> float | None:
+    """Seconds since the oldest segment in `recent` was written; None when there is none
+    (the caller then checks under the cube's lock)."""
+    while True:
+        try:
+            written = [(recent / n).stat().st_mtime for n in os.listdir(recent)]
+        except FileNotFoundError:  # no segment yet, or one folded in while we looked
+            if not recent.is_dir():
+                return None
+            continue
+        return time.time() - min(written) if written else None
+
+
+def _fold(store: Path, name: str, guard: int) -> tuple[LivingCube, bool, bool]:
+    """Fold the recent segments into the history now: the cube, whether it changed, and
+    whether no segment is left, the guard then closed under the cube's lock, so that no
+    ingest publishes unseen meanwhile."""
+    import dask
+
+    from glacierflow.processing.cubes.store import LivingCube
+
+    cube = LivingCube(store, name)
+    with cube.locked(), dask.config.set(scheduler="threads"):
+        changed = cube.consolidate()
+        done = not cube.snapshot().segments
+        if done:
+            os.close(guard)
+    return cube, changed, done
 
 
 def _register(cube: LivingCube) -> None:
@@ -113,10 +131,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("store", type=Path)
     parser.add_argument("name")
+    parser.add_argument("state", type=Path, help="the cube's folder of glacierflow's state")
     parser.add_argument("delay_s", type=float)
     parser.add_argument("--catalog", action="store_true", help="update the cube's STAC item")
     args = parser.parse_args()
-    run(LivingCube(args.store, args.name), args.delay_s, args.catalog)
+    run(args.store, args.name, args.state, args.delay_s, args.catalog)
 
 
 if __name__ == "__main__":
