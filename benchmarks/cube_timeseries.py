@@ -218,7 +218,7 @@ def run(tmp: Path, dsn: str, args) -> None:
     servers = {}
     try:
         for name, layout in layouts.items():
-            store = tmp / name
+            store = tmp / name / "cubes"  # the API reads cubes of its data directory only
             seconds = build(store, layers, layout)
             size = sum(f.stat().st_size for f in store.rglob("*") if f.is_file())
             v_bytes = bytes_per_point(store, ["v"], pixels)
@@ -229,7 +229,7 @@ def run(tmp: Path, dsn: str, args) -> None:
             )
             own = fresh_catalog(dsn, f"bench_cube_{name.lower()}")
             load_cubes(own, [store / TILE.name], "cubes")
-            servers[name] = serve(SERVE.format(dsn=own), {})
+            servers[name] = serve(SERVE.format(dsn=own), {"GLACIERFLOW_DATA_DIR": str(tmp / name)})
         for clients in (1, 16):
             for name, (_, base) in servers.items():
                 if clients == 1:
@@ -281,7 +281,7 @@ def ingest_benchmark(tmp: Path, dsn: str, n: int) -> None:
                 lambda x, y, c, k=k: (np.full_like(x, 100.0 + k % 50), np.full_like(x, 20.0)),
             )
         )
-    store = tmp / "ingest"
+    store = tmp / "ingest" / "cubes"
     t0 = time.perf_counter()
     report = ingest(files[:n], store, progress=lambda _: None)
     seconds = time.perf_counter() - t0
@@ -291,7 +291,7 @@ def ingest_benchmark(tmp: Path, dsn: str, n: int) -> None:
     )
     own = fresh_catalog(dsn, "bench_cube_ingest")
     load_cubes(own, [store / name for name in cube_names(store)], "cubes")
-    process, base = serve(SERVE.format(dsn=own), {})
+    process, base = serve(SERVE.format(dsn=own), {"GLACIERFLOW_DATA_DIR": str(tmp / "ingest")})
     try:
         from glacierflow.processing.cubes.layers import read_granule
 

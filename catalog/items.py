@@ -209,12 +209,13 @@ def _number(value: Any) -> float | None:
 def cube_item(
     cube_path: Path, collection_id: str = "cubes", href: str | None = None
 ) -> pystac.Item:
-    """The STAC item of a living cube (history and recent segments), with the datacube
-    extension: dimensions, variables, and the layer count and time span as they are now."""
+    """The STAC item of a living cube, with the datacube extension: dimensions, variables,
+    and the layer count and time span as a Zarr reader sees them now (the history); the
+    recent layers that only glacierflow's API serves yet are `pending_layer_count`."""
     from glacierflow.processing.cubes.store import LivingCube
 
     cube = LivingCube(cube_path.parent, cube_path.name)
-    with cube.open() as ds:
+    with cube.open_history() as ds:
         dates = ds["mid_date"].values
         start = ds["acquisition_date_img1"].values.min()
         end = ds["acquisition_date_img2"].values.max()
@@ -249,6 +250,7 @@ def cube_item(
         ],
         "gsd": spacing,
         "layer_count": len(dates),
+        "pending_layer_count": cube.pending_layer_count(),
         "first_mid_date": _iso(dates.min()),
         "last_mid_date": _iso(dates.max()),
         "cube:dimensions": {

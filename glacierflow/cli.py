@@ -420,6 +420,8 @@ def cube_ingest(
         force_consolidate=consolidate,
         progress=_say,
         url_of=settings.public_href,
+        consolidate_delay_s=settings.cube_consolidate_delay_s,
+        update_catalog=register,
     )
     for granule, reason in report.skipped.items():
         _say(f"skipped {granule}: {reason}")

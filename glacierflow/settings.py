@@ -73,6 +73,12 @@ class Settings(BaseSettings):
         ge=1,
         description="recent segments a cube gathers before ingest folds them into its history",
     )
+    cube_consolidate_delay_s: float = Field(
+        300,
+        ge=0,
+        description="seconds after an ingest before a background process folds the recent "
+        "segments it left into the cube's history, where plain Zarr readers see them",
+    )
     public_data_url: PublicUrl | None = Field(
         None,
         description="where clients reach the data directory's files: https://… (a proxy, a "

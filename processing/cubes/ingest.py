@@ -4,7 +4,8 @@ Idempotent: a granule whose URL a cube already holds is passed over; granules th
 go in (unreadable, no valid data, a mid_date the cube already has) are listed with the
 reason, and the others still go in. Each task holds its cube's lock, appends its layers as
 recent segments (each published atomically) and folds them into the history once there
-are `consolidate_after` of them.
+are `consolidate_after` of them; segments left are folded in by a background consolidator
+`consolidate_delay_s` later (background.py), for the readers of the history alone.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from pathlib import Path
 import dask
 import numpy as np
 
+from glacierflow.processing.cubes.background import schedule
 from glacierflow.processing.cubes.layers import (
     Granule,
     GranuleReadError,
@@ -94,6 +96,8 @@ def ingest_cube(
     consolidate_after: int = 8,
     force_consolidate: bool = False,
     url_of: UrlOf | None = None,
+    consolidate_delay_s: float | None = None,
+    update_catalog: bool = False,
 ) -> CubeChange:
     """Add the granules' layers to one cube (one Dask task; holds the cube's lock)."""
     cube = LivingCube(store, name)
@@ -128,6 +132,8 @@ def ingest_cube(
         change.added += len(pending)
         if force_consolidate or len(cube.snapshot().segments) >= consolidate_after:
             change.consolidated = cube.consolidate(change.skipped)
+        if consolidate_delay_s is not None and cube.snapshot().segments:
+            schedule(cube, consolidate_delay_s, update_catalog)
     return change
 
 
@@ -139,17 +145,31 @@ def ingest(
     force_consolidate: bool = False,
     progress: Callable[[str], None] = print,
     url_of: UrlOf | None = None,
+    consolidate_delay_s: float | None = None,
+    update_catalog: bool = False,
 ) -> IngestReport:
     """Ingest granules into the cubes of `store`, one Dask task per cube: on a running
     Dask scheduler (tcp://...) when given, else on local threads. Each layer's
     `granule_url` is `url_of(path)` (Settings.public_href: the public URL, or the path
-    relative to the data directory) where that gives one, else the granule's path."""
+    relative to the data directory) where that gives one, else the granule's path.
+    With `consolidate_delay_s`, recent segments left are folded into the history that
+    long after (in the background), and with `update_catalog` the cubes' STAC items
+    are then updated."""
     store = Path(store)
     work, skipped = plan(paths, url_of)
     report = IngestReport(skipped=dict(skipped))
     progress(f"{sum(map(len, work.values()))} granule-cube pairs into {len(work)} cube(s)")
     tasks = [
-        dask.delayed(ingest_cube)(store, name, files, consolidate_after, force_consolidate, url_of)
+        dask.delayed(ingest_cube)(
+            store,
+            name,
+            files,
+            consolidate_after,
+            force_consolidate,
+            url_of,
+            consolidate_delay_s,
+            update_catalog,
+        )
         for name, files in sorted(work.items())
     ]
     if scheduler:

@@ -93,52 +93,49 @@ def error_variable(component: str, figure: str) -> str:
     return f"{component}_{figure}"
 
 
-# read at single points by the time-series API: small tiles of whole histories
+# read at single points by the time-series API: kept again, one pixel a chunk, in POINT_GROUP
 POINT_VARIABLES = ("v", "vx", "vy", "v_error")
+POINT_GROUP = "point_series"
 
 
 @dataclass(frozen=True)
 class ChunkLayout:
     """Chunks of the 3-D variables: the whole time axis (up to `max_time_chunk`) by
-    `point_px` x `point_px` pixels for POINT_VARIABLES, `bulk_px` x `bulk_px` for the rest.
+    `side_px` x `side_px` pixels, what xarray makes its dask chunks of.
 
-    With `shard_px`, the point variables' chunks are stored in Zarr v3 shards of
-    `shard_px` x `shard_px` pixels (one file each): a point reads one pixel's history, a
-    few tens of kilobytes, while a tile stays a few hundred files. Writing that many
-    inner chunks needs the zarrs codec pipeline (set in this package's __init__):
-    zarr-python's own spends about 0.24 ms per inner chunk, minutes per tile
-    (BENCHMARKS.md).
+    With `point_px`, POINT_VARIABLES are written a second time in POINT_GROUP, in chunks of
+    `point_px` x `point_px` pixels stored in Zarr v3 shards of `side_px` x `side_px` (one
+    file each): a point reads one pixel's history, a few tens of kilobytes. xarray cannot
+    read that copy by default: it makes a dask chunk of every inner chunk (a full tile:
+    695,556 of them). Writing that many inner chunks needs the zarrs codec pipeline (set
+    in this package's __init__): zarr-python's own spends about 0.24 ms per inner chunk,
+    minutes per tile (BENCHMARKS.md).
     """
 
-    point_px: int = 1
-    bulk_px: int = 25
-    shard_px: int | None = 50
+    side_px: int = 50
+    point_px: int | None = 1
     max_time_chunk: int | None = None
     cname: str = "zstd"
     clevel: int = 3
     shuffle: str = "shuffle"
 
     def __post_init__(self) -> None:
-        if self.block % self.bulk_px or self.block % self.point_px:
+        if self.point_px and self.side_px % self.point_px:
             raise ValueError(f"{self}: shards must hold whole chunks")
-
-    @property
-    def block(self) -> int:
-        """Pixels per side of a write: whole chunks and shards of every variable."""
-        return self.shard_px or self.bulk_px
 
     def _time(self, n_time: int) -> int:
         n = max(n_time, 1)
         return min(n, self.max_time_chunk) if self.max_time_chunk else n
 
-    def chunks(self, name: str, n_time: int, ny: int, nx: int) -> tuple[int, int, int]:
-        side = self.point_px if name in POINT_VARIABLES else self.bulk_px
-        return self._time(n_time), min(side, ny), min(side, nx)
+    def chunks(self, n_time: int, ny: int, nx: int) -> tuple[int, int, int]:
+        """Every 3-D variable's chunks (and the point copy's shards)."""
+        return self._time(n_time), min(self.side_px, ny), min(self.side_px, nx)
 
-    def shards(self, name: str, n_time: int, ny: int, nx: int) -> tuple[int, int, int] | None:
-        if self.shard_px is None or name not in POINT_VARIABLES:
+    def point_chunks(self, n_time: int, ny: int, nx: int) -> tuple[int, int, int] | None:
+        """The point copy's chunks, inside shards of `chunks`; None: no point copy."""
+        if self.point_px is None:
             return None
-        return self._time(n_time), min(self.shard_px, ny), min(self.shard_px, nx)
+        return self._time(n_time), min(self.point_px, ny), min(self.point_px, nx)
 
     def compressor(self) -> BloscCodec:
         return BloscCodec(cname=self.cname, clevel=self.clevel, shuffle=self.shuffle)
@@ -148,9 +145,8 @@ class ChunkLayout:
 # and writes aligned blocks (BENCHMARKS.md); ITS_LIVE's, the benchmark baseline
 CUBE_LAYOUT = ChunkLayout()
 ITS_LIVE_LAYOUT = ChunkLayout(
-    point_px=10,
-    bulk_px=10,
-    shard_px=None,
+    side_px=10,
+    point_px=None,
     max_time_chunk=20000,
     cname="zlib",
     clevel=2,

@@ -22,6 +22,8 @@ from glacierflow.processing.cubes.layout import (
     GRIDDED,
     PAIR_DATES,
     PAIR_STRINGS,
+    POINT_GROUP,
+    POINT_VARIABLES,
     TIME_DIM,
     layer_figure_names,
 )
@@ -127,6 +129,8 @@ class _Part:
 def _open_part(path) -> _Part:
     group = zarr.open_group(path, mode="r", use_consolidated=True)
     arrays = {name: group[name] for name in GRIDDED}
+    if POINT_GROUP in group:  # one pixel a chunk: a point reads its series only
+        arrays.update({name: group[POINT_GROUP][name] for name in POINT_VARIABLES})
     with xr.open_zarr(path, consolidated=True, decode_timedelta=False) as ds:
         layers = ds[[n for n in LAYER_VARIABLES if n in ds]].load()
         for name in layers.data_vars:  # numpy's StringDType: plain str for filtering

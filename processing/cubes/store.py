@@ -15,8 +15,11 @@ now and then (`consolidate`). Every change is made in `staging/` and published b
 atomic rename (a segment into `recent/`, or the NAME symlink onto a new history), so a
 process killed at any moment leaves each cube with its old or its new content, never a
 mix; what a rename publishes is on disk first (fsync), so a power cut cannot undo it.
-`xarray.open_zarr(STORE/NAME)` reads the history in ITS_LIVE's layout; `open_cube` and the
-time-series API add the recent segments (one call, the whole series).
+`xarray.open_zarr(STORE/NAME)` reads the history in ITS_LIVE's layout; `LivingCube.open` and
+the time-series API add the recent segments (one call, the whole series). Plain readers
+see the segments once they are folded into the history: by ingest after
+`consolidate_after` segments, by `glacierflow cube consolidate`, or by the background
+consolidator that ingest starts (background.py) GLACIERFLOW_CUBE_CONSOLIDATE_DELAY_S later.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ from pathlib import Path
 import dask.array
 import numpy as np
 import xarray as xr
+import zarr
 from pyproj import CRS, Transformer
 
 from glacierflow.processing.cubes.grid import CELL_SIZE_M, TILE_SIZE_M, CubeTile
@@ -46,6 +50,8 @@ from glacierflow.processing.cubes.layout import (
     GRIDDED,
     PAIR_DATES,
     PAIR_STRINGS,
+    POINT_GROUP,
+    POINT_VARIABLES,
     TIME_DIM,
     TIME_UNITS,
     ChunkLayout,
@@ -133,7 +139,7 @@ class LivingCube:
     def open(self, chunks: dict[str, int] | None = None) -> xr.Dataset:
         """The whole cube as one Dataset in ITS_LIVE's layout, sorted by mid_date (lazy:
         dask blocks of 50 x 50 pixels by default, aligned with every part's chunks)."""
-        side = CUBE_LAYOUT.block
+        side = CUBE_LAYOUT.side_px
         chunks = chunks or {TIME_DIM: -1, "y": side, "x": side}
         for _ in range(5):
             snap = self.snapshot()
@@ -142,6 +148,29 @@ class LivingCube:
             except FileNotFoundError:  # a consolidation replaced what we were opening
                 continue
         raise CubeError(f"{self.path}: changing too fast to read; try again")
+
+    def open_history(self) -> xr.Dataset:
+        """What `xarray.open_zarr(self.path)` shows: the history, without the recent
+        segments that the background consolidation has not folded in yet."""
+        for _ in range(5):
+            snap = self.snapshot()
+            try:
+                return open_snapshot(Snapshot(snap.history, snap.through, ()))
+            except FileNotFoundError:  # a consolidation replaced what we were opening
+                continue
+        raise CubeError(f"{self.path}: changing too fast to read; try again")
+
+    def pending_layer_count(self) -> int:
+        """Layers in recent segments: served by glacierflow's readers, not yet in the
+        history."""
+        count = 0
+        for segment in self.snapshot().segments:
+            try:
+                group = zarr.open_group(segment, mode="r", use_consolidated=True)
+            except FileNotFoundError:  # folded into the history while we counted
+                continue
+            count += group[TIME_DIM].shape[0]
+        return count
 
     def contents(self) -> tuple[set[str], set[np.datetime64]]:
         """Granule URLs and mid_dates already in the cube."""
@@ -198,7 +227,7 @@ class LivingCube:
         if not snap.segments:
             return False
         through = int(snap.segments[-1].stem)
-        side = CUBE_LAYOUT.block  # aligned with the chunks of every part
+        side = CUBE_LAYOUT.side_px  # aligned with the chunks of every part
         blocks = {TIME_DIM: -1, "y": side, "x": side}
         ds = open_snapshot(snap, chunks=blocks).chunk(blocks)  # one time block after concat
         ds.attrs["skipped_granules"] = _skipped_attr(ds.attrs, skipped)
@@ -292,18 +321,19 @@ def open_snapshot(snap: Snapshot, chunks: dict[str, int] | None = None) -> xr.Da
 
 
 def write_zarr(ds: xr.Dataset, path: Path, layout: ChunkLayout) -> None:
-    """Write a cube Dataset as consolidated Zarr v3 with the layout's chunks.
+    """Write a cube Dataset as consolidated Zarr v3 with the layout's chunks, and its
+    point copy (POINT_GROUP) when the layout has one.
 
     Only the chunks inside the data window (attribute WINDOW_ATTR) are written: zarr
     spends about half a millisecond on every chunk, even one it finds empty, and a tile
     has tens of thousands of them."""
     n, ny, nx = ds.sizes[TIME_DIM], ds.sizes["y"], ds.sizes["x"]
+    chunks, point_chunks = layout.chunks(n, ny, nx), layout.point_chunks(n, ny, nx)
     encoding: dict[str, dict] = {}
     for name, (dtype, fill, _) in GRIDDED.items():
         encoding[name] = {
             "dtype": np.dtype(dtype),
-            "chunks": layout.chunks(name, n, ny, nx),
-            "shards": layout.shards(name, n, ny, nx),
+            "chunks": chunks,
             "compressors": [layout.compressor()],
             "_FillValue": fill,
             "fill_value": fill,  # what zarr returns for chunks never written
@@ -315,7 +345,7 @@ def write_zarr(ds: xr.Dataset, path: Path, layout: ChunkLayout) -> None:
         encoding[name].update(units=TIME_UNITS, dtype="float64")
     encoding[TIME_DIM] = {"units": TIME_UNITS, "dtype": "float64", "chunks": (max(n, 1),)}
     ds = ds.drop_encoding()  # what it was read with does not decide how it is written
-    block = layout.block  # whole chunks and shards of every variable
+    block = layout.side_px  # whole chunks and shards of every variable
     r0, r1, c0, c1 = json.loads(ds.attrs[WINDOW_ATTR])
     rows = slice(r0 // block * block, min(-(-r1 // block) * block, ny))
     cols = slice(c0 // block * block, min(-(-c1 // block) * block, nx))
@@ -325,19 +355,43 @@ def write_zarr(ds: xr.Dataset, path: Path, layout: ChunkLayout) -> None:
             data=dask.array.full(ds[name].shape, fill, dtype=dtype, chunks=(-1, block, block))
         )
     template.to_zarr(
-        path, mode="w-", encoding=encoding, consolidated=True, zarr_format=3, compute=False
+        path, mode="w-", encoding=encoding, consolidated=False, zarr_format=3, compute=False
     )
+    if point_chunks:
+        point_encoding = {
+            name: {**encoding[name], "chunks": point_chunks, "shards": chunks}
+            for name in POINT_VARIABLES
+        }
+        points = template[list(POINT_VARIABLES)].drop_vars([TIME_DIM, "y", "x"])
+        points.to_zarr(
+            path,
+            group=POINT_GROUP,
+            mode="w-",
+            encoding=point_encoding,
+            consolidated=False,
+            zarr_format=3,
+            compute=False,
+        )
     whole = {TIME_DIM: slice(None), "y": slice(None), "x": slice(None)}
-    ds.drop_vars([*GRIDDED, "mapping"]).to_zarr(path, mode="r+", region=whole)
+    ds.drop_vars([*GRIDDED, "mapping"]).to_zarr(path, mode="r+", region=whole, consolidated=False)
     if rows.stop > rows.start and cols.stop > cols.start:
         region = ds[list(GRIDDED)].isel(y=rows, x=cols).drop_vars([TIME_DIM, "y", "x"])
         region = region.chunk({TIME_DIM: -1, "y": block, "x": block})  # whole chunks each
-        region.to_zarr(
-            path,
-            mode="r+",
-            region={TIME_DIM: slice(None), "y": rows, "x": cols},
-            consolidated=False,
-        )
+        where = {TIME_DIM: slice(None), "y": rows, "x": cols}
+        writes = [region.to_zarr(path, mode="r+", region=where, consolidated=False, compute=False)]
+        if point_chunks:  # in the same computation: each block is read or made once
+            writes.append(
+                region[list(POINT_VARIABLES)].to_zarr(
+                    path,
+                    group=POINT_GROUP,
+                    mode="r+",
+                    region=where,
+                    consolidated=False,
+                    compute=False,
+                )
+            )
+        dask.compute(*writes)
+    zarr.consolidate_metadata(path, zarr_format=3)
 
 
 def _window(layers: Sequence[Layer]) -> list[int]:

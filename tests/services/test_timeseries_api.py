@@ -292,7 +292,8 @@ def test_answers_carry_urls_never_server_paths(served) -> None:
 
 def test_the_cube_opens_over_http_from_its_answer_href(served) -> None:
     """xarray (zarr over fsspec's HTTP) reads the cube from the URL /timeseries gives, in a
-    process of its own (zarr and a server in one process can stall each other)."""
+    process of its own (zarr and a server in one process can stall each other), in dask
+    chunks of 50 x 50 pixels with default arguments (a full tile: 17 x 17)."""
     import subprocess
     import sys
 
@@ -301,7 +302,8 @@ def test_the_cube_opens_over_http_from_its_answer_href(served) -> None:
         "import sys, xarray as xr\n"
         "ds = xr.open_zarr(sys.argv[1])\n"
         "v = ds['vx'].sel(x=float(sys.argv[2]), y=float(sys.argv[3])).values\n"
-        "print(ds.sizes['mid_date'], ds.attrs['url'], sorted(v[v == v].tolist())[:3])\n"
+        "blocks = 'x'.join(map(str, ds['vx'].data.numblocks))\n"
+        "print(ds.sizes['mid_date'], ds.attrs['url'], blocks, sorted(v[v == v].tolist())[:3])\n"
     )
     done = subprocess.run(
         [sys.executable, "-c", script, href, str(served["x"]), str(served["y"])],
@@ -310,8 +312,8 @@ def test_the_cube_opens_over_http_from_its_answer_href(served) -> None:
         timeout=300,
         check=True,
     )
-    layers, name, first = done.stdout.split(maxsplit=2)
-    assert int(layers) >= 14
+    layers, name, blocks, first = done.stdout.split(maxsplit=3)
+    assert int(layers) >= 14 and blocks == "1x17x17"
     assert name == TILE  # no server path inside the cube either
     assert first.strip() == "[100.0, 110.0, 120.0]"
 

@@ -20,7 +20,7 @@ from conftest import make_cube_granules, write_granule
 
 from glacierflow.processing.cubes.ingest import ingest
 from glacierflow.processing.cubes.layers import read_granule
-from glacierflow.processing.cubes.layout import ChunkLayout
+from glacierflow.processing.cubes.layout import GRIDDED, POINT_GROUP, ChunkLayout
 from glacierflow.processing.cubes.store import LivingCube, cube_names
 
 TILE = "ITS_LIVE_vel_EPSG3413_G0120_X-150000_Y-2250000.zarr"
@@ -82,29 +82,34 @@ def test_a_new_cube_has_itslive_layout_and_the_true_values(
     assert np.isnan(ds["v"].isel(x=0, y=0).values).all()
 
 
-def test_point_variables_are_one_pixel_histories_in_shards_that_plain_zarr_reads(
+def test_plain_xarray_gets_one_dask_chunk_per_shard_and_points_have_their_own_copy(
     batch: list[Path], template: Path, tmp_path: Path
 ) -> None:
     ingest(batch[:4], tmp_path, progress=quiet)
     group = zarr.open_group(tmp_path / TILE, mode="r")
+    for name in GRIDDED:
+        assert group[name].chunks == (4, 50, 50) and group[name].shards is None, name
     for name in ("v", "vx", "vy", "v_error"):
-        assert group[name].chunks == (4, 1, 1) and group[name].shards == (4, 50, 50), name
-    bulk = group["chip_size_width"]
-    assert bulk.chunks == (4, 25, 25) and bulk.shards is None
-    assert len(list((tmp_path / TILE / "v").rglob("c/*/*/*"))) <= 17 * 17  # a file per shard
-    # zarr-python's own codec pipeline (a user without zarrs) reads the same values
+        point = group[POINT_GROUP][name]
+        assert point.chunks == (4, 1, 1) and point.shards == (4, 50, 50), name
+    assert len(list((tmp_path / TILE / POINT_GROUP / "v").rglob("c/*/*/*"))) <= 17 * 17
+    # a user without zarrs, default arguments: zarr-python's own pipeline, dask chunks of
+    # 50 x 50 pixels (a full tile: 17 x 17 of them), the same values as the point copy
     default = {"codec_pipeline.path": "zarr.core.codec_pipeline.BatchedCodecPipeline"}
-    with zarr.config.set(default):
-        plain = xr.open_zarr(tmp_path / TILE)
+    with zarr.config.set(default), xr.open_zarr(tmp_path / TILE) as plain:
+        assert POINT_GROUP not in plain
+        for name in GRIDDED:
+            assert plain[name].data.numblocks == (1, 17, 17), name
         xs, ys = _valid(template)
-        np.testing.assert_array_equal(
-            plain["vx"].sel(x=xs[0], y=ys[0]).values, 100 + 10 * np.arange(4)
-        )
+        pixel = plain["vx"].sel(x=xs[0], y=ys[0])
+        np.testing.assert_array_equal(pixel.values, 100 + 10 * np.arange(4))
+    for name in ("v", "vx", "vy", "v_error"):
+        np.testing.assert_array_equal(group[POINT_GROUP][name][:], group[name][:])
 
 
 def test_layout_shards_hold_whole_chunks() -> None:
     with pytest.raises(ValueError, match="whole chunks"):
-        ChunkLayout(point_px=3, shard_px=50)
+        ChunkLayout(side_px=50, point_px=3)
 
 
 def test_ingest_is_idempotent_and_appends_without_rewriting_the_history(
