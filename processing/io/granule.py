@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib.metadata import version
 from pathlib import Path
+from xml.sax.saxutils import escape
 
 import numpy as np
 import xarray as xr
@@ -322,22 +323,44 @@ def _browse(ds: xr.Dataset) -> Image.Image:
     return image.resize((image.width * scale, image.height * scale), Image.Resampling.NEAREST)
 
 
+def _browse_georeferencing(ds: xr.Dataset, browse: Image.Image) -> dict[str, str]:
+    """Sidecars that place the browse PNG in GIS tools (GDAL, QGIS): a world file (`.pgw`:
+    pixel size and the centre of the top-left pixel) and GDAL's `.png.aux.xml` with the
+    CRS. The granule's GeoTransform is centre-based, the PNG enlarged by a whole factor."""
+    x0, dx, _, y0, _, dy = (float(v) for v in ds["mapping"].attrs["GeoTransform"].split())
+    scale = browse.width // ds.sizes["x"]
+    px, py = dx / scale, dy / scale
+    left, top = x0 - dx / 2, y0 - dy / 2  # the grid's outer corner
+    world = "\n".join(repr(v) for v in (px, 0.0, 0.0, py, left + px / 2, top + py / 2))
+    srs = escape(ds["mapping"].attrs["crs_wkt"])
+    return {".pgw": world + "\n", ".png.aux.xml": f"<PAMDataset><SRS>{srs}</SRS></PAMDataset>\n"}
+
+
 def write_granule(ds: xr.Dataset, path: Path) -> Path:
-    """Write the granule and its browse PNG under temporary names, then rename both: a
-    crash or an error leaves the previous files (or none), never a partial one."""
+    """Write the granule, its browse PNG and the PNG's georeferencing sidecars under
+    temporary names, then rename them all: a crash or an error leaves the previous files
+    (or none), never a partial one."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    browse = _browse(ds)
+    sidecars = {path.with_name(path.stem + suffix): text for suffix, text in
+                _browse_georeferencing(ds, browse).items()}  # fmt: skip
     png = path.with_suffix(".png")
-    staged = [p.with_name(f".{p.name}.{os.getpid()}.tmp") for p in (path, png)]
+    extras = [png, *sidecars]
+    staged = {p: p.with_name(f".{p.name}.{os.getpid()}.tmp") for p in (path, *extras)}
     try:
-        ds.to_netcdf(staged[0], engine="netcdf4", format="NETCDF4")
-        _browse(ds).save(staged[1], format="PNG")
-        os.replace(staged[1], png)
+        ds.to_netcdf(staged[path], engine="netcdf4", format="NETCDF4")
+        browse.save(staged[png], format="PNG")
+        for sidecar, text in sidecars.items():
+            staged[sidecar].write_text(text)
+        for extra in extras:
+            os.replace(staged[extra], extra)
         try:
-            os.replace(staged[0], path)  # last: the granule's presence marks completion
+            os.replace(staged[path], path)  # last: the granule's presence marks completion
         except OSError:
-            png.unlink()  # no browse image without its granule
+            for extra in extras:  # no browse image without its granule
+                extra.unlink()
             raise
     finally:
-        for tmp in staged:
+        for tmp in staged.values():
             tmp.unlink(missing_ok=True)
     return path

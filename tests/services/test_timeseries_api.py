@@ -1,7 +1,6 @@
 """/timeseries and /profile on the real stack: cubes found through pgstac, read from the
-living store, answered as json, csv (the itslive client's columns) and netcdf; the itslive
-client's CSV columns; bad queries get 4xx with a message (the itslive client itself:
-test_itslive_client.py)."""
+living store, answered as json, csv (the itslive client's columns) and netcdf; bad queries
+get 4xx with a message. The itslive client itself: test_itslive_client.py."""
 
 from __future__ import annotations
 

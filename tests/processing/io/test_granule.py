@@ -88,7 +88,9 @@ def _floats(text: str) -> list[float]:
 
 def test_name_follows_itslive_when_output_is_a_folder(granule: GranuleReport) -> None:
     files = sorted(p.name for p in granule.path.parent.iterdir())
-    assert files == [granule.path.name, granule.path.with_suffix(".png").name]  # no leftovers
+    stem = granule.path.stem
+    # no leftovers: the granule, its browse PNG and the PNG's georeferencing
+    assert files == sorted(f"{stem}{s}" for s in (".nc", ".png", ".pgw", ".png.aux.xml"))
     match = NAME.match(granule.path.name)
     assert match, granule.path.name
     assert (match["id1"], match["id2"]) == (REF_ID, SEC_ID)
@@ -115,12 +117,32 @@ def test_browse_png_sits_beside_the_granule(granule: GranuleReport, ours: netCDF
     np.testing.assert_array_equal(alpha == 0, raw == FILL_INT16)  # transparent where empty
 
 
+def test_gdal_places_the_browse_png_on_the_granule_grid(
+    granule: GranuleReport, ours: netCDF4.Dataset
+) -> None:
+    """rasterio (GDAL) reads the PNG's world file and CRS: the image covers exactly the
+    granule's cells, in its projection (what QGIS does with it)."""
+    import rasterio
+    from pyproj import CRS
+
+    x, y = ours["x"][:].data, ours["y"][:].data
+    with rasterio.open(granule.path.with_suffix(".png")) as png:
+        assert CRS.from_user_input(png.crs).to_epsg() == synthetic.EPSG
+        scale = png.width // len(x)
+        assert png.transform.a == pytest.approx(120.0 / scale)
+        assert png.transform.e == pytest.approx(-120.0 / scale)
+        west, south, east, north = png.bounds
+    assert (west, east) == (pytest.approx(x[0] - 60), pytest.approx(x[-1] + 60))
+    assert (south, north) == (pytest.approx(y[-1] - 60), pytest.approx(y[0] + 60))
+
+
 def test_output_path_ending_in_nc_is_used_as_is(granule: GranuleReport, tmp_path: Path) -> None:
     scenes = granule.path.parents[1] / "scenes"
     target = tmp_path / "new" / "pair.nc"
     report = track_pair(_request(scenes / f"{REF_ID}.tif", scenes / f"{SEC_ID}.tif", target))
     assert report.path == target
-    assert sorted(p.name for p in target.parent.iterdir()) == ["pair.nc", "pair.png"]
+    written = sorted(p.name for p in target.parent.iterdir())
+    assert written == ["pair.nc", "pair.pgw", "pair.png", "pair.png.aux.xml"]
 
 
 def test_a_granule_that_cannot_be_written_leaves_no_png(
@@ -476,4 +498,6 @@ def test_failed_rewrite_keeps_the_previous_granule(granule: GranuleReport, tmp_p
     with pytest.raises(TypeError):
         write_granule(broken, target)
     assert target.read_bytes() == before
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["granule.nc", "granule.png"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "granule.nc", "granule.pgw", "granule.png", "granule.png.aux.xml"
+    ]  # fmt: skip
