@@ -116,9 +116,7 @@ def _coordinate(name: str, values: np.ndarray) -> xr.Variable:
         "description": f"{name} coordinate of projection",
         "units": "m",
     }
-    var = xr.Variable(name, values, attrs)
-    var.encoding = {"_FillValue": None}  # CF: coordinates have no fill value
-    return var
+    return xr.Variable(name, values, attrs)
 
 
 def _int16(values: np.ndarray) -> np.ndarray:
@@ -348,7 +346,8 @@ def write_granule(ds: xr.Dataset, path: Path) -> Path:
     extras = [png, *sidecars]
     staged = {p: p.with_name(f".{p.name}.{os.getpid()}.tmp") for p in (path, *extras)}
     try:
-        ds.to_netcdf(staged[path], engine="netcdf4", format="NETCDF4")
+        no_fill = {name: {"_FillValue": None} for name in ("x", "y")}  # CF: coordinates
+        ds.to_netcdf(staged[path], engine="netcdf4", format="NETCDF4", encoding=no_fill)
         browse.save(staged[png], format="PNG")
         for sidecar, text in sidecars.items():
             staged[sidecar].write_text(text)

@@ -431,11 +431,18 @@ def test_chip_sizes_say_the_pixel_size_they_are_counted_in(ours: netCDF4.Dataset
 
 @pytest.mark.parametrize("name", ["x", "y"])
 def test_coordinates_have_no_fill_value(
-    ours: netCDF4.Dataset, sample: netCDF4.Dataset, name: str
+    ours: netCDF4.Dataset, sample: netCDF4.Dataset, name: str, tmp_path: Path
 ) -> None:
-    """CF: coordinate variables must not have missing values."""
+    """CF: coordinate variables must not have missing values; a granule read and written
+    again (as granule_copy does) keeps none either."""
     for ds in (ours, sample):
         assert "_FillValue" not in ds[name].ncattrs()
+    copy = synthetic.granule_copy(
+        Path(ours.filepath()), tmp_path, synthetic.REF_TIME, synthetic.SEC_TIME,
+        lambda x, y, centre: (np.ones_like(x), np.ones_like(x)),
+    )  # fmt: skip
+    with netCDF4.Dataset(copy) as again:
+        assert "_FillValue" not in again[name].ncattrs()
 
 
 def test_global_author_and_software_version(ours: netCDF4.Dataset) -> None:
