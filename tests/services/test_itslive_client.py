@@ -11,6 +11,7 @@ server, `GLACIERFLOW_PUBLIC_DATA_URL` gives `file://` URLs for clients on the sa
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -40,7 +41,7 @@ def served(served_region: ServedRegion, new_catalog, tmp_path_factory: pytest.Te
     load_cubes(dsn, cubes, "cubes", settings.data_href)
     granules = sorted((settings.data_dir / "granules").glob("*.nc"))
     assert not load_granules(dsn, granules, "granules", settings.data_href).rejected
-    region = ServedRegion(**{**served_region.__dict__, "dsn": dsn})
+    region = dataclasses.replace(served_region, dsn=dsn)
     env = {
         "GLACIERFLOW_COLLECTION_IDS": json.dumps({"cubes": "itslive-cubes"}),
         "GLACIERFLOW_PUBLIC_DATA_URL": settings.data_dir.resolve().as_uri(),
