@@ -12,6 +12,8 @@ from typing import Any
 
 import pystac
 
+from glacierflow.settings import COLLECTION_KINDS
+
 LICENSE = "CC-BY-4.0"
 PROVIDERS = [
     pystac.Provider(
@@ -108,5 +110,5 @@ def collection(kind: str, collection_id: str | None = None) -> pystac.Collection
 
 
 def all_collections(ids: dict[str, str]) -> list[pystac.Collection]:
-    """Every collection, with ids from `ids` (kind -> id)."""
-    return [collection(kind, ids.get(kind, kind)) for kind in _DESCRIPTIONS]
+    """Every collection, in COLLECTION_KINDS order, with ids from `ids` (kind -> id)."""
+    return [collection(kind, ids.get(kind, kind)) for kind in COLLECTION_KINDS]

@@ -14,6 +14,7 @@ from pypgstac.load import Loader, Methods
 
 from glacierflow.catalog.collections import all_collections
 from glacierflow.catalog.items import NotAGranuleError, cube_item, granule_item
+from glacierflow.settings import COLLECTION_KINDS
 
 HrefOf = Callable[[Path], str | None]
 
@@ -42,12 +43,15 @@ QUERYABLES = {
 
 def init_catalog(dsn: str, collection_ids: dict[str, str]) -> list[str]:
     """The pgstac schema (migrated), the four collections and the queryables; safe to
-    run again (extents are recomputed from the items, not reset)."""
+    run again (extents are recomputed from the items, not reset). A collection whose id
+    changed (GLACIERFLOW_COLLECTION_IDS) takes its items along: they move to the new id and
+    the old collection goes."""
     from glacierflow.catalog.database import migrate
 
     migrate(dsn)
     collections = all_collections(collection_ids)
     load_collections(dsn, collections)
+    ids = {kind: c.id for kind, c in zip(COLLECTION_KINDS, collections, strict=True)}
     with psycopg.connect(dsn, options="-c search_path=pgstac,public") as conn:
         for name, (definition, wrapper) in QUERYABLES.items():
             conn.execute(
@@ -62,10 +66,54 @@ def init_catalog(dsn: str, collection_ids: dict[str, str]) -> list[str]:
         conn.execute(
             "UPDATE pgstac.collections SET partition_trunc = 'year' "
             "WHERE id = %s AND partition_trunc IS NULL",
-            (collection_ids.get("granules", "granules"),),
+            (ids["granules"],),
+        )
+        renamed = _renamed_collections(conn, ids)
+    for kind, old in renamed.items():
+        _move_items(dsn, old, ids[kind])
+    with psycopg.connect(dsn, options="-c search_path=pgstac,public") as conn:
+        conn.cursor().executemany(
+            "INSERT INTO glacierflow.collection_ids (kind, id) VALUES (%s, %s) "
+            "ON CONFLICT (kind) DO UPDATE SET id = excluded.id",
+            list(ids.items()),
         )
         conn.execute("SELECT pgstac.update_collection_extents()")
-    return [c.id for c in collections]
+    return list(ids.values())
+
+
+def _renamed_collections(conn: psycopg.Connection, ids: dict[str, str]) -> dict[str, str]:
+    """Kind -> the id its collection had until now, for kinds whose id changed and whose
+    old collection is still there. The ids last used are recorded in
+    `glacierflow.collection_ids`; a catalog from before that record used the defaults."""
+    conn.execute("CREATE SCHEMA IF NOT EXISTS glacierflow")
+    conn.execute(
+        "CREATE TABLE IF NOT EXISTS glacierflow.collection_ids (kind text PRIMARY KEY, "
+        "id text NOT NULL)"
+    )
+    recorded = dict(conn.execute("SELECT kind, id FROM glacierflow.collection_ids").fetchall())
+    existing = {row[0] for row in conn.execute("SELECT id FROM pgstac.collections")}
+    renamed = {}
+    for kind, new in ids.items():
+        old = recorded.get(kind, kind)
+        if old != new and old in existing and old not in ids.values():
+            renamed[kind] = old
+    return renamed
+
+
+def _move_items(dsn: str, old: str, new: str, page: int = 10_000) -> None:
+    """Every item of collection `old` into `new`, a page at a time (upserted in bulk, so a
+    move cut short is finished by the next run), then `old` goes. No transaction stays open
+    across a page's load: pgstac's loader takes locks that a pending read would block."""
+    with psycopg.connect(dsn, autocommit=True, options="-c search_path=pgstac,public") as conn:
+        last = ""
+        while rows := conn.execute(
+            "SELECT id, content_hydrate(items) FROM items WHERE collection = %s AND id > %s "
+            "ORDER BY id LIMIT %s",
+            (old, last, page),
+        ).fetchall():
+            load_items(dsn, ({**item, "collection": new} for _, item in rows))
+            last = rows[-1][0]
+        conn.execute("SELECT delete_collection(%s)", (old,))
 
 
 def load_items(dsn: str, items: Iterable[dict]) -> None:

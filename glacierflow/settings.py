@@ -7,10 +7,11 @@ from pathlib import Path
 from typing import Annotated
 from urllib.parse import quote
 
-from pydantic import AnyUrl, Field, UrlConstraints
+from pydantic import AnyUrl, Field, UrlConstraints, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 MIN_API_KEY_LENGTH = 16
+COLLECTION_KINDS = ("scenes", "granules", "cubes", "mosaics")
 
 
 class SettingsError(ValueError):
@@ -37,7 +38,8 @@ class Settings(BaseSettings):
     dask_scheduler: str | None = Field(None, description="tcp://host:port of a Dask scheduler")
     collection_ids: dict[str, str] = Field(
         default_factory=dict,
-        description='collection ids by kind, e.g. {"granules": "itslive-granules"} (JSON)',
+        description='collection ids by kind, e.g. {"cubes": "itslive-cubes"} (JSON); a '
+        "changed id moves the collection's items",
     )
     cors_origins: list[str] = Field(["*"], description="origins allowed to call the HTTP API")
     stac_transactions_api_key: str | None = Field(
@@ -88,6 +90,22 @@ class Settings(BaseSettings):
     timeseries_max_points: int = Field(
         100, ge=1, le=10_000, description="points one POST /timeseries may ask for"
     )
+
+    @field_validator("collection_ids")
+    @classmethod
+    def _known_kinds_distinct_ids(cls, ids: dict[str, str]) -> dict[str, str]:
+        """A misspelt kind would be ignored and two kinds sharing an id would mix their
+        items: both refused."""
+        unknown = sorted(set(ids) - set(COLLECTION_KINDS))
+        if unknown:
+            raise ValueError(
+                f"unknown collection kind(s) {', '.join(unknown)}; the kinds are "
+                f"{', '.join(COLLECTION_KINDS)}"
+            )
+        every = [ids.get(kind, kind) for kind in COLLECTION_KINDS]
+        if len(set(every)) < len(every) or not all(i.strip() for i in every):
+            raise ValueError(f"collection ids must be distinct and not empty: {every}")
+        return ids
 
     @property
     def cube_store(self) -> Path:

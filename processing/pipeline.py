@@ -215,6 +215,7 @@ def track_pair(
         chip_size_m=chip_m,
         interpolated=result.interpolated,
         reason=result.reason,
+        pixel_size_m=(float(pixel[0]), float(pixel[1])),
         parameters={
             "spacing_m": req.spacing_m,
             "chip_sizes_px": " ".join(map(str, opts.chip_sizes_px)),

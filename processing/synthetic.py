@@ -387,7 +387,9 @@ def _cloud_layer(
 def write_geotiffs(pair: SyntheticPair, folder: Path, name: str = "synthetic") -> tuple[Path, Path]:
     """Write the pair as single-band float32 GeoTIFFs with acquisition-time tags.
 
-    Names follow no mission's pattern, so the granule records MISSION/SATELLITE/SENSOR tags.
+    Names follow no mission's pattern, so tags say what the scenes imitate: Landsat 8 OLI
+    (ITS_LIVE's mission "L", satellite "8", sensor "C"; STAC platform LC08), the platform
+    clients filter on (the itslive client's `mission="landsat8"`).
     """
     import rasterio
 
@@ -411,9 +413,9 @@ def write_geotiffs(pair: SyntheticPair, folder: Path, name: str = "synthetic") -
             dst.write(image, 1)
             dst.update_tags(
                 TIFFTAG_DATETIME=when.strftime("%Y:%m:%d %H:%M:%S"),
-                MISSION="X",
-                SATELLITE="synthetic",
-                SENSOR="SYN",
+                MISSION="L",
+                SATELLITE="8",
+                SENSOR="C",
             )
         paths.append(path)
     return paths[0], paths[1]
@@ -514,6 +516,9 @@ VelocityField = Callable[[np.ndarray, np.ndarray, datetime], tuple[np.ndarray, n
 """velocity(x, y, centre_date) -> (vx, vy) in m/yr, at projected pixel centres."""
 
 
+_SENSORS = {"L": "C", "S": "MSI"}  # ITS_LIVE's sensor names: Landsat 8/9 OLI, Sentinel-2 MSI
+
+
 def granule_copy(
     template: Path,
     folder: Path,
@@ -548,6 +553,8 @@ def granule_copy(
         satellite_img2=satellite,
         mission_img1=mission,
         mission_img2=mission,
+        sensor_img1=_SENSORS[mission],
+        sensor_img2=_SENSORS[mission],
     )
     percent = int(100 * valid.mean())
     return write_granule(ds, folder / f"{ids[0]}_X_{ids[1]}_G0120V02_P{percent:03d}.nc")

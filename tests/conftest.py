@@ -398,13 +398,19 @@ def wait_healthy(server: subprocess.Popen, url: str, output: Callable[[], str]) 
 
 @contextmanager
 def glacierflow_serve(
-    region: ServedRegion, log: Path, workers: int = 1
+    region: ServedRegion, log: Path, workers: int = 1, env: dict[str, str] | None = None
 ) -> Iterator[subprocess.Popen]:
     """`glacierflow serve` over the region as a real process on a free loopback port, up
     and answering /healthz; its output goes to `log` (a pipe nobody reads would fill and
-    stall it); stopped (SIGTERM, then SIGKILL) on the way out. `.url` is its base URL."""
+    stall it); stopped (SIGTERM, then SIGKILL) on the way out. `.url` is its base URL.
+    `env`: more environment (GLACIERFLOW_* settings) for the server."""
     port = free_port()
-    env = {**os.environ, "DATABASE_URL": region.dsn, "GLACIERFLOW_DATA_DIR": str(region.data_dir)}
+    env = {
+        **os.environ,
+        "DATABASE_URL": region.dsn,
+        "GLACIERFLOW_DATA_DIR": str(region.data_dir),
+        **(env or {}),
+    }
     with log.open("w") as output:
         server = subprocess.Popen(
             [sys.executable, "-m", "glacierflow.cli", "serve", "--port", str(port),

@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import warnings
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from importlib.metadata import version
 from pathlib import Path
+from xml.sax.saxutils import escape
 
 import netCDF4
 import numpy as np
@@ -29,6 +32,12 @@ FILL_INT16 = -32767
 VERSION = "V02"
 _COMPRESSION = {"zlib": True, "complevel": 2, "shuffle": True}
 _TIME_FORMAT = "%Y%m%dT%H:%M:%S.%f"
+# A Landsat Collection-2 product id: LXSS_LLLL_PPPRRR_YYYYMMDD_yyyymmdd_CC_TX
+_LANDSAT_PRODUCT = re.compile(
+    r"^L[COTEM]\d{2}_(?P<level>L1\w{2})_(?P<path>\d{3})(?P<row>\d{3})_\d{8}_(?P<processed>\d{8})"
+    r"_(?P<number>\d{2})_(?P<category>T1|T2|RT)"
+)
+_MISSION_NAMES = {"L": "Landsat {}", "S": "Sentinel-{}"}
 
 
 @dataclass
@@ -79,6 +88,7 @@ class GranuleInputs:
     interpolated: np.ndarray
     reason: np.ndarray
     parameters: dict[str, str | float | int]
+    pixel_size_m: tuple[float, float]  # of the images the chips were cut from (x, y)
 
 
 def mapping_attrs(crs: CRS, geotransform: tuple[float, ...]) -> dict[str, object]:
@@ -91,13 +101,42 @@ def mapping_attrs(crs: CRS, geotransform: tuple[float, ...]) -> dict[str, object
         cf["grid_mapping_name"] = "universal_transverse_mercator"
         cf["utm_zone_number"] = int(crs.utm_zone[:-1])
     cf.update(
-        spatial_ref=crs.to_wkt(),
+        spatial_ref=crs.to_wkt("WKT1_GDAL"),  # what ITS_LIVE and GDAL's netCDF driver write
         crs_wkt=crs.to_wkt(),
         proj4text=proj4,
         spatial_epsg=crs.to_epsg() or 0,
         GeoTransform=" ".join(repr(float(v)) for v in geotransform),
     )
+    if cf.get("grid_mapping_name") == "polar_stereographic" and "standard_parallel" in cf:
+        # ITS_LIVE's names for a pole-centred projection with a true-scale latitude (which
+        # CF calls standard_parallel; readers that know either find it)
+        cf.setdefault("latitude_of_projection_origin", math.copysign(90.0, cf["standard_parallel"]))
+        cf.setdefault("latitude_of_origin", cf["standard_parallel"])
+        cf.setdefault("scale_factor_at_projection_origin", 1)
     return cf
+
+
+def _scene_attrs(scene: SceneInfo, n: int) -> dict[str, object]:
+    """The per-image `img_pair_info` attributes ITS_LIVE reads from a Landsat Collection-2
+    product id (WRS path/row, collection, correction level, processing date); other scenes
+    have none of them to give."""
+    product = _LANDSAT_PRODUCT.match(scene.scene_id)
+    if product is None:
+        return {}
+    return {
+        f"collection_category_img{n}": product["category"],
+        f"collection_number_img{n}": float(product["number"]),
+        f"correction_level_img{n}": product["level"],
+        f"path_img{n}": float(product["path"]),
+        f"processing_date_img{n}": product["processed"],
+        f"row_img{n}": float(product["row"]),
+    }
+
+
+def _platform_names(*scenes: SceneInfo) -> str:
+    """The global `satellite` as ITS_LIVE writes it ("Landsat 8", "Sentinel-2A")."""
+    names = {_MISSION_NAMES.get(s.mission, f"{s.mission} {{}}").format(s.satellite) for s in scenes}
+    return ", ".join(sorted(names))
 
 
 def _coordinate(name: str, values: np.ndarray) -> Variable:
@@ -173,11 +212,14 @@ def granule_dataset(vel: Velocity, inp: GranuleInputs) -> Granule:
         return var
 
     def chip_size(side: str, metres: np.ndarray) -> Variable:
+        axis = "x" if side == "width" else "y"
         attrs = {
             "standard_name": f"chip_size_{side}",
             "description": f"{side} of search template (chip)",
             "units": "m",
             "grid_mapping": "mapping",
+            f"{axis}_pixel_size": float(inp.pixel_size_m[0 if axis == "x" else 1]),
+            "chip_size_coordinates": "image projection geometry: width = x, height = y",
         }
         return gridded(np.clip(metres, 0, 65535).astype(np.uint16), attrs, fill=0)
 
@@ -198,6 +240,8 @@ def granule_dataset(vel: Velocity, inp: GranuleInputs) -> Granule:
         "sensor_img2": sec.sensor,
         "time_standard_img1": "UTC",
         "time_standard_img2": "UTC",
+        **_scene_attrs(ref, 1),
+        **_scene_attrs(sec, 2),
         "latitude": round(lat, 2),
         "longitude": round(lon, 2),
         "roi_valid_percentage": round(vel.quality["valid_percentage"], 1),
@@ -263,13 +307,16 @@ def granule_dataset(vel: Velocity, inp: GranuleInputs) -> Granule:
     }
     coords = {"x": _coordinate("x", grid.x), "y": _coordinate("y", grid.y)}
     attrs = {
+        "GDAL_AREA_OR_POINT": "Area",
         "Conventions": "CF-1.8",
-        "title": "glacierflow surface velocities",
         "date_created": datetime.now(UTC).strftime("%d-%b-%Y %H:%M:%S"),
+        "title": "glacierflow surface velocities",
+        "glacierflow_software_version": version("glacierflow"),
         "scene_pair_type": "optical",
-        "satellite": " ".join(sorted({ref.satellite, sec.satellite})),
+        "satellite": _platform_names(ref, sec),
         "motion_detection_method": "feature",
         "motion_coordinates": "map",
+        "author": "glacierflow contributors",
         "institution": "glacierflow",
         "source": "glacierflow FFT normalized cross-correlation feature tracker",
         "references": "ITS_LIVE-compatible layout; see glacierflow's README",
@@ -305,23 +352,45 @@ def _browse(ds: Granule) -> Image.Image:
     return image.resize((image.width * scale, image.height * scale), Image.Resampling.NEAREST)
 
 
+def _browse_georeferencing(ds: Granule, browse: Image.Image) -> dict[str, str]:
+    """Sidecars that place the browse PNG in GIS tools (GDAL, QGIS): a world file (`.pgw`:
+    pixel size and the centre of the top-left pixel) and GDAL's `.png.aux.xml` with the
+    CRS. The granule's GeoTransform is centre-based, the PNG enlarged by a whole factor."""
+    x0, dx, _, y0, _, dy = (float(v) for v in ds["mapping"].attrs["GeoTransform"].split())
+    scale = browse.width // ds["x"].values.size
+    px, py = dx / scale, dy / scale
+    left, top = x0 - dx / 2, y0 - dy / 2  # the grid's outer corner
+    world = "\n".join(repr(v) for v in (px, 0.0, 0.0, py, left + px / 2, top + py / 2))
+    srs = escape(ds["mapping"].attrs["crs_wkt"])
+    return {".pgw": world + "\n", ".png.aux.xml": f"<PAMDataset><SRS>{srs}</SRS></PAMDataset>\n"}
+
+
 def write_granule(ds: Granule, path: Path) -> Path:
-    """Write the granule and its browse PNG under temporary names, then rename both: a
-    crash or an error leaves the previous files (or none), never a partial one."""
+    """Write the granule, its browse PNG and the PNG's georeferencing sidecars under
+    temporary names, then rename them all: a crash or an error leaves the previous files
+    (or none), never a partial one."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    browse = _browse(ds)
+    sidecars = {path.with_name(path.stem + suffix): text for suffix, text in
+                _browse_georeferencing(ds, browse).items()}  # fmt: skip
     png = path.with_suffix(".png")
-    staged = [p.with_name(f".{p.name}.{os.getpid()}.tmp") for p in (path, png)]
+    extras = [png, *sidecars]
+    staged = {p: p.with_name(f".{p.name}.{os.getpid()}.tmp") for p in (path, *extras)}
     try:
-        _write_netcdf(ds, staged[0])
-        _browse(ds).save(staged[1], format="PNG")
-        os.replace(staged[1], png)
+        _write_netcdf(ds, staged[path])
+        browse.save(staged[png], format="PNG")
+        for sidecar, text in sidecars.items():
+            staged[sidecar].write_text(text)
+        for extra in extras:
+            os.replace(staged[extra], extra)
         try:
-            os.replace(staged[0], path)  # last: the granule's presence marks completion
+            os.replace(staged[path], path)  # last: the granule's presence marks completion
         except OSError:
-            png.unlink()  # no browse image without its granule
+            for extra in extras:  # no browse image without its granule
+                extra.unlink()
             raise
     finally:
-        for tmp in staged:
+        for tmp in staged.values():
             tmp.unlink(missing_ok=True)
     return path
 

@@ -8,6 +8,7 @@ Each test module works on catalog databases of its own in the session's private 
 from __future__ import annotations
 
 import copy
+import re
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -197,3 +198,81 @@ def test_itslive_collection_names_work_with_the_itslive_client(
             end="2024-12-31",
         )
     assert found == [f"{url}/data/{granule_files['august'].name}"]
+
+
+def _collections(dsn: str) -> set[str]:
+    with psycopg.connect(dsn) as conn:
+        return {row[0] for row in conn.execute("SELECT id FROM pgstac.collections")}
+
+
+def test_a_renamed_collection_takes_its_items_along(
+    new_catalog, granule_files: dict[str, Path]
+) -> None:
+    """Setting GLACIERFLOW_COLLECTION_IDS on a catalog that has items moves them to the new
+    id (content unchanged but for `collection`), drops the old collection, and renaming back
+    works the same way."""
+    dsn = new_catalog("rename")
+    files = [granule_files["july"], granule_files["august"]]
+    load_granules(dsn, files, "granules")
+    before = _rows(dsn)
+    assert len(before) == 2
+
+    ids = {"granules": "itslive-granules", "cubes": "itslive-cubes"}
+    init_catalog(dsn, ids)
+    assert _collections(dsn) == {"scenes", "itslive-granules", "itslive-cubes", "mosaics"}
+    assert _rows(dsn, "granules") == {}
+    moved = _rows(dsn, "itslive-granules")
+    assert set(moved) == set(before)
+    assert _extent(dsn, "itslive-granules")["spatial"]["bbox"] != WORLD  # from the items
+    with psycopg.connect(dsn) as conn:
+        (item,) = conn.execute(
+            "SELECT pgstac.get_item(%s, 'itslive-granules')", (files[0].stem,)
+        ).fetchone()
+    assert item["collection"] == "itslive-granules"
+    assert item["assets"]["data"]["href"] == granule_item(files[0]).assets["data"].href
+    assert item["properties"]["percent_valid_pixels"] > 0
+
+    # loading again under the new id upserts: still two items
+    load_granules(dsn, files, "itslive-granules")
+    assert set(_rows(dsn, "itslive-granules")) == set(before)
+
+    init_catalog(dsn, {})  # back to the defaults, from the recorded ids
+    assert _collections(dsn) == {"scenes", "granules", "cubes", "mosaics"}
+    assert set(_rows(dsn)) == set(before)
+
+
+def test_a_rename_fills_the_empty_collection_an_earlier_version_made(
+    new_catalog, granule_files: dict[str, Path]
+) -> None:
+    """Before renames moved items, setting the ids created an empty collection beside the
+    full one: the next init fills it."""
+    from glacierflow.catalog.collections import collection
+    from glacierflow.catalog.loader import load_collections
+
+    dsn = new_catalog("rename_empty")
+    load_granules(dsn, [granule_files["july"]], "granules")
+    with psycopg.connect(dsn) as conn:  # a catalog from before ids were recorded
+        conn.execute("DROP TABLE IF EXISTS glacierflow.collection_ids")
+    load_collections(dsn, [collection("granules", "itslive-granules")])
+    init_catalog(dsn, {"granules": "itslive-granules"})
+    assert set(_rows(dsn, "itslive-granules")) == {granule_files["july"].stem}
+    assert "granules" not in _collections(dsn)
+
+
+@pytest.mark.parametrize(
+    ("ids", "words"),
+    [
+        ({"cube": "itslive-cubes"}, "unknown collection kind(s) cube"),
+        ({"cubes": "granules"}, "distinct"),
+        ({"granules": " "}, "not empty"),
+    ],
+)
+def test_collection_ids_that_would_lose_or_mix_items_are_refused(
+    ids: dict[str, str], words: str
+) -> None:
+    from pydantic import ValidationError
+
+    from glacierflow.settings import Settings
+
+    with pytest.raises(ValidationError, match=re.escape(words)):
+        Settings(collection_ids=ids)

@@ -1,6 +1,6 @@
 """/timeseries and /profile on the real stack: cubes found through pgstac, read from the
-living store, answered as json, csv (the itslive client's columns) and netcdf; the itslive
-client's get_time_series against our /stac; bad queries get 4xx with a message."""
+living store, answered as json, csv (the itslive client's columns) and netcdf; bad queries
+get 4xx with a message. The itslive client itself: test_itslive_client.py."""
 
 from __future__ import annotations
 
@@ -186,34 +186,6 @@ def test_a_new_granule_shows_in_the_series_once_ingested(served) -> None:
     ingest(new, served["store"], progress=quiet, consolidate_after=99)
     body = http.get("/timeseries", params={"lon": lon, "lat": lat}).json()
     assert body["count"] == 15 and body["time_series"]["vx"][-1] == 300.0
-
-
-def test_the_itslive_client_reads_our_cubes(served, monkeypatch, tmp_path: Path) -> None:
-    """itslive 0.7.4 turns every http:// cube URL into https://: on one machine, without a
-    TLS proxy, the data are published as file:// URLs (GLACIERFLOW_PUBLIC_DATA_URL)."""
-    from itslive.velocity_cubes import _cubes
-
-    settings = Settings(
-        data_dir=served["folder"],
-        collection_ids={"cubes": "itslive-cubes"},
-        public_data_url=served["folder"].resolve().as_uri(),
-    )
-    with serving(create_app(settings, served["dsn"])) as url:
-        monkeypatch.setattr(_cubes, "STAC_CATALOG_URL", url + "/stac")
-        _cubes._open_cached_dataset.cache_clear()
-        results = _cubes.get_time_series([(served["lon"], served["lat"])], ["v"])
-        _cubes.export_csv([(served["lon"], served["lat"])], ["v"], outdir=str(tmp_path))
-    assert len(results) == 1
-    series = results[0]["time_series"]
-    assert series.attrs["projection"] == "3413"
-    assert float(results[0]["returned_point_offset_from_requested_in_projection_meters"]) == (
-        pytest.approx(25.0, abs=0.01)
-    )
-    assert list(series["vx"].values[:3]) == [100.0, 110.0, 120.0]
-    (exported,) = tmp_path.glob("*.csv")
-    # the same columns as ours and ITS_LIVE's exports (this client version writes lon first)
-    header = exported.read_text().splitlines()[0]
-    assert sorted(header.split(",")) == sorted(ITSLIVE_CSV.split(","))
 
 
 def test_the_cube_item_describes_the_cube_as_it_is_now(served) -> None:

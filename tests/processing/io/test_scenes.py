@@ -87,7 +87,7 @@ def test_valid_scene_time_comes_from_its_tiff_tag(
     assert ref.acquired == pair.ref_time.replace(tzinfo=UTC)
     assert sec.acquired == pair.sec_time.replace(tzinfo=UTC)
     assert ref.scene_id == "syn_ref"
-    assert (ref.mission, ref.satellite, ref.sensor) == ("X", "synthetic", "SYN")
+    assert (ref.mission, ref.satellite, ref.sensor) == ("L", "8", "C")
 
 
 def test_time_override_wins_over_the_tag(scenes: tuple[Path, Path]) -> None:
