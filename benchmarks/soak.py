@@ -34,6 +34,7 @@ import httpx
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from support import free_port, process_tree
 
 
 @dataclass(frozen=True)
@@ -161,31 +162,6 @@ class SoakFigures:
             f"normal answers other than 200: {self.normal.not_ok or 'none'}",
             f"hostile answers other than 200: {self.hostile.not_ok}",
         ]
-
-
-# -- the server's process tree, from /proc ---------------------------------------------------
-def _parents() -> dict[int, int]:
-    parents = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            parents[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
-    return parents
-
-
-def process_tree(pid: int) -> set[int]:
-    """`pid` and all its descendants."""
-    parents = _parents()
-    tree, frontier = {pid}, [pid]
-    while frontier:
-        parent = frontier.pop()
-        kids = {p for p, pp in parents.items() if pp == parent} - tree
-        tree |= kids
-        frontier.extend(kids)
-    return tree
 
 
 def listening(pids: set[int], port: int) -> set[int]:
@@ -328,9 +304,7 @@ def _demo_region(folder: Path, dsn: str) -> tuple[float, float, str]:
 @contextmanager
 def _serving(folder: Path, dsn: str, workers: int) -> Iterator[tuple[int, str]]:
     """`glacierflow serve --workers N` over `folder` on a free loopback port; (pid, URL)."""
-    from support import _free_port
-
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "DATABASE_URL": dsn, "GLACIERFLOW_DATA_DIR": str(folder)}
     with (folder / "serve.log").open("w") as log:
         process = subprocess.Popen(

@@ -44,7 +44,8 @@ def fresh_catalog(dsn: str, name: str) -> str:
     return own
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A loopback port nobody listens on now."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
@@ -52,7 +53,7 @@ def _free_port() -> int:
 
 def serve(code: str, env: dict[str, str]) -> tuple[subprocess.Popen, str]:
     """Run `code` (a uvicorn server; `{port}` is filled in) in a process; its base URL."""
-    port = _free_port()
+    port = free_port()
     process = subprocess.Popen(
         [sys.executable, "-c", code.format(port=port)],
         env={**os.environ, **env},
@@ -66,3 +67,34 @@ def serve(code: str, env: dict[str, str]) -> tuple[subprocess.Popen, str]:
         except httpx.TransportError:
             time.sleep(0.2)
     raise RuntimeError("a server did not start")
+
+
+# -- process trees, from /proc (the soak's watch and the server tests) ------------------------
+def _parent_pids() -> dict[int, int]:
+    """Every process's parent."""
+    parents = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            parents[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
+    return parents
+
+
+def child_processes(pid: int) -> list[int]:
+    """The processes whose parent is `pid`."""
+    return [child for child, parent in _parent_pids().items() if parent == pid]
+
+
+def process_tree(pid: int) -> set[int]:
+    """`pid` and all its descendants."""
+    parents = _parent_pids()
+    tree, frontier = {pid}, [pid]
+    while frontier:
+        parent = frontier.pop()
+        kids = {p for p, pp in parents.items() if pp == parent} - tree
+        tree |= kids
+        frontier.extend(kids)
+    return tree

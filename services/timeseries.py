@@ -32,7 +32,7 @@ import numpy as np
 import orjson
 import psycopg
 import xarray as xr
-from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from pydantic import AfterValidator, BaseModel, Field, ValidationError
@@ -305,16 +305,17 @@ def _split(values: list[str] | None) -> list[str] | None:
     return [v.strip() for value in values for v in value.split(",") if v.strip()]
 
 
-def _filters(
-    start: datetime | None,
-    end: datetime | None,
-    min_dt: float | None,
-    max_dt: float | None,
-    sensors: list[str] | None,
-    missions: list[str] | None,
-    max_error: float | None,
-    variables: list[str] | None,
+def filter_query(
+    start: Annotated[UtcDatetime | None, Query(description="UTC unless an offset is given")] = None,
+    end: Annotated[UtcDatetime | None, Query(description="UTC unless an offset is given")] = None,
+    min_dt: Annotated[float | None, Query(ge=0, allow_inf_nan=False, description="days")] = None,
+    max_dt: Annotated[float | None, Query(ge=0, allow_inf_nan=False, description="days")] = None,
+    sensors: Annotated[list[str] | None, Query(description="L8,S2A,...")] = None,
+    missions: Annotated[list[str] | None, Query(description="L,S,...")] = None,
+    max_error: Annotated[float | None, Query(ge=0, allow_inf_nan=False, description="m/yr")] = None,
+    variables: Annotated[list[str] | None, Query(description="v,v_error,...")] = None,
 ) -> Filters:
+    """The layer filters of a GET query, one dependency for every GET route."""
     return Filters(
         start=start,
         end=end,
@@ -325,6 +326,9 @@ def _filters(
         max_error=max_error,
         variables=_split(variables),
     )
+
+
+QueryFilters = Annotated[Filters, Depends(filter_query)]
 
 
 def _points_request(body: bytes, max_points: int) -> PointsRequest:
@@ -594,28 +598,10 @@ def timeseries_router(
         request: Request,
         lon: Annotated[float, Query(ge=-180, le=180, allow_inf_nan=False)],
         lat: Annotated[float, Query(ge=-90, le=90, allow_inf_nan=False)],
-        start: Annotated[
-            UtcDatetime | None, Query(description="UTC unless an offset is given")
-        ] = None,
-        end: Annotated[
-            UtcDatetime | None, Query(description="UTC unless an offset is given")
-        ] = None,
-        min_dt: Annotated[
-            float | None, Query(ge=0, allow_inf_nan=False, description="days")
-        ] = None,
-        max_dt: Annotated[
-            float | None, Query(ge=0, allow_inf_nan=False, description="days")
-        ] = None,
-        sensors: Annotated[list[str] | None, Query(description="L8,S2A,...")] = None,
-        missions: Annotated[list[str] | None, Query(description="L,S,...")] = None,
-        max_error: Annotated[
-            float | None, Query(ge=0, allow_inf_nan=False, description="m/yr")
-        ] = None,
-        variables: Annotated[list[str] | None, Query(description="v,v_error,...")] = None,
+        filters: QueryFilters,
         format: OutputFormat = OutputFormat.json,
     ) -> Response:
         """The nearest pixel's velocity series from the cube that holds (lon, lat)."""
-        filters = _filters(start, end, min_dt, max_dt, sensors, missions, max_error, variables)
         base = files.base_url(request)
         return _respond(format, [series_at(lon, lat, filters, base)], single=True, base=base)
 
@@ -660,28 +646,15 @@ def timeseries_router(
                 description="LON LAT,LON LAT,... (2 to 1000 vertices)",
             ),
         ],
+        filters: QueryFilters,
         spacing: Annotated[
             float, Query(gt=0, allow_inf_nan=False, description="metres between samples")
         ] = 120.0,
-        start: Annotated[
-            UtcDatetime | None, Query(description="UTC unless an offset is given")
-        ] = None,
-        end: Annotated[
-            UtcDatetime | None, Query(description="UTC unless an offset is given")
-        ] = None,
-        min_dt: Annotated[float | None, Query(ge=0, allow_inf_nan=False)] = None,
-        max_dt: Annotated[float | None, Query(ge=0, allow_inf_nan=False)] = None,
-        sensors: Annotated[list[str] | None, Query(description="L8,S2A,...")] = None,
-        missions: Annotated[list[str] | None, Query(description="L,S,...")] = None,
-        max_error: Annotated[float | None, Query(ge=0, allow_inf_nan=False)] = None,
-        variables: Annotated[list[str] | None, Query(description="default: v")] = None,
         format: OutputFormat = OutputFormat.json,
     ) -> Response:
         """Samples the polyline every `spacing` metres (at most 1000 samples); each sample's
         nearest pixel."""
-        filters = _filters(
-            start, end, min_dt, max_dt, sensors, missions, max_error, variables or ["v"]
-        )
+        filters.variables = filters.variables or ["v"]  # a profile's default: speed only
         try:
             samples = sample_line(parse_line(line), spacing)
         except ValueError as err:

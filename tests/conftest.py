@@ -34,6 +34,9 @@ from glacierflow.processing.tracking.tracker import TrackerOptions, TrackResult,
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 ITSLIVE_SAMPLES = SHARED / "itslive-samples"
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+from support import child_processes, free_port  # noqa: E402, F401  (the tests' helpers too)
+
 
 def track_synthetic(
     pair: synthetic.SyntheticPair,
@@ -224,27 +227,6 @@ def granule_files(
     return files
 
 
-def free_port() -> int:
-    """A loopback port nobody listens on now."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def child_processes(pid: int) -> list[int]:
-    """The processes whose parent is `pid` (from /proc)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-                found.append(int(entry.name))
-    return found
-
-
 @contextmanager
 def serving(app, **config) -> Iterator[str]:
     """Run `app` with uvicorn in a thread on a free loopback port; yields the base URL."""
@@ -400,6 +382,20 @@ def served_region(
     return ServedRegion(settings.data_dir, dsn, lon, lat, line, cube_item, data_file)
 
 
+def wait_healthy(server: subprocess.Popen, url: str, output: Callable[[], str]) -> None:
+    """Until `serve` at `url` answers /healthz; fails with its `output` if it exits first."""
+    deadline = time.monotonic() + 180  # imports take long on a busy 2-core machine
+    while True:
+        assert server.poll() is None, f"serve exited: {output()}"
+        assert time.monotonic() < deadline, "serve did not answer /healthz within 180 s"
+        try:
+            if httpx.get(f"{url}/healthz", timeout=30).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.3)
+
+
 @contextmanager
 def glacierflow_serve(
     region: ServedRegion, log: Path, workers: int = 1
@@ -417,16 +413,7 @@ def glacierflow_serve(
         )  # fmt: skip
     server.url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 180  # imports take long on a busy 2-core machine
-        while True:
-            assert server.poll() is None, f"serve exited: {log.read_text()[-4000:]}"
-            assert time.monotonic() < deadline, "serve did not answer /healthz within 180 s"
-            try:
-                if httpx.get(f"{server.url}/healthz", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            time.sleep(0.3)
+        wait_healthy(server, server.url, lambda: log.read_text()[-4000:])
         yield server
     finally:
         if server.poll() is None:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import child_processes, free_port, let_postgres_traverse
+from conftest import child_processes, free_port, let_postgres_traverse, wait_healthy
 
 from glacierflow.catalog.database import EmbeddedCluster, cluster_directory
 from glacierflow.catalog.loader import init_catalog
@@ -79,19 +79,6 @@ def _listening_workers(server: subprocess.Popen[str], port: int, count: int) -> 
         workers = [w for w in child_processes(server.pid) if _listening_inodes(w, port)]
         if len(workers) == count:
             return workers
-        time.sleep(0.3)
-
-
-def _wait_healthy(server: subprocess.Popen[str], port: int) -> None:
-    deadline = time.monotonic() + 180
-    while True:
-        assert server.poll() is None, server.communicate()[1]
-        assert time.monotonic() < deadline, "serve did not start"
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=30).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
         time.sleep(0.3)
 
 
@@ -226,7 +213,7 @@ def test_serve_stops_its_private_cluster_on_a_signal(
     port = free_port()
     server = _serve(tmp_path, None, port, workers=workers)
     try:
-        _wait_healthy(server, port)
+        wait_healthy(server, f"http://127.0.0.1:{port}", lambda: server.communicate()[1])
         assert not _postgres_stopped(cluster), "serve did not use the private cluster"
     finally:
         stderr = _stop(server, how)
