@@ -42,6 +42,7 @@ from pyproj import Geod, Transformer
 
 from glacierflow.processing.composites.series import (
     ANNUAL,
+    CURVE,
     FIT_INPUTS,
     SEASONAL,
     NoFit,
@@ -364,6 +365,11 @@ def _points_request(body: bytes, max_points: int) -> PointsRequest:
 
 
 # -- formatting ----------------------------------------------------------------------------
+Fit = SeriesFit | NoFit
+# a point's answer: where, its series, and its fit when asked for
+Answer = tuple[Located, PointSeries, Fit | None]
+
+
 def _column(values: np.ndarray) -> list | np.ndarray:
     """One JSON column: numbers stay numpy (orjson writes them in C); empty values null."""
     if np.issubdtype(values.dtype, np.datetime64):
@@ -450,10 +456,6 @@ def _series_netcdf(datasets: list[Answer]) -> bytes:
 
 
 # -- the fit in each format ------------------------------------------------------------------
-Fit = SeriesFit | NoFit
-# a point's answer: where, its series, and its fit when asked for
-Answer = tuple[Located, PointSeries, Fit | None]
-CURVE = ("v", "vx", "vy")
 _FIT_UNITS = {
     **{name: "meter/year" for name in (*ANNUAL, *SEASONAL, *CURVE) if name != "count"},
     **{name: "day of year of the maximum" for name in SEASONAL if name.endswith("_phase")},

@@ -40,6 +40,7 @@ FIT_INPUTS = (
 )
 ANNUAL = ("v", "v_error", "vx", "vx_error", "vy", "vy_error", "count")
 SEASONAL = ("v_amp", "v_phase", "vx_amp", "vx_phase", "vy_amp", "vy_phase")
+CURVE = ("v", "vx", "vy")
 # the curve's dates: multiples of this many days from 1970-01-01, so that several points'
 # curves share their dates
 CURVE_STEP_DAYS = 5
@@ -55,7 +56,7 @@ class SeriesFit:
     annual: dict[str, np.ndarray]
     seasonal: dict[str, float]
     curve_time: np.ndarray  # datetime64[D]
-    curve: dict[str, np.ndarray]  # v, vx, vy (m/yr)
+    curve: dict[str, np.ndarray]  # CURVE (m/yr)
 
 
 @dataclass(frozen=True)
@@ -102,4 +103,4 @@ def fit_series(series: xr.Dataset, min_pairs: int = MIN_PAIRS) -> SeriesFit | No
         # a·sin(2πt) + b·cos(2πt) is amp·cos(2π(t - phase)), phase in years
         curve[name] = annual[name][index] + amp * np.cos(TWO_PI * (t - phase / DAYS_PER_YEAR))
     curve["v"] = np.hypot(curve["vx"], curve["vy"])
-    return SeriesFit(usable, years, annual, seasonal, curve_time, curve)
+    return SeriesFit(usable, years, annual, seasonal, curve_time, {n: curve[n] for n in CURVE})
