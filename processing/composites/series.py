@@ -2,9 +2,9 @@
 values and the seasonal curve that a web app draws over the points.
 
 The layers are those of the series (after its filters), turned into pairs as a cube's
-are (`cube_pairs`), so a pixel's annual values are those its cube's composite would give
-over the same layers. The seasonal cycle is fitted over the series' own years (the
-composites use ITS_LIVE's climatology window, which may not hold a series at all).
+are (`cube_pairs`), so a pixel's figures are those of its cube's composite over the same
+layers with the series' years as climatology window. That window is the series' own
+because ITS_LIVE's (2014-2022, the composites' default) may hold none of a series.
 """
 
 from __future__ import annotations

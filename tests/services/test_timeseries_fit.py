@@ -18,6 +18,8 @@ from pyproj import Transformer
 
 from glacierflow.catalog.loader import init_catalog, load_cubes
 from glacierflow.processing import synthetic
+from glacierflow.processing.composites.build import build_composite, open_cube
+from glacierflow.processing.composites.fit import Options
 from glacierflow.processing.cubes.ingest import ingest
 from glacierflow.processing.cubes.layers import read_granule
 from glacierflow.processing.cubes.store import cube_names
@@ -76,7 +78,7 @@ def served(granule_files, new_catalog, tmp_path_factory):
     x, y = granule.x[cols[0]], granule.y[rows[0]]
     lon, lat = Transformer.from_crs(3413, 4326, always_xy=True).transform(x, y)
     with serving(create_app(settings, dsn)) as url, httpx.Client(base_url=url, timeout=60) as http:
-        yield http, {"lon": lon, "lat": lat}
+        yield http, {"lon": lon, "lat": lat}, (store / cube_names(store)[0], x, y)
 
 
 def check_fit(fit: dict) -> None:
@@ -101,7 +103,7 @@ def check_fit(fit: dict) -> None:
 
 
 def test_fit_true_gives_the_annual_means_and_seasonal_cycle_of_the_truth(served) -> None:
-    http, point = served
+    http, point, _ = served
     answer = http.get("/timeseries", params={**point, "fit": "true", "variables": "v"})
     assert answer.status_code == 200, answer.text
     body = answer.json()
@@ -113,7 +115,7 @@ def test_fit_true_gives_the_annual_means_and_seasonal_cycle_of_the_truth(served)
 
 
 def test_too_few_pairs_is_no_fit_with_its_reason_in_every_format(served, tmp_path: Path) -> None:
-    http, point = served
+    http, point, _ = served
     # the last 8 layers only: the fit needs 30
     params = {**point, "fit": "true", "start": "2024-07-01"}
     body = http.get("/timeseries", params=params).json()
@@ -130,7 +132,7 @@ def test_too_few_pairs_is_no_fit_with_its_reason_in_every_format(served, tmp_pat
 
 
 def test_the_fit_in_csv_and_netcdf(served, tmp_path: Path) -> None:
-    http, point = served
+    http, point, _ = served
     params = {**point, "fit": "true"}
     text = http.get("/timeseries", params={**params, "format": "csv"}).text
     points, seasonal, annual, curve = text.split("\n\n")
@@ -157,7 +159,7 @@ def test_the_fit_in_csv_and_netcdf(served, tmp_path: Path) -> None:
 
 
 def test_post_points_carry_their_fits(served) -> None:
-    http, point = served
+    http, point, _ = served
     body = {"points": [[point["lon"], point["lat"]]] * 2, "fit": True}
     answer = http.post("/timeseries", json=body)
     assert answer.status_code == 200, answer.text
@@ -167,10 +169,23 @@ def test_post_points_carry_their_fits(served) -> None:
 
 @pytest.mark.parametrize("fit", ["maybe", "2", ""])
 def test_a_bad_fit_gets_422_naming_it(served, fit: str) -> None:
-    http, point = served
+    http, point, _ = served
     answer = http.get("/timeseries", params={**point, "fit": fit})
     assert answer.status_code == 422
     assert answer.json()["detail"][0]["loc"] == ["query", "fit"]
     posted = http.post("/timeseries", json={"points": [[point["lon"], point["lat"]]], "fit": fit})
     assert posted.status_code == 422
     assert posted.json()["detail"][0]["loc"] == ["body", "fit"]
+
+
+def test_the_point_fit_is_the_cube_composite_at_its_pixel(served) -> None:
+    """The same layers, the same fit: the composite of the cube, read at the pixel."""
+    http, point, (cube, x, y) = served
+    fit = http.get("/timeseries", params={**point, "fit": "true"}).json()["fit"]
+    options = Options(window=(2023, 2024), intercept_year=2024)
+    composite, _ = build_composite(open_cube(cube), options)
+    pixel = composite.sel(x=x, y=y)
+    for name in ("v", "vx", "vy", "v_error", "count"):
+        np.testing.assert_allclose(fit["annual"][name], pixel[name].values, rtol=1e-4)
+    for name in ("v_amp", "v_phase", "vx_amp"):
+        assert fit[name] == pytest.approx(float(pixel[name]), rel=1e-4)
