@@ -521,20 +521,9 @@ def _fit_csv(items: list[Answer]) -> str:
 def _fit_dataset(fit: Fit) -> xr.Dataset:
     """The fit as variables on their own dimensions, `year` and `curve_time` (empty, with
     `fit_note` saying why, when there is no fit)."""
+    note = fit.reason if isinstance(fit, NoFit) else ""
     if isinstance(fit, NoFit):
-        note, fit = (
-            fit.reason,
-            SeriesFit(
-                0,
-                np.array([], np.int64),
-                {name: np.array([]) for name in ANNUAL},
-                {name: np.nan for name in SEASONAL},
-                np.array([], "datetime64[D]"),
-                {name: np.array([]) for name in CURVE},
-            ),
-        )
-    else:
-        note = ""
+        fit = SeriesFit.empty()
     data = {f"annual_{n}": ("year", v, {"units": _FIT_UNITS[n]}) for n, v in fit.annual.items()}
     data |= {n: ((), v, {"units": _FIT_UNITS[n]}) for n, v in fit.seasonal.items()}
     data |= {f"curve_{n}": ("curve_time", fit.curve[n], {"units": "meter/year"}) for n in CURVE}

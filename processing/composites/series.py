@@ -58,6 +58,19 @@ class SeriesFit:
     curve_time: np.ndarray  # datetime64[D]
     curve: dict[str, np.ndarray]  # CURVE (m/yr)
 
+    @classmethod
+    def empty(cls) -> SeriesFit:
+        """No year, no curve, NaN figures: a fit's shape where there is none (NetCDF
+        answers keep their variables for every point)."""
+        return cls(
+            0,
+            np.array([], np.int64),
+            {name: np.array([]) for name in ANNUAL},
+            {name: np.nan for name in SEASONAL},
+            np.array([], "datetime64[D]"),
+            {name: np.array([]) for name in CURVE},
+        )
+
 
 @dataclass(frozen=True)
 class NoFit:
@@ -97,10 +110,12 @@ def fit_series(series: xr.Dataset, min_pairs: int = MIN_PAIRS) -> SeriesFit | No
     curve_time = np.arange(start, days.max() + 1, CURVE_STEP_DAYS).astype("datetime64[D]")
     t = decimal_year(curve_time)
     index = np.floor(t).astype(np.int64) - first
+    index[(index < 0) | (index >= len(years))] = -1  # a mid_date outside its pair: no mean
     curve = {}
     for name in ("vx", "vy"):
         amp, phase = seasonal[f"{name}_amp"], seasonal[f"{name}_phase"]
+        means = np.append(annual[name], np.nan)
         # a·sin(2πt) + b·cos(2πt) is amp·cos(2π(t - phase)), phase in years
-        curve[name] = annual[name][index] + amp * np.cos(TWO_PI * (t - phase / DAYS_PER_YEAR))
+        curve[name] = means[index] + amp * np.cos(TWO_PI * (t - phase / DAYS_PER_YEAR))
     curve["v"] = np.hypot(curve["vx"], curve["vy"])
     return SeriesFit(usable, years, annual, seasonal, curve_time, {n: curve[n] for n in CURVE})
