@@ -4,8 +4,8 @@ It grows with the project; today it makes a pair of scenes over a synthetic outl
 glacier (channel flow with shear margins, stable rock beside it, a cloud, an
 illumination change), tracks it into an ITS_LIVE granule, checks it against the truth,
 adds two years of granules with a seasonal cycle, ingests them all into a datacube,
-catalogs granule and cube, and serves the STAC API and /timeseries on localhost.
-A second run reuses the scenes and the granule that exist.
+fits the cube's annual composite, catalogs granule and cube, and serves the STAC API and
+/timeseries on localhost. A second run reuses the scenes, granules and composite that exist.
 """
 
 from __future__ import annotations
@@ -22,6 +22,9 @@ from pyproj import Transformer
 from glacierflow.catalog.database import catalog_database
 from glacierflow.catalog.loader import init_catalog, load_cubes, load_granules
 from glacierflow.processing import synthetic
+from glacierflow.processing.composites.build import build_composite, open_cube, write_composite
+from glacierflow.processing.composites.fit import MIN_PAIRS, Options
+from glacierflow.processing.composites.series import NoFit, fit_series
 from glacierflow.processing.cubes.ingest import ingest
 from glacierflow.processing.pipeline import TrackRequest, track_pair
 from glacierflow.services.server import run
@@ -94,6 +97,8 @@ def run_demo(
         url_of=settings.public_href,
     )
     cube_paths = [settings.cube_store / name for name in cubes.cubes]
+    for cube in cube_paths:
+        say(demo_composite(cube, root / "composites"))
     with catalog_database(settings.data_dir) as dsn:
         init_catalog(dsn, settings.collection_ids)
         report = load_granules(dsn, [path], settings.collection_id("granules"), settings.data_href)
@@ -102,7 +107,10 @@ def run_demo(
         ids = load_cubes(dsn, cube_paths, settings.collection_id("cubes"), settings.data_href)
         say(f"catalog: {len(ids)} cube item(s) in collection '{settings.collection_id('cubes')}'")
         lon, lat = demo_point(path)
-        say(f"a point's history: http://{host}:{port}/timeseries?lon={lon:.4f}&lat={lat:.4f}")
+        history = f"http://{host}:{port}/timeseries?lon={lon:.4f}&lat={lat:.4f}"
+        say(f"a point's history: {history}")
+        say(f"with its annual values and seasonal curve: {history}&fit=true")
+        say(f"  (there: {point_fit(cube_paths, lon, lat)})")
         if serve:
             run(settings, dsn, host, port, say=say)
     return path
@@ -133,6 +141,63 @@ def seasonal_granules(tracked: Path, folder: Path, say: Callable[[str], None]) -
         )
     say(f"wrote {len(files)} seasonal granules to {folder}")
     return files
+
+
+# the demo's series spans 2023-2024: its climatology window (ITS_LIVE's, 2014-2022, would
+# hold none of it)
+COMPOSITE_OPTIONS = Options(window=(2023, 2024), intercept_year=2024)
+
+
+def demo_composite(cube: Path, folder: Path) -> str:
+    """The cube's annual composite in `folder` (made once, atomically; reused after), and
+    one line of its figures."""
+    out = folder / cube.name.replace(".zarr", "_composite.nc")
+    if out.exists():
+        made = f"reusing {out}"
+    else:
+        data, _ = build_composite(open_cube(cube), COMPOSITE_OPTIONS)
+        write_composite(data, out)
+        made = f"wrote {out}"
+    with xr.open_dataset(out) as composite:
+        seen = int(composite.attrs["pixels_with_data"])
+        too_few = int(composite.attrs["pixels_too_few_pairs"])
+        layers = int(composite["count0"].max())
+        line = (
+            f"composite: {made}; {seen - too_few} of {seen} pixels fitted, {too_few} left "
+            f"NaN with fewer than the {MIN_PAIRS} pairs the fit needs once outliers are set "
+            f"aside (the cube holds {layers} layers)"
+        )
+        if seen == too_few:
+            return line
+        v = composite["v"].median(("y", "x")).values
+        years = composite["time"].dt.year.values
+        annual = ", ".join(f"{y} {m:.0f}" for y, m in zip(years, v, strict=True))
+        return (
+            f"{line}; fitted pixels' median v (m/yr) {annual}, v_amp "
+            f"{float(composite['v_amp'].median()):.0f} m/yr, v_phase day "
+            f"{float(composite['v_phase'].median()):.0f}"
+        )
+
+
+def point_fit(cubes: list[Path], lon: float, lat: float) -> str:
+    """What /timeseries?fit=true finds at a point (the same fit, on the cube's pixel)."""
+    for path in cubes:
+        cube = open_cube(path)
+        epsg = int(cube["mapping"].attrs["spatial_epsg"])
+        x, y = Transformer.from_crs(4326, epsg, always_xy=True).transform(lon, lat)
+        xs, ys = cube["x"].values, cube["y"].values
+        if min(xs) <= x <= max(xs) and min(ys) <= y <= max(ys):
+            fit = fit_series(cube.sel(x=x, y=y, method="nearest").load())
+            if isinstance(fit, NoFit):
+                return f"no fit: {fit.reason}"
+            annual = ", ".join(
+                f"{year} {v:.0f}" for year, v in zip(fit.years, fit.annual["v"], strict=True)
+            )
+            return (
+                f"v (m/yr) {annual}; v_amp {fit.seasonal['v_amp']:.0f} m/yr, "
+                f"v_phase day {fit.seasonal['v_phase']:.0f}"
+            )
+    return "no cube holds it"
 
 
 def demo_point(granule: Path) -> tuple[float, float]:

@@ -5,7 +5,8 @@ kept a few seconds per tile, so a new cube is found at once and a known one cost
 query; a new granule is visible as soon as its ingest has committed (the readers look at
 the cube's recent segments on every request). Answers name the cube, the nearest pixel's
 projected and lon/lat coordinates and its offset from the request, as the `itslive`
-client does; formats: json, csv (the `itslive` client's export columns), netcdf.
+client does; formats: json, csv (the `itslive` client's export columns), netcdf. With
+`fit`, /timeseries adds the pixel's annual values and seasonal curve (the composite fit).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from typing import Annotated, Literal
 import anyio
 import numpy as np
 import orjson
+import pandas as pd
 import psycopg
 import xarray as xr
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
@@ -38,6 +40,15 @@ from fastapi.responses import Response
 from pydantic import AfterValidator, BaseModel, Field, ValidationError
 from pyproj import Geod, Transformer
 
+from glacierflow.processing.composites.series import (
+    ANNUAL,
+    CURVE,
+    FIT_INPUTS,
+    SEASONAL,
+    NoFit,
+    SeriesFit,
+    fit_series,
+)
 from glacierflow.processing.cubes.grid import CubePixel, locate, pixel_of, tile_of
 from glacierflow.processing.cubes.layout import TIME_DIM
 from glacierflow.processing.cubes.points import (
@@ -291,11 +302,15 @@ class Filters(BaseModel):
             raise HTTPException(422, f"variables: {err}") from err
 
 
+FIT_DESCRIPTION = "also each pixel's annual values and seasonal curve (the composite fit)"
+
+
 class PointsRequest(Filters):
     """POST /timeseries: at most GLACIERFLOW_TIMESERIES_MAX_POINTS points (100 by default)."""
 
     points: list[tuple[Lon, Lat]] = Field(..., min_length=1, description="[[lon, lat], ...]")
     format: Literal["json", "csv", "netcdf"] = "json"
+    fit: bool = Field(False, strict=True, description=FIT_DESCRIPTION)
 
 
 def _split(values: list[str] | None) -> list[str] | None:
@@ -350,6 +365,11 @@ def _points_request(body: bytes, max_points: int) -> PointsRequest:
 
 
 # -- formatting ----------------------------------------------------------------------------
+Fit = SeriesFit | NoFit
+# a point's answer: where, its series, and its fit when asked for
+Answer = tuple[Located, PointSeries, Fit | None]
+
+
 def _column(values: np.ndarray) -> list | np.ndarray:
     """One JSON column: numbers stay numpy (orjson writes them in C); empty values null."""
     if np.issubdtype(values.dtype, np.datetime64):
@@ -415,25 +435,101 @@ def _series_csv(located: Located, series: PointSeries, header: bool = True) -> s
     return frame.to_csv(header=header, index_label=TIME_DIM, float_format="%.1f")
 
 
-def _series_netcdf(datasets: list[tuple[Located, PointSeries]]) -> bytes:
+def _series_netcdf(datasets: list[Answer]) -> bytes:
     parts = []
-    for located, series in datasets:
+    for located, series, fit in datasets:
         info = located.describe("")["returned_point"]
-        part = (
-            series.to_dataset()
-            .expand_dims(point=1)
-            .assign_coords(
-                lon=("point", [located.lon]),
-                lat=("point", [located.lat]),
-                cube=("point", [located.pixel.tile.name]),
-                x=("point", [info["x"]]),
-                y=("point", [info["y"]]),
-                offset_m=("point", [info["offset_m"]]),
-            )
+        data = series.to_dataset()
+        if fit is not None:
+            data = data.merge(_fit_dataset(fit))
+        part = data.expand_dims(point=1).assign_coords(
+            lon=("point", [located.lon]),
+            lat=("point", [located.lat]),
+            cube=("point", [located.pixel.tile.name]),
+            x=("point", [info["x"]]),
+            y=("point", [info["y"]]),
+            offset_m=("point", [info["offset_m"]]),
         )
         parts.append(part)
     ds = xr.concat(parts, dim="point", join="outer") if len(parts) > 1 else parts[0]
     return _netcdf_bytes(ds, "glacierflow point time series")
+
+
+# -- the fit in each format ------------------------------------------------------------------
+_FIT_UNITS = {
+    **{name: "meter/year" for name in (*ANNUAL, *SEASONAL, *CURVE) if name != "count"},
+    **{name: "day of year of the maximum" for name in SEASONAL if name.endswith("_phase")},
+    "count": "pairs overlapping the year",
+}
+
+
+def _number(value: float) -> float | None:
+    return round(value, 3) if np.isfinite(value) else None
+
+
+def _fit_json(fit: Fit | None) -> dict[str, object]:
+    """The point's extra keys: `fit` (null with `fit_reason` when there is none)."""
+    if fit is None:
+        return {}
+    if isinstance(fit, NoFit):
+        return {"fit": None, "fit_reason": fit.reason}
+    curve_time = np.datetime_as_string(fit.curve_time, unit="D").tolist()
+    return {
+        "fit": {
+            "pairs": fit.pairs,
+            **{name: _number(value) for name, value in fit.seasonal.items()},
+            "annual": {"year": fit.years.tolist()}
+            | {name: _column(values) for name, values in fit.annual.items()},
+            "curve": {"time": curve_time} | {name: _column(fit.curve[name]) for name in CURVE},
+            "units": _FIT_UNITS,
+        }
+    }
+
+
+def _fit_csv(items: list[Answer]) -> str:
+    """Three sections after the points, each a blank row, a title row (`[seasonal fit]`,
+    `[annual fit]`, `[fit curve]`) and a table: one file a spreadsheet opens as it is;
+    rows say their point by lat, lon."""
+    seasonal, annual, curve = [], [], []
+    for located, _, fit in items:
+        where = {"lat": f"{located.lat:.4f}", "lon": f"{located.lon:.4f}"}
+        if isinstance(fit, NoFit):
+            seasonal.append({**where, "pairs": None, "note": fit.reason})
+            continue
+        seasonal.append({**where, "pairs": fit.pairs, **fit.seasonal, "note": ""})
+        annual.append(pd.DataFrame({**where, "year": fit.years, **fit.annual}))
+        curve.append(pd.DataFrame({**where, "date": fit.curve_time.astype(str), **fit.curve}))
+    units = {name: f"{name} [m/yr]" for name in (*ANNUAL, *SEASONAL) if name != "count"}
+    units |= {name: f"{name} [day of year]" for name in SEASONAL if name.endswith("_phase")}
+    sections = (
+        ("seasonal fit", [pd.DataFrame(seasonal)], ["pairs", *SEASONAL, "note"]),
+        ("annual fit", annual, ["year", *ANNUAL]),
+        ("fit curve", curve, ["date", *CURVE]),
+    )
+    text = ""
+    for title, frames, names in sections:
+        table = pd.concat(frames) if frames else pd.DataFrame()
+        table = table.reindex(columns=["lat", "lon", *names])
+        for whole in {"pairs", "count"} & set(names):
+            table[whole] = table[whole].astype("Int64")
+        text += f"\n[{title}]\n" + table.rename(columns=units).to_csv(
+            index=False, float_format="%.1f"
+        )
+    return text
+
+
+def _fit_dataset(fit: Fit) -> xr.Dataset:
+    """The fit as variables on their own dimensions, `year` and `curve_time` (empty, with
+    `fit_note` saying why, when there is no fit)."""
+    note = fit.reason if isinstance(fit, NoFit) else ""
+    if isinstance(fit, NoFit):
+        fit = SeriesFit.empty()
+    data = {f"annual_{n}": ("year", v, {"units": _FIT_UNITS[n]}) for n, v in fit.annual.items()}
+    data |= {n: ((), v, {"units": _FIT_UNITS[n]}) for n, v in fit.seasonal.items()}
+    data |= {f"curve_{n}": ("curve_time", fit.curve[n], {"units": "meter/year"}) for n in CURVE}
+    data |= {"fit_pairs": ((), fit.pairs), "fit_note": ((), note)}
+    coords = {"year": fit.years, "curve_time": fit.curve_time.astype("datetime64[ns]")}
+    return xr.Dataset(data, coords=coords)
 
 
 def _netcdf_bytes(ds: xr.Dataset, title: str) -> bytes:
@@ -453,15 +549,15 @@ def _netcdf_bytes(ds: xr.Dataset, title: str) -> bytes:
         os.unlink(path)
 
 
-def _respond(
-    fmt: OutputFormat, items: list[tuple[Located, PointSeries]], single: bool, base: str
-) -> Response:
+def _respond(fmt: OutputFormat, items: list[Answer], single: bool, base: str) -> Response:
     if fmt is OutputFormat.csv:
-        text = "".join(_series_csv(loc, s, header=i == 0) for i, (loc, s) in enumerate(items))
+        text = "".join(_series_csv(loc, s, header=i == 0) for i, (loc, s, _) in enumerate(items))
+        if any(fit is not None for _, _, fit in items):
+            text += _fit_csv(items)
         return Response(text, media_type="text/csv")
     if fmt is OutputFormat.netcdf:
         return Response(_series_netcdf(items), media_type="application/x-netcdf")
-    body = [_series_json(loc, s, base) for loc, s in items]
+    body = [_series_json(loc, s, base) | _fit_json(fit) for loc, s, fit in items]
     return _json(body[0] if single else {"results": body})
 
 
@@ -577,9 +673,7 @@ def timeseries_router(
     max_points = settings.timeseries_max_points
     router = APIRouter(tags=["time series"])
 
-    def series_at(
-        lon: float, lat: float, filters: Filters, base: str
-    ) -> tuple[Located, PointSeries]:
+    def series_at(lon: float, lat: float, filters: Filters, base: str, fit: bool) -> Answer:
         try:
             located = finder.find(lon, lat)
         except CatalogUnavailableError as err:
@@ -591,7 +685,16 @@ def timeseries_router(
                 f"/stac/collections/{finder.collection}/items)",
             )
         names, query = filters.variable_names(), filters.series_filter()
-        return located, _read(finder, located, names, query, base)
+        if not fit:
+            return located, _read(finder, located, names, query, base), None
+        # the fit's inputs are read along, then only what was asked for is shown
+        series = _read(finder, located, list(dict.fromkeys([*names, *FIT_INPUTS])), query, base)
+        shown = dataclasses.replace(
+            series,
+            columns={name: series.columns[name] for name in names},
+            attrs={name: series.attrs[name] for name in names if name in series.attrs},
+        )
+        return located, shown, fit_series(series.to_dataset())
 
     @router.get("/timeseries", summary="A point's whole history", responses=_FORMATS)
     def timeseries(
@@ -600,10 +703,12 @@ def timeseries_router(
         lat: Annotated[float, Query(ge=-90, le=90, allow_inf_nan=False)],
         filters: QueryFilters,
         format: OutputFormat = OutputFormat.json,
+        fit: Annotated[bool, Query(description=FIT_DESCRIPTION)] = False,
     ) -> Response:
         """The nearest pixel's velocity series from the cube that holds (lon, lat)."""
         base = files.base_url(request)
-        return _respond(format, [series_at(lon, lat, filters, base)], single=True, base=base)
+        answer = series_at(lon, lat, filters, base, fit)
+        return _respond(format, [answer], single=True, base=base)
 
     @router.post(
         "/timeseries",
@@ -617,8 +722,8 @@ def timeseries_router(
         },
     )
     async def timeseries_points(request: Request) -> Response:
-        """Body: {"points": [[lon, lat], ...], filters..., "format": "json|csv|netcdf"}; at
-        most GLACIERFLOW_TIMESERIES_MAX_POINTS points."""
+        """Body: {"points": [[lon, lat], ...], filters..., "format": "json|csv|netcdf",
+        "fit": false}; at most GLACIERFLOW_TIMESERIES_MAX_POINTS points."""
         limit = max_points * BODY_BYTES_PER_POINT + BODY_BYTES_FILTERS
         body = bytearray()
         async for chunk in request.stream():
@@ -631,7 +736,7 @@ def timeseries_router(
 
         def answer() -> Response:
             asked = _points_request(bytes(body), max_points)
-            items = [series_at(lon, lat, asked, base) for lon, lat in asked.points]
+            items = [series_at(lon, lat, asked, base, asked.fit) for lon, lat in asked.points]
             return _respond(OutputFormat(asked.format), items, single=False, base=base)
 
         return await anyio.to_thread.run_sync(answer)

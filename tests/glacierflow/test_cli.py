@@ -222,6 +222,10 @@ def test_demo_runs_then_reuses(tmp_path: Path) -> None:
     assert first.returncode == 0, first.stderr
     assert re.search(r"^accuracy .*RMSE", first.stderr, re.M), first.stderr
     assert "catalog: 1 granule item(s) in collection 'granules'" in first.stderr
+    assert re.search(r"^composite: wrote .* pixels fitted", first.stderr, re.M), first.stderr
+    assert re.search(r"/timeseries\?lon=.*&fit=true$", first.stderr, re.M)
+    (composite,) = (tmp_path / "data" / "demo" / "composites").glob("*.nc")
+    composite_stamp = composite.stat().st_mtime_ns
     granules = list((tmp_path / "data" / "demo" / "granules").glob("*.nc"))
     assert len(granules) == 1
     assert sorted(p.name for p in (tmp_path / "data" / "demo" / "scenes").iterdir()) == [
@@ -236,6 +240,8 @@ def test_demo_runs_then_reuses(tmp_path: Path) -> None:
     assert "writing synthetic scenes" not in second.stderr
     assert re.search(r"^accuracy ", second.stderr, re.M)
     assert granules[0].stat().st_mtime_ns == stamp
+    assert re.search(r"^composite: reusing ", second.stderr, re.M)
+    assert composite.stat().st_mtime_ns == composite_stamp
     assert list((tmp_path / "data" / "demo" / "granules").glob("*.nc")) == granules
     cluster = cluster_directory(tmp_path / "data")
     if cluster.is_relative_to(FALLBACK_ROOT):
