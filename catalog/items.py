@@ -36,7 +36,8 @@ class NotAGranuleError(ValueError):
 
 
 def _time(text: str) -> datetime:
-    for fmt in (_TIME_FORMAT, "%Y%m%dT%H:%M:%S"):
+    # granule dates; cubes' date_updated (ITS_LIVE's form, and this project's earlier one)
+    for fmt in (_TIME_FORMAT, "%Y%m%dT%H:%M:%S", "%d-%b-%Y %H:%M:%S"):
         try:
             return datetime.strptime(str(text), fmt).replace(tzinfo=UTC)
         except ValueError:
@@ -232,7 +233,7 @@ def cube_item(
         }
         x, y = ds["x"].values, ds["y"].values
         geo = json.loads(ds.attrs["geo_polygon"])
-        updated = ds.attrs.get("date_updated")  # ITS_LIVE's compact form; STAC: RFC 3339
+        updated = ds.attrs.get("date_updated")  # ITS_LIVE's form; STAC: RFC 3339
     tile = cube.tile
     epsg = tile.epsg
     footprint = antimeridian.fix_shape({"type": "Polygon", "coordinates": [geo]})

@@ -27,9 +27,14 @@ if TYPE_CHECKING:
 
 
 def _settings() -> Settings:
-    from glacierflow.settings import get_settings  # pydantic: 0.3 s to import
+    """The settings; one that cannot be used ends the command with its message, exit 2."""
+    from glacierflow.settings import SettingsError, get_settings  # pydantic: 0.3 s to import
 
-    return get_settings()
+    try:
+        return get_settings()
+    except SettingsError as err:
+        _say(f"error: {err}")
+        sys.exit(2)
 
 
 def _say(message: str) -> None:

@@ -92,7 +92,7 @@ def run_demo(
     cubes = ingest(
         [path, *series],
         settings.cube_store,
-        consolidate_after=2,
+        force_consolidate=True,  # the demo's cube whole for plain Zarr readers at once
         progress=say,
         url_of=settings.public_href,
     )

@@ -7,8 +7,9 @@ from pathlib import Path
 from typing import Annotated
 from urllib.parse import quote
 
-from pydantic import AnyUrl, Field, UrlConstraints, field_validator
+from pydantic import AnyUrl, Field, UrlConstraints, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsError as PydanticSettingsError
 
 MIN_API_KEY_LENGTH = 16
 COLLECTION_KINDS = ("scenes", "granules", "cubes", "mosaics")
@@ -165,4 +166,16 @@ class Settings(BaseSettings):
 
 @lru_cache
 def get_settings() -> Settings:
-    return Settings()
+    """The settings from the environment; a value that cannot be used is a SettingsError
+    naming its variable (commands exit 2 with it, instead of pydantic's traceback)."""
+    try:
+        return Settings()
+    except ValidationError as err:
+        problems = [
+            f"GLACIERFLOW_{'_'.join(str(part) for part in e['loc']).upper()}: {e['msg']}"
+            for e in err.errors(include_url=False)
+        ]
+        raise SettingsError("; ".join(problems)) from None
+    except PydanticSettingsError as err:  # a complex value (JSON) that does not parse
+        field = str(err).split('"')[1] if '"' in str(err) else ""
+        raise SettingsError(f"GLACIERFLOW_{field.upper()}: not valid JSON ({err})") from None

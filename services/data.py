@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 
 DATA_PREFIX = "/data"
 # file kinds served outside cubes; a cube's Zarr tree (a `*.zarr` folder) is served whole
-SERVED_SUFFIXES = {".nc", ".png", ".pgw", ".wld", ".tif", ".tiff", ".tfw", ".parquet"}
+SERVED_SUFFIXES = {".nc", ".png", ".pgw", ".wld", ".xml", ".tif", ".tiff", ".tfw", ".parquet"}
 # what glacierflow keeps in the data directory that is not data
 PRIVATE_FOLDERS = {"postgres", "cache"}
 MEDIA_TYPES = {

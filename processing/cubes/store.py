@@ -284,8 +284,12 @@ def _fsync(path: str | Path, flags: int) -> None:
         os.close(handle)
 
 
+# ITS_LIVE's form of date_created / date_updated (its granules and cubes): 30-Nov-2026 10:28:11
+DATE_ATTR_FORMAT = "%d-%b-%Y %H:%M:%S"
+
+
 def _now() -> str:
-    return datetime.now(UTC).strftime("%Y%m%dT%H:%M:%S")
+    return datetime.now(UTC).strftime(DATE_ATTR_FORMAT)
 
 
 def _skipped_attr(attrs: dict, skipped: dict[str, str] | None) -> str:

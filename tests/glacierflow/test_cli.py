@@ -325,6 +325,27 @@ def _refused(run: subprocess.CompletedProcess[str], *named: str) -> None:
     assert run.stdout == ""
 
 
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("GLACIERFLOW_COLLECTION_IDS", '{"cubez": "x"}'),
+        ("GLACIERFLOW_COLLECTION_IDS", "not json"),
+        ("GLACIERFLOW_MAX_BODY_BYTES", "lots"),
+        ("GLACIERFLOW_THREADS", "-3"),
+    ],
+)
+def test_a_bad_setting_exits_2_naming_its_variable(
+    tmp_path: Path, variable: str, value: str
+) -> None:
+    env = {**os.environ, "GLACIERFLOW_DATA_DIR": str(tmp_path / "data"), variable: value}
+    run = subprocess.run(
+        [sys.executable, "-m", "glacierflow.cli", "catalog", "init"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    _refused(run, variable)
+    assert not (tmp_path / "data").exists()  # refused before anything is written
+
+
 def _files(folder: Path) -> list[Path]:
     return sorted(p for p in folder.rglob("*") if p.is_file()) if folder.exists() else []
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -70,6 +71,8 @@ def test_a_new_cube_has_itslive_layout_and_the_true_values(
         assert ds[name].dims == ("mid_date",), name
     assert ds["date_dt"].values[0] == np.timedelta64(16, "D")
     assert ds.attrs["projection"] == "3413"
+    for attr in ("date_created", "date_updated"):  # ITS_LIVE's form: 30-Nov-2026 10:28:11
+        assert re.fullmatch(r"\d{2}-[A-Z][a-z]{2}-\d{4} \d{2}:\d{2}:\d{2}", ds.attrs[attr]), attr
     assert ds["mapping"].attrs["spatial_epsg"] == 3413
     assert np.all(np.diff(ds["mid_date"].values) > np.timedelta64(0))
     assert (ds["x"].values % 120 == 52.5).all() and (ds["y"].values % 120 == 67.5).all()
