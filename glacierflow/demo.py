@@ -119,6 +119,10 @@ def run_demo(
 SERIES_START = datetime(2023, 1, 3, 12)
 
 
+# m/yr, per component: about a 16-day Landsat pair's error
+SERIES_NOISE = 15.0
+
+
 def seasonal_granules(tracked: Path, folder: Path, say: Callable[[str], None]) -> list[Path]:
     """Two years of granules (16-day pairs every 24 days) whose velocity is the tracked
     granule's, sped up 30 % each summer: a seasonal cycle for the cube and /timeseries.
@@ -131,7 +135,11 @@ def seasonal_granules(tracked: Path, folder: Path, say: Callable[[str], None]) -
 
     def seasonal(x, y, centre: datetime):
         boost = 1 + 0.3 * max(0.0, math.sin(2 * math.pi * (centre.timetuple().tm_yday - 80) / 365))
-        return vx0 * boost, vy0 * boost
+        # each pair's own measurement noise, as real granules have (the composite's outlier
+        # filter reads the series' spread: without noise, winter's identical values leave
+        # none, and every summer pair would look like an outlier)
+        noise = np.random.default_rng(centre.toordinal()).normal(0, SERIES_NOISE, (2, *vx0.shape))
+        return vx0 * boost + noise[0], vy0 * boost + noise[1]
 
     files = []
     for k in range(30):
