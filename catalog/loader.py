@@ -126,18 +126,28 @@ def load_items(dsn: str, items: Iterable[dict]) -> None:
 
 @dataclass
 class LoadReport:
-    """Granules loaded, and the files that were not granules with the reason."""
+    """Granules loaded, the files that were not granules with the reason, and the granules
+    left out because not one of their cells holds a velocity."""
 
     loaded: list[str] = field(default_factory=list)
     rejected: dict[str, str] = field(default_factory=dict)
+    empty: list[str] = field(default_factory=list)
 
 
 def load_granules(
-    dsn: str, paths: Iterable[Path], collection_id: str, href_of: HrefOf | None = None
+    dsn: str,
+    paths: Iterable[Path],
+    collection_id: str,
+    href_of: HrefOf | None = None,
+    keep_empty: bool = False,
 ) -> LoadReport:
     """Build and load the items of many granule files; bad files are reported, not fatal.
     `href_of` gives each file's stored href (Settings.data_href: relative to the data
-    directory); without it, or where it gives None, the absolute path is stored."""
+    directory); without it, or where it gives None, the absolute path is stored.
+
+    A granule without one valid cell (ITS_LIVE has such, `..._P000.nc`) has no footprint
+    to give, and pgstac wants one: it is left out unless `keep_empty`, which catalogues it
+    with its whole grid as the footprint (so that a search by place finds the pair)."""
     report = LoadReport()
     items = []
     for path in paths:
@@ -145,6 +155,9 @@ def load_granules(
             item = granule_item(path, collection_id, href_of(path) if href_of else None)
         except NotAGranuleError as err:
             report.rejected[str(path)] = str(err)
+            continue
+        if item.properties["percent_valid_pixels"] == 0 and not keep_empty:
+            report.empty.append(str(path))
             continue
         items.append(item.to_dict(include_self_link=False))
         report.loaded.append(item.id)

@@ -332,11 +332,18 @@ def catalog_init() -> None:
 
 @catalog.command("load")
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
-def catalog_load(paths: tuple[Path, ...]) -> None:
+@click.option(
+    "--keep-empty",
+    is_flag=True,
+    help="Also catalogue granules without one valid cell, with their whole grid as the "
+    "footprint (left out by default: they have no footprint to give).",
+)
+def catalog_load(paths: tuple[Path, ...], keep_empty: bool) -> None:
     """Load granule files (or folders of them) as STAC items; re-loading changes nothing.
 
     Files that are not granules are named with the reason; the rest still load, and the
-    command then exits non-zero.
+    command then exits non-zero. Granules without one valid cell are named and left out
+    (exit 0) unless --keep-empty.
     """
     from glacierflow.catalog.database import catalog_database
     from glacierflow.catalog.loader import init_catalog, load_granules
@@ -345,9 +352,13 @@ def catalog_load(paths: tuple[Path, ...]) -> None:
     files = [f for p in paths for f in (sorted(p.rglob("*.nc")) if p.is_dir() else [p])]
     with _exit_on_input_errors(), catalog_database(settings.data_dir) as dsn:
         init_catalog(dsn, settings.collection_ids)
-        report = load_granules(dsn, files, settings.collection_id("granules"), settings.data_href)
+        report = load_granules(
+            dsn, files, settings.collection_id("granules"), settings.data_href, keep_empty
+        )
     for path, reason in report.rejected.items():
         _say(f"skipped {path}: {reason}")
+    for path in report.empty:
+        _say(f"left out {path}: not one valid cell, so no footprint (--keep-empty to load it)")
     outside = [f for f in files if settings.data_href(f) is None]
     if outside:
         _say(

@@ -371,7 +371,7 @@ def served_region(
     (cube_item,) = load_cubes(dsn, cubes, "cubes", settings.data_href)
     (settings.data_dir / "granules").mkdir()
     granules = [shutil.copy(f, settings.data_dir / "granules") for f in granule_files.values()]
-    report = load_granules(dsn, map(Path, granules), "granules", settings.data_href)
+    report = load_granules(dsn, map(Path, granules), "granules", settings.data_href, True)
     assert not report.rejected, report.rejected
     x0, y0 = GRANULE_PAIRS["july"][2]
     to_lonlat = Transformer.from_crs(synthetic.EPSG, 4326, always_xy=True)

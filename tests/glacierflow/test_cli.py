@@ -316,6 +316,35 @@ def test_catalog_load_names_bad_files_loads_the_rest_and_exits_non_zero(
         assert conn.execute("SELECT count(*) FROM pgstac.items").fetchone() == (1,)
 
 
+def test_catalog_load_leaves_out_a_granule_without_a_valid_cell_unless_asked(
+    tmp_path: Path, new_catalog, granule_files: dict[str, Path]
+) -> None:
+    """ITS_LIVE's sample (P000: not one valid cell) has no footprint to give: named and
+    left out, exit 0; --keep-empty catalogues it (its whole grid as the footprint)."""
+    dsn = new_catalog("cli_load_empty")
+    env = {**os.environ, "DATABASE_URL": dsn, "GLACIERFLOW_DATA_DIR": str(tmp_path / "data")}
+    empty, good = granule_files["itslive"], granule_files["july"]
+
+    def load(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "glacierflow.cli", "catalog", "load", *args],
+            env=env, capture_output=True, text=True, timeout=120, check=False,
+        )  # fmt: skip
+
+    def ids() -> list[str]:
+        with psycopg.connect(dsn) as conn:
+            return sorted(row[0] for row in conn.execute("SELECT id FROM pgstac.items"))
+
+    run = load(str(empty), str(good))
+    assert run.returncode == 0, run.stderr
+    assert f"left out {empty}: not one valid cell" in run.stderr
+    assert "loaded 1 granule item(s)" in run.stderr
+    assert ids() == [good.stem]
+    kept = load("--keep-empty", str(empty))
+    assert kept.returncode == 0, kept.stderr
+    assert ids() == sorted([good.stem, empty.stem])
+
+
 def _refused(run: subprocess.CompletedProcess[str], *named: str) -> None:
     """Exit 2, a message naming each of `named`, no traceback and nothing on stdout."""
     assert run.returncode == 2, (run.returncode, run.stderr)

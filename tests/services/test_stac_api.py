@@ -52,7 +52,7 @@ def ids(granule_files: dict[str, Path]) -> dict[str, str]:
 @pytest.fixture(scope="module")
 def base(pgstac_dsn: str, granule_files: dict[str, Path]) -> Iterator[str]:
     """The app (no transactions) over the session catalog holding exactly the granule files."""
-    report = load_granules(pgstac_dsn, list(granule_files.values()), "granules")
+    report = load_granules(pgstac_dsn, list(granule_files.values()), "granules", keep_empty=True)
     assert report.rejected == {}
     with psycopg.connect(pgstac_dsn) as conn:
         (count,) = conn.execute("SELECT count(*) FROM pgstac.items").fetchone()
