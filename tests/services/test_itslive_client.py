@@ -93,6 +93,32 @@ def test_get_time_series_reads_the_cube_with_only_the_catalog_url_set(
     assert len(lines) - 1 == len(vx)
 
 
+@pytest.fixture(scope="module")
+def served_default_ids(served_region: ServedRegion, tmp_path_factory: pytest.TempPathFactory):
+    """`glacierflow serve` over the served region with the default collection ids."""
+    settings = Settings(data_dir=served_region.data_dir)
+    env = {"GLACIERFLOW_PUBLIC_DATA_URL": settings.data_dir.resolve().as_uri()}
+    log = tmp_path_factory.mktemp("itslive-serve-default") / "serve.log"
+    with glacierflow_serve(served_region, log, env=env) as server:
+        yield server.url
+
+
+def test_get_time_series_with_the_clients_two_settings_and_no_server_rename(
+    served_default_ids: str, served, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The other way: the server keeps its `cubes` collection, and the client is given
+    both of its settings, the catalog URL and the collection."""
+    from itslive.velocity_cubes import _cubes
+
+    _, (lon, lat), _ = served
+    monkeypatch.setattr(_cubes, "STAC_CATALOG_URL", f"{served_default_ids}/stac")
+    monkeypatch.setattr(_cubes, "STAC_COLLECTION", "cubes")
+    _cubes._open_cached_dataset.cache_clear()
+    (result,) = _cubes.get_time_series([(lon, lat)], ["v"])
+    vx = result["time_series"]["vx"].values
+    assert len(vx) >= 8 and list(vx[:3]) == [100.0, 110.0, 120.0]
+
+
 def test_the_itslive_mission_filter_finds_our_landsat_8_granules(served) -> None:
     """`mission="landsat8"` becomes a filter on ITS_LIVE's platform names (LC08, LO08);
     our synthetic scenes imitate Landsat 8 OLI, the real sample is Landsat 5 (LT05)."""
