@@ -33,7 +33,7 @@ import numpy as np
 from pyproj import Transformer
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from support import catalog_server, fresh_catalog, serve
+from support import catalog_server, fresh_catalog, landsat8_pair, serve
 
 from glacierflow.catalog.loader import load_cubes
 from glacierflow.processing.cubes.grid import CubeTile
@@ -75,20 +75,7 @@ def synthetic_layers(n: int, seed: int = 0) -> list[Layer]:
         gridded["chip_size_width"] = np.where(empty, 0, 240).astype(np.uint16)
         gridded["chip_size_height"] = gridded["chip_size_width"]
         dt = float(rng.choice([5, 6, 10, 12, 16, 32, 48, 96, 365]))
-        pair = {
-            "satellite_img1": "8",
-            "satellite_img2": "8",
-            "mission_img1": "L",
-            "mission_img2": "L",
-            "sensor_img1": "C",
-            "sensor_img2": "C",
-            "acquisition_date_img1": np.datetime64(centre - timedelta(days=dt / 2), "ns"),
-            "acquisition_date_img2": np.datetime64(centre + timedelta(days=dt / 2), "ns"),
-            "date_center": np.datetime64(centre, "ns"),
-            "date_dt": dt,
-            "roi_valid_percentage": 70.0,
-            "stable_shift_flag": 1,
-        }
+        pair = landsat8_pair(centre, dt)
         figures = {name: float(rng.uniform(1, 20)) for name in layer_figure_names()}
         layers.append(
             Layer(

@@ -33,6 +33,9 @@ import dask.array
 import numpy as np
 import xarray as xr
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from support import landsat8_pair
+
 from glacierflow.processing.cubes.grid import CubeTile
 from glacierflow.processing.cubes.layers import Layer
 from glacierflow.processing.cubes.layout import (
@@ -77,20 +80,7 @@ def pair_layers(n: int, row: int, col: int) -> list[Layer]:
     layers = []
     for k in range(n):
         centre = start + timedelta(hours=7 * k)
-        pair = {
-            "satellite_img1": "8",
-            "satellite_img2": "8",
-            "mission_img1": "L",
-            "mission_img2": "L",
-            "sensor_img1": "C",
-            "sensor_img2": "C",
-            "acquisition_date_img1": np.datetime64(centre - timedelta(days=8), "ns"),
-            "acquisition_date_img2": np.datetime64(centre + timedelta(days=8), "ns"),
-            "date_center": np.datetime64(centre, "ns"),
-            "date_dt": 16.0,
-            "roi_valid_percentage": 70.0,
-            "stable_shift_flag": 1,
-        }
+        pair = landsat8_pair(centre, 16.0)
         url = f"bench/granule_{k:06d}.nc"
         layers.append(Layer(TILE, url, pair["date_center"], row, col, gridded, figures, pair))
     return layers

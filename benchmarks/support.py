@@ -9,9 +9,11 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import httpx
+import numpy as np
 import psycopg
 
 from glacierflow.catalog.database import EmbeddedCluster, external_dsn
@@ -98,3 +100,21 @@ def process_tree(pid: int) -> set[int]:
         tree |= kids
         frontier.extend(kids)
     return tree
+
+
+def landsat8_pair(centre: datetime, dt_days: float) -> dict[str, object]:
+    """A cube layer's pair figures: Landsat 8 OLI images `dt_days` apart around `centre`."""
+    return {
+        "satellite_img1": "8",
+        "satellite_img2": "8",
+        "mission_img1": "L",
+        "mission_img2": "L",
+        "sensor_img1": "C",
+        "sensor_img2": "C",
+        "acquisition_date_img1": np.datetime64(centre - timedelta(days=dt_days / 2), "ns"),
+        "acquisition_date_img2": np.datetime64(centre + timedelta(days=dt_days / 2), "ns"),
+        "date_center": np.datetime64(centre, "ns"),
+        "date_dt": float(dt_days),
+        "roi_valid_percentage": 70.0,
+        "stable_shift_flag": 1,
+    }
