@@ -294,6 +294,16 @@ def serving_process(factory: str, env: dict[str, str]) -> Iterator[tuple[str, su
 
 
 # -- cubes: many granules with a known velocity, made from one tracked granule -------------
+def measured_pixel(granule: Path) -> tuple[float, float]:
+    """Projected centre (x, y) of the first pixel `granule` measured: measured in every cube
+    layer made from it (`make_cube_granules` keeps its valid-data mask)."""
+    from glacierflow.processing.cubes.layers import read_granule
+
+    layer = read_granule(granule)
+    rows, cols = np.nonzero(layer.valid)
+    return float(layer.x[cols[0]]), float(layer.y[rows[0]])
+
+
 CUBE_START = datetime(2023, 1, 5, 12)
 
 

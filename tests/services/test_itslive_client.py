@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import ServedRegion, glacierflow_serve
+from conftest import ServedRegion, glacierflow_serve, measured_pixel
 
 from glacierflow.catalog.loader import init_catalog, load_cubes, load_granules
 from glacierflow.settings import Settings
@@ -57,11 +57,7 @@ def _measured_point(granule: Path) -> tuple[float, float]:
     (all made from the july granule's valid-data mask) measured."""
     from pyproj import Transformer
 
-    from glacierflow.processing.cubes.layers import read_granule
-
-    layer = read_granule(granule)
-    rows, cols = np.nonzero(layer.valid)
-    x, y = layer.x[cols[0]], layer.y[rows[0]]
+    x, y = measured_pixel(granule)
     return Transformer.from_crs(3413, 4326, always_xy=True).transform(x + 20, y - 15)
 
 

@@ -12,12 +12,11 @@ import numpy as np
 import orjson
 import pytest
 import xarray as xr
-from conftest import make_cube_granules, serving
+from conftest import make_cube_granules, measured_pixel, serving
 from pyproj import Transformer
 
 from glacierflow.catalog.loader import init_catalog, load_cubes
 from glacierflow.processing.cubes.ingest import ingest
-from glacierflow.processing.cubes.layers import read_granule
 from glacierflow.processing.cubes.store import cube_names
 from glacierflow.services import timeseries
 from glacierflow.services.app import create_app
@@ -46,9 +45,7 @@ def served(granule_files, new_catalog, tmp_path_factory):
     dsn = new_catalog("timeseries")
     init_catalog(dsn, settings.collection_ids)
     load_cubes(dsn, [store / n for n in cube_names(store)], "itslive-cubes", settings.data_href)
-    granule = read_granule(template)
-    rows, cols = np.nonzero(granule.valid)
-    x, y = granule.x[cols[0]], granule.y[rows[0]]
+    x, y = measured_pixel(template)
     lon, lat = Transformer.from_crs(3413, 4326, always_xy=True).transform(x + 20, y - 15)
     with serving(create_app(settings, dsn)) as url, httpx.Client(base_url=url, timeout=60) as http:
         yield {

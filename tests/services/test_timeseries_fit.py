@@ -13,7 +13,7 @@ import httpx
 import numpy as np
 import pytest
 import xarray as xr
-from conftest import serving
+from conftest import measured_pixel, serving
 from pyproj import Transformer
 
 from glacierflow.catalog.loader import init_catalog, load_cubes
@@ -21,7 +21,6 @@ from glacierflow.processing import synthetic
 from glacierflow.processing.composites.build import build_composite, open_cube
 from glacierflow.processing.composites.fit import Options
 from glacierflow.processing.cubes.ingest import ingest
-from glacierflow.processing.cubes.layers import read_granule
 from glacierflow.processing.cubes.store import cube_names
 from glacierflow.services.app import create_app
 from glacierflow.settings import Settings
@@ -73,9 +72,7 @@ def served(granule_files, new_catalog, tmp_path_factory):
     dsn = new_catalog("timeseries_fit")
     init_catalog(dsn, settings.collection_ids)
     load_cubes(dsn, [store / n for n in cube_names(store)], "cubes", settings.data_href)
-    granule = read_granule(template)
-    rows, cols = np.nonzero(granule.valid)
-    x, y = granule.x[cols[0]], granule.y[rows[0]]
+    x, y = measured_pixel(template)
     lon, lat = Transformer.from_crs(3413, 4326, always_xy=True).transform(x, y)
     with serving(create_app(settings, dsn)) as url, httpx.Client(base_url=url, timeout=60) as http:
         yield http, {"lon": lon, "lat": lat}, (store / cube_names(store)[0], x, y)

@@ -23,18 +23,23 @@ from glacierflow.processing.composites.synthetic import Truth, synthetic_cube, w
 SPARSE = 2  # the synthetic cube's first pixels, left with 10 pairs
 
 
+def _composite(folder: Path, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """`glacierflow composite ARGS...` as a process of its own, its data directory in
+    `folder`."""
+    return subprocess.run(
+        [sys.executable, "-m", "glacierflow.cli", "composite", *args],
+        capture_output=True, text=True, timeout=timeout,
+        env={**os.environ, "GLACIERFLOW_DATA_DIR": str(folder / "data")},
+    )  # fmt: skip
+
+
 @pytest.fixture(scope="module")
 def case(tmp_path_factory: pytest.TempPathFactory) -> tuple[xr.Dataset, Truth, Path, str]:
     cube, truth = synthetic_cube(sparse_pixels=SPARSE)
     folder = tmp_path_factory.mktemp("composite")
     write_cube(cube, str(folder / "cube.zarr"))
     out = folder / "composite.nc"
-    run = subprocess.run(
-        [sys.executable, "-m", "glacierflow.cli", "composite", str(folder / "cube.zarr"),
-         "--out", str(out)],
-        capture_output=True, text=True, timeout=300,
-        env={**os.environ, "GLACIERFLOW_DATA_DIR": str(folder / "data")},
-    )  # fmt: skip
+    run = _composite(folder, str(folder / "cube.zarr"), "--out", str(out), timeout=300)
     assert run.returncode == 0, run.stderr
     with xr.open_dataset(out) as composite:
         return composite.load(), truth, out, run.stderr
@@ -139,12 +144,7 @@ def test_composite_refuses_what_is_not_a_cube(tmp_path: Path) -> None:
     cube, _ = synthetic_cube(ny=2, nx=2, n_pairs=50)
     cube.drop_vars(["vx_error"]).to_zarr(tmp_path / "bad.zarr")
     out = tmp_path / "out.nc"
-    run = subprocess.run(
-        [sys.executable, "-m", "glacierflow.cli", "composite", str(tmp_path / "bad.zarr"),
-         "--out", str(out)],
-        capture_output=True, text=True, timeout=120,
-        env={**os.environ, "GLACIERFLOW_DATA_DIR": str(tmp_path / "data")},
-    )  # fmt: skip
+    run = _composite(tmp_path, str(tmp_path / "bad.zarr"), "--out", str(out))
     assert run.returncode == 2
     assert "no vx_error" in run.stderr
     assert "Traceback" not in run.stderr
@@ -166,12 +166,7 @@ def test_composite_refuses_bad_options_and_makes_the_out_folder(
 ) -> None:
     _, _, out, _ = case
     argv = [a.format(dir=tmp_path) for a in args]
-    run = subprocess.run(
-        [sys.executable, "-m", "glacierflow.cli", "composite", str(out.parent / "cube.zarr"),
-         *argv],
-        capture_output=True, text=True, timeout=120,
-        env={**os.environ, "GLACIERFLOW_DATA_DIR": str(tmp_path / "data")},
-    )  # fmt: skip
+    run = _composite(tmp_path, str(out.parent / "cube.zarr"), *argv)
     if message is None:  # a folder that does not exist yet is made
         assert run.returncode == 0, run.stderr
         assert (tmp_path / "missing" / "c.nc").is_file()
@@ -182,12 +177,7 @@ def test_composite_refuses_bad_options_and_makes_the_out_folder(
 
 
 def test_composite_of_a_missing_cube_exits_2(tmp_path: Path) -> None:
-    run = subprocess.run(
-        [sys.executable, "-m", "glacierflow.cli", "composite", str(tmp_path / "nothing.zarr"),
-         "--out", str(tmp_path / "c.nc")],
-        capture_output=True, text=True, timeout=120,
-        env={**os.environ, "GLACIERFLOW_DATA_DIR": str(tmp_path / "data")},
-    )  # fmt: skip
+    run = _composite(tmp_path, str(tmp_path / "nothing.zarr"), "--out", str(tmp_path / "c.nc"))
     assert run.returncode == 2
     assert "nothing.zarr: no such cube" in run.stderr
     assert not (tmp_path / "c.nc").exists()

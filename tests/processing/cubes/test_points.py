@@ -6,10 +6,9 @@ import threading
 from pathlib import Path
 
 import numpy as np
-from conftest import make_cube_granules
+from conftest import make_cube_granules, measured_pixel
 
 from glacierflow.processing.cubes.ingest import ingest
-from glacierflow.processing.cubes.layers import read_granule
 from glacierflow.processing.cubes.layout import GRIDDED
 from glacierflow.processing.cubes.points import CubeReader, SeriesFilter
 from glacierflow.processing.cubes.store import LivingCube
@@ -32,11 +31,10 @@ def test_reads_racing_consolidations_are_never_served_from_a_removed_version(
     files = make_cube_granules(template, tmp_path / "granules", 10)
     store = tmp_path / "cubes"
     ingest(files[:4], store, progress=quiet)
-    granule = read_granule(template)
-    rows, cols = np.nonzero(granule.valid)
+    x, y = measured_pixel(template)
     cube = LivingCube(store, TILE)
-    row = int(np.argwhere(cube.tile.y == granule.y[rows[0]])[0][0])
-    col = int(np.argwhere(cube.tile.x == granule.x[cols[0]])[0][0])
+    row = int(np.argwhere(cube.tile.y == y)[0][0])
+    col = int(np.argwhere(cube.tile.x == x)[0][0])
     reader = CubeReader(cube)
     published = [4]  # layers in the cube for sure (updated once an ingest has returned)
     done = threading.Event()
