@@ -7,6 +7,7 @@ binaries, on a free port, and stops it when the command that started it ends.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import os
 import shutil
@@ -207,17 +208,54 @@ def catalog_database(data_dir: Path) -> Iterator[str]:
     if dsn:
         yield dsn
         return
-    cluster = EmbeddedCluster(cluster_directory(data_dir))
-    # a cluster not running now is ours to stop, even when a signal (see the CLI: SIGTERM
-    # and SIGHUP interrupt as Ctrl-C does) cuts its start short
-    ours = cluster.running_port() is None
-    try:
-        dsn, ours = cluster.start()
+    with _cluster_user(EmbeddedCluster(cluster_directory(data_dir))) as dsn:
         yield dsn
-    finally:
-        if ours:
+
+
+@contextmanager
+def _cluster_user(cluster: EmbeddedCluster) -> Iterator[str]:
+    """Use the private cluster for the duration, started if it is not running.
+
+    Several glacierflow processes share one cluster (`serve`, a CLI command, a background
+    consolidator): each holds a shared lock on `users.lock` while it uses it, and the last
+    one out stops it, where glacierflow started it (a cluster someone started by hand is
+    left running). Starting and the last-out check take turns under `turn.lock`, so a
+    process arriving as the last one leaves never finds the cluster stopping under it.
+    """
+    cluster.directory.mkdir(parents=True, exist_ok=True)
+    started_here = cluster.directory / "started-by-glacierflow"
+    with open(cluster.directory / "users.lock", "a") as users:
+        try:
+            with _locked(cluster.directory / "turn.lock"):
+                fcntl.flock(users, fcntl.LOCK_SH)
+                if cluster.running_port() is None:
+                    # marked first: a signal that cuts the start short still leaves it ours
+                    started_here.touch()
+                dsn, _ = cluster.start()
+            yield dsn
+        finally:
             with _stop_signals_ignored():
-                cluster.stop()
+                fcntl.flock(users, fcntl.LOCK_UN)
+                with _locked(cluster.directory / "turn.lock"):
+                    if started_here.exists() and _no_other_user(cluster.directory / "users.lock"):
+                        cluster.stop()
+                        started_here.unlink()
+
+
+@contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    with open(path, "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
+def _no_other_user(users: Path) -> bool:
+    with open(users, "a") as probe:
+        try:
+            fcntl.flock(probe, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        return True
 
 
 @contextmanager

@@ -7,6 +7,8 @@ Everything runs against real PostgreSQL servers started from the system's binari
 from __future__ import annotations
 
 import socket
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -160,3 +162,58 @@ def test_catalog_database_leaves_an_already_running_cluster_running(
         assert _accepts_connections(int(conninfo_to_dict(dsn)["port"]))
     finally:
         cluster.stop()
+
+
+def test_private_cluster_stops_with_its_last_user_not_its_first(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A background consolidator that started the cluster must not stop it under a `serve`
+    that came while it ran: the last glacierflow user out stops it."""
+    for name in ("DATABASE_URL", "PGHOST"):
+        monkeypatch.delenv(name, raising=False)
+    let_postgres_traverse(tmp_path)
+    first, second = catalog_database(tmp_path / "data"), catalog_database(tmp_path / "data")
+    dsn = first.__enter__()  # starts the cluster
+    assert second.__enter__() == dsn
+    port = int(conninfo_to_dict(dsn)["port"])
+    first.__exit__(None, None, None)
+    with psycopg.connect(dsn) as conn:  # still there for the second user
+        assert conn.execute("SELECT 1").fetchone() == (1,)
+    second.__exit__(None, None, None)
+    assert not _accepts_connections(port), "the last user out leaves the cluster running"
+
+
+def test_private_cluster_started_here_stays_up_for_another_process(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same across processes: a command that started the cluster and ends while another
+    process uses it leaves the cluster to that process, which stops it when it ends."""
+    for name in ("DATABASE_URL", "PGHOST"):
+        monkeypatch.delenv(name, raising=False)
+    let_postgres_traverse(tmp_path)
+    data_dir = tmp_path / "data"
+    user = catalog_database(data_dir)
+    dsn = user.__enter__()
+    other = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys; from pathlib import Path; import psycopg\n"
+            "from glacierflow.catalog.database import catalog_database\n"
+            "with catalog_database(Path(sys.argv[1])) as dsn:\n"
+            "    print(dsn, flush=True); sys.stdin.readline()\n"
+            "    print(psycopg.connect(dsn).execute('SELECT 1').fetchone()[0], flush=True)\n",
+            str(data_dir),
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert other.stdout.readline().strip() == dsn
+        user.__exit__(None, None, None)
+        out, _ = other.communicate("\n", timeout=60)
+        assert (other.returncode, out.strip()) == (0, "1"), "stopped under the other process"
+        assert not _accepts_connections(int(conninfo_to_dict(dsn)["port"]))
+    finally:
+        other.kill()
