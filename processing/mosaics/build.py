@@ -109,7 +109,8 @@ def _composite_task(cube: Path, out: Path, options: Options) -> str | None:
     try:
         data, _ = build_composite(open_cube(cube), options, workers=1)
     except (CompositeError, OSError) as err:
-        return f"{cube.name}: {err}"
+        reason = str(err)
+        return reason if reason.startswith(cube.name) else f"{cube.name}: {reason}"
     with _NETCDF_WRITE:
         write_composite(data, out)
     return None
@@ -129,6 +130,10 @@ def ensure_composites(
     missing = [c for c in cubes if not Path(c).exists()]
     if missing:
         raise MosaicError(f"no such cube: {', '.join(str(c) for c in missing)}")
+    names = [Path(c).name for c in cubes]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise MosaicError(f"two cubes named {', '.join(twice)}: give each tile once")
     paths = [composite_path(c, folder) for c in cubes]
     todo = [(c, p) for c, p in zip(cubes, paths, strict=True) if not _is_current(p, c, options)]
     say(f"composites: {len(cubes) - len(todo)} current, {len(todo)} to build in {folder}")

@@ -11,8 +11,8 @@ along the flow (v, v_error, v_amp, v_amp_error, dv_dt) by the change of scale al
 Overlaps follow ITS_LIVE's rule for merging mosaics (its itslive_annual_mosaics.py): at each
 pixel the composite with the highest `count0` (valid pairs in the climatology window)
 gives every variable, annual or summary; glacierflow breaks ties by the year's `count`,
-then by the order of the composites, and only composites with a value (finite `v`) take
-part.
+then by the order of the composites, and a composite with a value (finite `v`) always beats
+one without (whose pixel had too few pairs: its counts still show).
 """
 
 from __future__ import annotations
@@ -102,7 +102,7 @@ class Source:
     epsg: int
     grid: Grid
     fields: dict[str, np.ndarray]  # mosaic name (or "dt_max/L8_L9") -> (y, x) float
-    rank: np.ndarray  # (y, x): count0 + count·2⁻³², -1 where the composite has no value
+    rank: np.ndarray  # (y, x): the overlap rule's order of the composites at each pixel
 
 
 def composite_grid(composite: xr.Dataset) -> Grid:
@@ -146,7 +146,9 @@ def source_of(composite: xr.Dataset, year: int) -> Source | None:
         for name in ANNUAL:
             fields[name] = _float(composite[name].values[i])
         count = fields["count"]
-    rank = np.where(np.isfinite(fields["v"]), count0 + count * 2.0**-32, -1.0)
+    pairs = np.nan_to_num(count0) + np.nan_to_num(count) * 2.0**-32
+    # a value beats no value; among pixels without one (too few pairs), the count decides
+    rank = np.where(np.isfinite(fields["v"]), 1 + pairs, np.where(pairs > 0, pairs * 2.0**-22, -1))
     return Source(grid.epsg, grid, fields, rank)
 
 
