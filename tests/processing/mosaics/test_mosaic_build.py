@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import rasterio
 import xarray as xr
-from conftest import OPTIONS, placed_cube
+from conftest import MOSAIC_OPTIONS, placed_cube
 from pyproj import Transformer
 from rio_cogeo.cogeo import cog_validate
 
@@ -38,7 +38,7 @@ def _at(mosaic: xr.Dataset, composite: xr.Dataset, name: str) -> np.ndarray:
 
 def test_one_cube_mosaic_is_its_composite(tmp_path: Path) -> None:
     cube = placed_cube(tmp_path / "store", ZONE_32, 400_052.5, NORTHING, seed=1)
-    annual, summary = build_mosaics([cube], [2019, 0], tmp_path / "out", options=OPTIONS)
+    annual, summary = build_mosaics([cube], [2019, 0], tmp_path / "out", options=MOSAIC_OPTIONS)
     composite = _composite(cube, tmp_path / "out")
     assert annual.epsg == summary.epsg == ZONE_32
     assert annual.netcdf.name == "ITS_LIVE_velocity_120m_custom_2019_v02.nc"
@@ -72,7 +72,7 @@ def test_where_two_cubes_overlap_the_one_with_more_pairs_wins(tmp_path: Path) ->
     rich = placed_cube(tmp_path / "store", ZONE_32, 399_532.5, NORTHING, seed=2, n_pairs=900)
     poor = placed_cube(tmp_path / "store", ZONE_32, 400_012.5, NORTHING, seed=3, n_pairs=300)
     assert rich.name != poor.name
-    (mosaic_files,) = build_mosaics([poor, rich], [2019], tmp_path / "out", options=OPTIONS)
+    (mosaic_files,) = build_mosaics([poor, rich], [2019], tmp_path / "out", options=MOSAIC_OPTIONS)
     a, b = _composite(rich, tmp_path / "out"), _composite(poor, tmp_path / "out")
     with xr.open_dataset(mosaic_files.netcdf) as mosaic:
         assert mosaic.sizes == {"y": 8, "x": 12}
@@ -108,7 +108,7 @@ def test_a_cube_in_another_utm_zone_is_reprojected_to_the_right_place(tmp_path: 
     region = Region("alps", (10.5, 46.5, 12.5, 47.5))
     assert region.epsg == ZONE_32
     annual, summary = build_mosaics(
-        [west, east], [2019, 0], tmp_path / "out", region, options=OPTIONS
+        [west, east], [2019, 0], tmp_path / "out", region, options=MOSAIC_OPTIONS
     )
     composite = _composite(east, tmp_path / "out")
     year = composite.sel(time="2019-01-01")
@@ -179,7 +179,7 @@ def test_cogs_are_valid_and_hold_the_netcdf_values(tmp_path: Path) -> None:
     landice.write_text(json.dumps(outline))
     (products,) = build_mosaics(
         [west, east], [2019], tmp_path / "out", Region("alps", (10.5, 46.5, 12.5, 47.5)),
-        options=OPTIONS, landice=landice,
+        options=MOSAIC_OPTIONS, landice=landice,
     )  # fmt: skip
     assert set(products.cogs) == {"v", "vx", "vy", "v_error", "vx_error", "vy_error", "count",
                                   "landice"}  # fmt: skip
@@ -222,8 +222,8 @@ def test_cogs_are_valid_and_hold_the_netcdf_values(tmp_path: Path) -> None:
 def test_nothing_but_whole_files_in_the_output(tmp_path: Path) -> None:
     cube = placed_cube(tmp_path / "store", ZONE_32, 400_052.5, NORTHING, seed=1)
     with pytest.raises(MosaicError, match="no composite has year 2030; years available: 2018"):
-        build_mosaics([cube], [2030], tmp_path / "out", options=OPTIONS)
+        build_mosaics([cube], [2030], tmp_path / "out", options=MOSAIC_OPTIONS)
     assert not list((tmp_path / "out").glob("ITS_LIVE_velocity*"))
     assert not list((tmp_path / "out").glob(".*"))  # no temporary file left
     with pytest.raises(MosaicError, match="no such cube"):
-        build_mosaics([tmp_path / "nowhere.zarr"], [2019], tmp_path / "out", options=OPTIONS)
+        build_mosaics([tmp_path / "nowhere.zarr"], [2019], tmp_path / "out", options=MOSAIC_OPTIONS)
