@@ -151,7 +151,7 @@ def ensure_composites(
         else:
             from dask.diagnostics import ProgressBar
 
-            with ProgressBar(out=sys.stderr):
+            with ProgressBar(dt=1.0, out=sys.stderr):
                 failures = dask.compute(*tasks, scheduler="threads")
         failures = [f for f in failures if f]
         if failures:

@@ -128,7 +128,7 @@ def source_of(composite: xr.Dataset, year: int) -> Source | None:
     """The composite's fields for `year` (SUMMARY_YEAR: the climatology) under the
     mosaic's names, or None when it has no such year."""
     grid = composite_grid(composite)
-    count0 = _float(composite["count0"].values)
+    count0 = composite["count0"].values.astype(np.float64)
     fields: dict[str, np.ndarray] = {}
     if year == SUMMARY_YEAR:
         for name, source in SUMMARY.items():
@@ -146,14 +146,14 @@ def source_of(composite: xr.Dataset, year: int) -> Source | None:
         for name in ANNUAL:
             fields[name] = _float(composite[name].values[i])
         count = fields["count"]
-    pairs = np.nan_to_num(count0) + np.nan_to_num(count) * 2.0**-32
+    pairs = np.nan_to_num(count0) + np.nan_to_num(count.astype(np.float64)) * 2.0**-32
     # a value beats no value; among pixels without one (too few pairs), the count decides
     rank = np.where(np.isfinite(fields["v"]), 1 + pairs, np.where(pairs > 0, pairs * 2.0**-22, -1))
     return Source(grid.epsg, grid, fields, rank)
 
 
 def _float(values: np.ndarray) -> np.ndarray:
-    return np.asarray(values, dtype=np.float64)
+    return np.asarray(values, dtype=np.float32)
 
 
 def grid_covering(epsg: int, grids: list[Grid], cell: float) -> Grid:
@@ -199,7 +199,7 @@ class Mosaic:
         rows, cols = window
         sub = Grid(self.grid.epsg, self.grid.x[cols], self.grid.y[rows])
         names = list(source.fields)
-        stack = np.stack([source.fields[n] for n in names]).astype(np.float32)
+        stack = np.stack([source.fields[n] for n in names])
         values = _warp(stack, source.grid, sub)
         rank = _warp(source.rank[None], source.grid, sub, nodata=-1.0)[0]
         fields = dict(zip(names, values, strict=True))
