@@ -482,6 +482,33 @@ def cube_consolidate(store: str | None, register: bool) -> None:
     _say(f"{len(done)} cube(s) consolidated in {root}")
 
 
+def _window_in_order(
+    ctx: click.Context, param: click.Parameter, value: tuple[int, int]
+) -> tuple[int, int]:
+    if value[0] > value[1]:
+        raise click.BadParameter(f"{value[0]} comes after {value[1]}", ctx, param)
+    return value
+
+
+# the composites' fit options (`composite`, and `mosaic build` for the composites it makes)
+_WINDOW_OPTION = click.option(
+    "--window",
+    default=(2014, 2022),
+    nargs=2,
+    type=click.IntRange(1900, 2200),
+    show_default=True,
+    callback=_window_in_order,
+    help="First and last year of the composites' climatology (v0, dv_dt, v_amp, v_phase).",
+)
+_INTERCEPT_YEAR_OPTION = click.option(
+    "--intercept-year",
+    default=2018,
+    type=click.IntRange(1900, 2200),
+    show_default=True,
+    help="v0 is the climatology line's value on 1 January of this year.",
+)
+
+
 @main.command()
 @click.argument("cube_path", metavar="CUBE", type=click.Path(path_type=Path))
 @click.option(
@@ -491,21 +518,8 @@ def cube_consolidate(store: str | None, register: bool) -> None:
     callback=_writable_output,
     help="The composite NetCDF file to write (.nc).",
 )
-@click.option(
-    "--window",
-    default=(2014, 2022),
-    nargs=2,
-    type=click.IntRange(1900, 2200),
-    show_default=True,
-    help="First and last year of the climatology (v0, dv_dt, v_amp, v_phase).",
-)
-@click.option(
-    "--intercept-year",
-    default=2018,
-    type=click.IntRange(1900, 2200),
-    show_default=True,
-    help="v0 is the climatology line's value on 1 January of this year.",
-)
+@_WINDOW_OPTION
+@_INTERCEPT_YEAR_OPTION
 def composite(cube_path: Path, out: Path, window: tuple[int, int], intercept_year: int) -> None:
     """Annual composite of the cube CUBE (ITS_LIVE's method): annual v, vx, vy and errors,
     climatology, seasonal amplitude and phase, into one NetCDF file. Pixels with too few
@@ -520,8 +534,6 @@ def composite(cube_path: Path, out: Path, window: tuple[int, int], intercept_yea
 
     if out.suffix != ".nc":
         raise click.BadParameter(f"{out} does not end in .nc", param_hint="--out")
-    if window[0] > window[1]:
-        raise click.BadParameter(f"{window[0]} comes after {window[1]}", param_hint="--window")
     try:
         data, summary = build_composite(
             open_cube(cube_path),
@@ -619,21 +631,8 @@ def _cubes_given(paths: tuple[Path, ...]) -> list[Path]:
     help="Folder of the cubes' composites, built there where missing or older than the "
     "cube [default: OUT/composites].",
 )
-@click.option(
-    "--window",
-    default=(2014, 2022),
-    nargs=2,
-    type=click.IntRange(1900, 2200),
-    show_default=True,
-    help="Climatology years of the composites (see `glacierflow composite`).",
-)
-@click.option(
-    "--intercept-year",
-    default=2018,
-    type=click.IntRange(1900, 2200),
-    show_default=True,
-    help="Year of the composites' v0 (see `glacierflow composite`).",
-)
+@_WINDOW_OPTION
+@_INTERCEPT_YEAR_OPTION
 @click.option(
     "--landice",
     type=click.Path(path_type=Path, exists=True, dir_okay=False),
@@ -668,8 +667,6 @@ def mosaic_build(
         named_region,
     )
 
-    if window[0] > window[1]:
-        raise click.BadParameter(f"{window[0]} comes after {window[1]}", param_hint="--window")
     if cube_paths and bbox:
         raise click.UsageError("give --cubes or --bbox, not both")
     if not (cube_paths or region):
