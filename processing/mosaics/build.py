@@ -176,7 +176,8 @@ def mosaic_from_composites(
     opened = []
     for path in composites:
         try:
-            opened.append(xr.open_dataset(path))
+            # read each year's slice when merged, and keep none of it afterwards
+            opened.append(xr.open_dataset(path, cache=False))
         except (OSError, ValueError) as err:
             raise MosaicError(f"{Path(path).name}: not a readable composite ({err})") from err
     try:

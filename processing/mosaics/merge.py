@@ -142,9 +142,9 @@ def source_of(composite: xr.Dataset, year: int) -> Source | None:
         years = composite_years(composite)
         if year not in years:
             return None
-        i = years.index(year)
+        one = composite.isel(time=years.index(year))
         for name in ANNUAL:
-            fields[name] = _float(composite[name].values[i])
+            fields[name] = _float(one[name].values)
         count = fields["count"]
     pairs = np.nan_to_num(count0) + np.nan_to_num(count.astype(np.float64)) * 2.0**-32
     # a value beats no value; among pixels without one (too few pairs), the count decides
