@@ -6,6 +6,8 @@ mosaic's projection."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -209,6 +211,12 @@ def test_cogs_are_valid_and_hold_the_netcdf_values(tmp_path: Path) -> None:
             *np.meshgrid(mosaic.x.values, mosaic.y.values)
         )[0]
         assert np.all(ice[lon > 12.01] == 1) and np.all(ice[lon < 11.99] == 0)
+    # the command line users run, on the two kinds of COG
+    rio = Path(sys.executable).parent / "rio"
+    for cog in (products.cogs["v"], products.web_mercator):
+        run = subprocess.run([rio, "cogeo", "validate", "--strict", cog], capture_output=True,
+                             text=True, check=False)  # fmt: skip
+        assert run.returncode == 0 and "is a valid cloud optimized GeoTIFF" in run.stdout, run
     with rasterio.open(products.web_mercator) as src:
         assert products.web_mercator.name == "ITS_LIVE_velocity_120m_alps_2019_v02_v_3857.tif"
         assert cog_validate(products.web_mercator, quiet=True)[0]
