@@ -235,3 +235,22 @@ def test_nothing_but_whole_files_in_the_output(tmp_path: Path) -> None:
     assert not list((tmp_path / "out").glob(".*"))  # no temporary file left
     with pytest.raises(MosaicError, match="no such cube"):
         build_mosaics([tmp_path / "nowhere.zarr"], [2019], tmp_path / "out", options=MOSAIC_OPTIONS)
+
+
+def test_a_raster_land_ice_mask_is_resampled_onto_the_mosaic(tmp_path: Path) -> None:
+    cube = placed_cube(tmp_path / "store", ZONE_32, 400_052.5, NORTHING, seed=1)
+    to_lonlat = Transformer.from_crs(ZONE_32, 4326, always_xy=True)
+    split_lon, _ = to_lonlat.transform(400_012.5 + 4 * 120, NORTHING)  # column 4 centre
+    mask = tmp_path / "ice.tif"
+    profile = dict(driver="GTiff", width=200, height=100, count=1, dtype="uint8",
+                   crs="EPSG:4326", transform=rasterio.Affine(0.01, 0, split_lon - 1, 0, -0.01,
+                                                              47.5))  # fmt: skip
+    with rasterio.open(mask, "w", **profile) as raster:
+        raster.write(np.repeat([[0] * 100 + [7] * 100], 100, axis=0).astype(np.uint8), 1)
+    (products,) = build_mosaics(
+        [cube], [2019], tmp_path / "out", options=MOSAIC_OPTIONS, landice=mask
+    )
+    with xr.open_dataset(products.netcdf) as mosaic:
+        ice = mosaic["landice"].values
+        assert ice.dtype == np.uint8
+        assert (ice[:, :3] == 0).all() and (ice[:, 5:] == 1).all()
