@@ -6,7 +6,12 @@ from __future__ import annotations
 
 import io
 import math
+import os
+import subprocess
+import sys
+import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from urllib.parse import urlencode
 
 import httpx
@@ -14,7 +19,7 @@ import morecantile
 import numpy as np
 import pytest
 import rasterio
-from conftest import serving
+from conftest import free_port, serving, serving_process
 from PIL import Image
 from rasterio.transform import from_origin
 from support import speed_item, write_speed_cog
@@ -321,3 +326,42 @@ def test_tiles_in_the_composed_app(tiles_data: dict) -> None:
         assert httpx.get(f"{url}/tiles/legend/speed").status_code == 200
         tilejson = httpx.get(f"{url}/tiles/cog/WebMercatorQuad/tilejson.json", params={"url": COG})
         assert tilejson.json()["tiles"][0].startswith(f"{url}/tiles/cog/tiles/")
+
+
+# -- served alone ------------------------------------------------------------------------------
+def test_serve_only_tiles_and_the_uvicorn_factory(tiles_data: dict, tmp_path: Path) -> None:
+    """`glacierflow serve --only tiles` and uvicorn's factory serve the tiles at the root,
+    with the catalog from DATABASE_URL (a DSN without password: titiler-pgstac's own
+    settings would fail on it)."""
+    env = {"DATABASE_URL": tiles_data["dsn"], "GLACIERFLOW_DATA_DIR": str(tiles_data["data"])}
+    port = free_port()
+    log = tmp_path / "serve.log"
+    with log.open("w") as output:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "glacierflow.cli", "serve", "--only", "tiles", "--port",
+             str(port)],
+            env={**os.environ, **env}, stdout=output, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    factory = "glacierflow.services.tiles:create_tiles_app_from_environment"
+    try:
+        with serving_process(factory, env) as (alone, _):
+            deadline = time.monotonic() + 60
+            while True:
+                assert server.poll() is None, log.read_text()
+                try:
+                    httpx.get(f"http://127.0.0.1:{port}/legend/speed", timeout=2)
+                    break
+                except httpx.TransportError:
+                    assert time.monotonic() < deadline, log.read_text()
+                    time.sleep(0.2)
+            for base in (f"http://127.0.0.1:{port}", alone):
+                tile = httpx.get(
+                    tile_url(f"{base}/cog", CORNER.x, CORNER.y), params=render_query(url=COG)
+                )
+                assert png_pixels(tile).shape == (256, 256, 4)
+                item = httpx.get(f"{base}/collections/mosaics/items/speed-2024/info?assets=v")
+                assert item.status_code == 200, item.text
+        assert "serving tiles on" in log.read_text()
+    finally:
+        server.terminate()
+        server.wait(20)
