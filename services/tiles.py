@@ -75,6 +75,7 @@ from glacierflow.catalog.render import (
     speed_colormap,
 )
 from glacierflow.services.data import DATA_PREFIX, DataFiles
+from glacierflow.services.stac import add_offline_docs
 from glacierflow.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -436,7 +437,10 @@ def create_tiles_app(settings: Settings, dsn: str, *, own_lifespan: bool = True)
         title="glacierflow tiles",
         description="Map tiles of glacierflow's velocity COGs and catalog mosaics (titiler)",
         lifespan=lifespan if own_lifespan else None,
+        docs_url=None,
+        redoc_url=None,
     )
+    add_offline_docs(app)
     _add_error_answers(app)
     bounded = {
         "colormap_dependency": ColorMapParams,
@@ -498,7 +502,7 @@ def create_tiles_app(settings: Settings, dsn: str, *, own_lifespan: bool = True)
         router_prefix="/collections/{collection_id}/items/{item_id}",
         add_viewer=False,
         get_renders=_item_renders,
-        extensions=[wmtsExtension(layer_identifier_provider=lambda _: "item")],
+        extensions=[wmtsExtension(layer_identifier_provider=lambda item: item.id)],
         **bounded,
     )
     app.include_router(

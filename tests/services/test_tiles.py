@@ -232,6 +232,10 @@ def test_item_and_mosaic_tiles_draw_the_cog(tiles_url: str, tiles_data: dict) ->
         assert (png_pixels(outside)[..., 3] == 0).all()
     wmts = httpx.get(f"{search}/WMTSCapabilities.xml", params=query)
     assert wmts.status_code == 200 and "<Capabilities" in wmts.text
+    # an item's WMTS needs no parameters: its render object makes the `speed` layer
+    wmts = httpx.get(f"{item}/WMTSCapabilities.xml")
+    assert "speed-2024_WebMercatorQuad_speed" in wmts.text
+    assert "colormap_name=speed" in wmts.text and "expression=log10" in wmts.text
 
 
 def test_item_asset_outside_the_data_directory_is_refused(tiles_url: str, tiles_data: dict) -> None:
@@ -324,6 +328,7 @@ def test_tiles_in_the_composed_app(tiles_data: dict) -> None:
         item = f"{url}/tiles/collections/mosaics/items/speed-2024"
         assert httpx.get(f"{item}/info", params={"assets": "v"}).status_code == 200
         assert httpx.get(f"{url}/tiles/legend/speed").status_code == 200
+        assert "/tiles/openapi.json" in httpx.get(f"{url}/tiles/docs").text
         tilejson = httpx.get(f"{url}/tiles/cog/WebMercatorQuad/tilejson.json", params={"url": COG})
         assert tilejson.json()["tiles"][0].startswith(f"{url}/tiles/cog/tiles/")
 
@@ -365,3 +370,9 @@ def test_serve_only_tiles_and_the_uvicorn_factory(tiles_data: dict, tmp_path: Pa
     finally:
         server.terminate()
         server.wait(20)
+
+
+def test_docs_work_offline(tiles_url: str) -> None:
+    docs = httpx.get(f"{tiles_url}/docs")
+    assert docs.status_code == 200 and "cdn" not in docs.text.lower()
+    assert "/legend/{colormap_name}" in httpx.get(f"{tiles_url}/openapi.json").json()["paths"]
