@@ -29,7 +29,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Annotated, Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 import morecantile
 import numpy as np
@@ -84,12 +84,18 @@ TILES_PREFIX = "/tiles"
 # the largest image side (px) any request may ask for: tiles, previews, parts
 MAX_IMAGE_SIDE = 2048
 MAX_TILE_BUFFER = 64  # px added on each side of a tile (buffer, padding)
+MAX_HISTOGRAM_BINS = 1000
 PART_MAX_SIZE = 1024  # a part's default size, where titiler would read full resolution
 CACHE_CONTROL = "public, max-age=3600"
 # answers that change with every write to the catalog: not cached
 _UNCACHED_PATHS = {r".*/searches(/list)?/?$", r".*/searches/register$"}
-_SIZE_PARAMETERS = ("tilesize", "max_size", "width", "height")
-_MARGIN_PARAMETERS = ("buffer", "padding")
+# what a request may ask for at most: image sides (px), margins (px), histogram bins
+_LIMITS = {
+    **dict.fromkeys(("tilesize", "max_size", "width", "height"), MAX_IMAGE_SIDE),
+    **dict.fromkeys(("buffer", "padding"), MAX_TILE_BUFFER),
+    "histogram_bins": MAX_HISTOGRAM_BINS,
+}
+_SIZE_PATH = re.compile(r"/(?P<width>\d+)x(?P<height>\d+)(?:\.\w+)?$")  # parts' {width}x{height}
 _TILE_PATH = re.compile(
     r"/tiles/(?P<tms>[^/]+)/(?P<z>-?\d+)/(?P<x>-?\d+)/(?P<y>-?\d+)(?:@\d+x)?(?:\.(?P<ext>\w+))?$"
 )
@@ -200,8 +206,8 @@ class BoundedPartParams(PartFeatureParams):
 
 
 class RequestBounds:
-    """400 for tile indices outside their tile matrix, and for image sizes or margins past
-    the limits, before titiler reads anything."""
+    """400 for tile indices outside their tile matrix, and for image sizes, margins or
+    histogram bins past the limits (_LIMITS), before titiler reads anything."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -233,25 +239,20 @@ def _tile_index_problem(path: str) -> str | None:
 
 
 def _size_problem(scope: Scope) -> str | None:
-    query = dict(_query_pairs(scope))
-    for name, limit in [
-        *((n, MAX_IMAGE_SIDE) for n in _SIZE_PARAMETERS),
-        *((n, MAX_TILE_BUFFER) for n in _MARGIN_PARAMETERS),
-    ]:
+    query = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1")))
+    if sized := _SIZE_PATH.search(scope["path"]):
+        query.update(sized.groupdict())
+    for name, limit in _LIMITS.items():
         value = query.get(name)
-        try:
-            too_big = value is not None and float(value) > limit
+        if value is None:
+            continue
+        try:  # histogram bins: a count, or the edges themselves
+            amount = len(value.split(",")) if "," in value else float(value)
         except ValueError:
             continue  # not a number: titiler's 422 says so
-        if too_big:
+        if amount > limit:
             return f"{name} must be at most {limit}"
     return None
-
-
-def _query_pairs(scope: Scope) -> list[tuple[str, str]]:
-    from urllib.parse import parse_qsl
-
-    return parse_qsl(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True)
 
 
 class MountedRootPath:

@@ -293,6 +293,9 @@ def test_own_data_url_is_accepted(tiles_url: str) -> None:
         ("tiles/WebMercatorQuad/3/1/1.png", {"buffer": "1000"}, "buffer"),
         ("preview.png", {"max_size": "100000"}, "max_size"),
         ("bbox/-46,69,-44,71.png", {"width": "50000", "height": "10"}, "width"),
+        ("bbox/-46,69,-44,71/10x50000.png", {}, "height"),
+        ("statistics", {"histogram_bins": "100000000"}, "histogram_bins"),
+        ("statistics", {"histogram_bins": ",".join(map(str, range(2000)))}, "histogram_bins"),
     ],
 )
 def test_out_of_range_requests_are_400(tiles_url: str, path: str, params: dict, words: str) -> None:
