@@ -9,7 +9,8 @@ written as the mosaics are (rio-cogeo, 512 px blocks, overviews); its Web-Mercat
 the `v_3857` asset, read at low zooms. Uses DATABASE_URL when set, else a private cluster
 in a temporary folder. Both servers run as uvicorn processes on loopback; one client sends
 the requests in turn over keep-alive connections. Also prints the cost of the colormap
-alone (in-process): the log10 expression + 256-entry lookup against an intervals colormap.
+and PNG encoding alone (in-process): the log10 expression + 256-entry lookup against an
+intervals colormap, and zlib level 6 (rio-tiler's default) against 1 (what /tiles uses).
 """
 
 from __future__ import annotations
@@ -26,11 +27,14 @@ import httpx
 import morecantile
 import numpy as np
 import rasterio
+import rasterio.warp
 from rasterio.transform import from_origin
 from rasterio.warp import transform_bounds
 from rio_cogeo.cogeo import cog_translate
 from rio_cogeo.profiles import cog_profiles
+from rio_tiler.colormap import apply_cmap
 from rio_tiler.models import ImageData
+from rio_tiler.utils import render
 
 from glacierflow.catalog.loader import load_items
 from glacierflow.catalog.render import (
@@ -58,8 +62,10 @@ uvicorn.run(create_app(Settings(data_dir={data!r}), {dsn!r}), host="127.0.0.1",
 PLAIN_TITILER = """
 import uvicorn
 from fastapi import FastAPI
+from titiler.core.errors import DEFAULT_STATUS_CODES, add_exception_handlers
 from titiler.core.factory import TilerFactory
 app = FastAPI()
+add_exception_handlers(app, DEFAULT_STATUS_CODES)
 app.include_router(TilerFactory(router_prefix="/cog").router, prefix="/cog")
 app.get("/")(lambda: {{}})
 uvicorn.run(app, host="127.0.0.1", port={port}, log_level="warning")
@@ -84,7 +90,7 @@ def web_mercator_copy(source: Path, target: Path) -> Path:
             src,
             str(target),
             cog_profiles.get("deflate"),
-            web_optimized=True,
+            tms=WEB_MERCATOR,
             resampling="nearest",
             overview_resampling="nearest",
             quiet=True,
@@ -92,9 +98,19 @@ def web_mercator_copy(source: Path, target: Path) -> Path:
     return target
 
 
-def tiles_at(zoom: int, bounds_lonlat: tuple[float, ...], limit: int = 16) -> list:
-    """Up to `limit` tiles of the zoom over the mosaic, from its middle outwards."""
-    tiles = list(WEB_MERCATOR.tiles(*bounds_lonlat, zooms=[zoom]))
+def tiles_at(zoom: int, cog: Path, limit: int = 16) -> list:
+    """Up to `limit` tiles of the zoom whose centre is on the mosaic, from its middle out."""
+    with rasterio.open(cog) as src:
+        bounds = transform_bounds(src.crs, "EPSG:4326", *src.bounds)
+        tiles = list(WEB_MERCATOR.tiles(*bounds, zooms=[zoom]))
+        centres = [WEB_MERCATOR.ul(t.x + 0.5, t.y + 0.5, t.z) for t in tiles]
+        xs, ys = rasterio.warp.transform("EPSG:4326", src.crs, *zip(*centres, strict=True))
+        left, bottom, right, top = src.bounds
+        tiles = [
+            t
+            for t, x, y in zip(tiles, xs, ys, strict=True)
+            if left < x < right and bottom < y < top
+        ] or tiles[:1]
     mid_x = sum(t.x for t in tiles) / len(tiles)
     mid_y = sum(t.y for t in tiles) / len(tiles)
     tiles.sort(key=lambda t: (t.x - mid_x) ** 2 + (t.y - mid_y) ** 2)
@@ -128,10 +144,11 @@ def measure(client: httpx.Client, cases: dict[str, tuple[str, dict, list]], repe
     return timings
 
 
-def colormap_cost(repeat: int = 30) -> dict[str, float]:
-    """Rendering alone (no I/O): ms per 256 x 256 PNG of random log-uniform speeds."""
-    rng = np.random.default_rng(0)
-    speed = np.ma.masked_invalid((10 ** rng.uniform(-0.5, 4.3, (1, 256, 256))).astype("float32"))
+def render_cost(repeat: int = 30) -> dict[str, float]:
+    """Rendering alone (no I/O), ms per 256 x 256 tile of the benchmark's speed field: the
+    colormap as log10 + lookup table against an intervals colormap (PNG level 6, rio-tiler's
+    default), and the PNG encoding alone at zlib level 6 and at level 1 (what /tiles uses)."""
+    speed = np.ma.masked_invalid(speed_field(1024)[None, 300:556, 300:556])
     lut = speed_colormap()
     intervals = [
         (
@@ -143,22 +160,29 @@ def colormap_cost(repeat: int = 30) -> dict[str, float]:
         )
         for i in range(256)
     ]
+    indices = np.clip(np.log10(speed.filled(1)) / 4 * 255, 0, 255).astype("uint8")
+    coloured, alpha = apply_cmap(indices, lut)
 
     def expression_and_lut() -> bytes:
         image = ImageData(speed.copy()).apply_expression(speed_render()["expression"])
         image.rescale([SPEED_RESCALE])
         return image.render(img_format="PNG", colormap=lut)
 
-    def intervals_colormap() -> bytes:
-        return ImageData(speed.copy()).render(img_format="PNG", colormap=intervals)
-
+    cases = {
+        "colormap log10 + LUT, PNG": expression_and_lut,
+        "colormap intervals, PNG": lambda: ImageData(speed.copy()).render(
+            img_format="PNG", colormap=intervals
+        ),
+        "PNG encoding, zlib level 6": lambda: render(coloured, alpha, img_format="PNG", zlevel=6),
+        "PNG encoding, zlib level 1": lambda: render(coloured, alpha, img_format="PNG", zlevel=1),
+    }
     costs = {}
-    for name, render in (("log10 + LUT", expression_and_lut), ("intervals", intervals_colormap)):
-        render()
+    for name, case in cases.items():
+        size = len(case())
         start = time.perf_counter()
         for _ in range(repeat):
-            render()
-        costs[name] = (time.perf_counter() - start) / repeat * 1000
+            case()
+        costs[f"{name} ({size / 1024:.0f} KiB)"] = (time.perf_counter() - start) / repeat * 1000
     return costs
 
 
@@ -168,8 +192,8 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=60, help="requests per case")
     args = parser.parse_args()
     print(f"load before: {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f}")
-    for name, cost in colormap_cost().items():
-        print(f"colormap alone, {name}: {cost:.1f} ms per 256^2 PNG")
+    for name, cost in render_cost().items():
+        print(f"in-process, {name}: {cost:.1f} ms per 256^2 tile")
 
     with tempfile.TemporaryDirectory() as tmp, catalog_server(Path(tmp)) as server_dsn:
         data = Path(tmp) / "data"
@@ -201,7 +225,7 @@ def main() -> None:
                 }
                 path = "tiles/WebMercatorQuad/{z}/{x}/{y}.png"
                 mosaic = f"{ours_url}/tiles/searches/{search}/{path}"
-                z8, z3 = tiles_at(8, bounds), tiles_at(3, bounds)
+                z8, z3 = tiles_at(8, cog), tiles_at(3, cog)
                 cases = {
                     "COG z8, /tiles": (
                         f"{ours_url}/tiles/cog/{path}",
@@ -221,6 +245,16 @@ def main() -> None:
                     "COG z3, plain titiler": (
                         f"{plain_url}/cog/{path}",
                         {"url": str(cog), **style},
+                        z3,
+                    ),
+                    "COG z8 (3857), /tiles": (
+                        f"{ours_url}/tiles/cog/{path}",
+                        {"url": "mosaics/bench_v_3857.tif", **style},
+                        z8,
+                    ),
+                    "COG z3 (3857), /tiles": (
+                        f"{ours_url}/tiles/cog/{path}",
+                        {"url": "mosaics/bench_v_3857.tif", **style},
                         z3,
                     ),
                     "search mosaic z8 (v)": (mosaic, {"assets": "v", **style}, z8),

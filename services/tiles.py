@@ -43,6 +43,7 @@ from rasterio.errors import RasterioError
 from rio_tiler.colormap import cmap as default_colormaps
 from rio_tiler.errors import PointOutsideBounds, RioTilerError, TileOutsideBounds
 from rio_tiler.io import MultiBaseReader
+from rio_tiler.profiles import PNGProfile, img_profiles
 from rio_tiler.types import AssetInfo, AssetType
 from starlette.types import ASGIApp, Receive, Scope, Send
 from titiler.core.dependencies import PartFeatureParams, create_colormap_dependency
@@ -113,6 +114,10 @@ TILE_MATRIX_SETS = morecantile.TileMatrixSets(
         )
     }
 )
+# PNG tiles at zlib level 1 instead of rio-tiler's 6, in this process: speed fields are
+# noisy, so level 6 makes them barely smaller (within 5 %) at 4 to 14 times the cost, most
+# of a tile's time (benchmarks/tiles.py)
+img_profiles.data["png"] = PNGProfile(zlevel=1)
 COLORMAPS = default_colormaps.register({SPEED_COLORMAP_NAME: speed_colormap()}, overwrite=True)
 ColorMapParams = create_colormap_dependency(COLORMAPS)
 
