@@ -379,3 +379,15 @@ def test_docs_work_offline(tiles_url: str) -> None:
     docs = httpx.get(f"{tiles_url}/docs")
     assert docs.status_code == 200 and "cdn" not in docs.text.lower()
     assert "/legend/{colormap_name}" in httpx.get(f"{tiles_url}/openapi.json").json()["paths"]
+
+
+def test_catalog_database_away_is_503_and_cogs_still_serve(tiles_data: dict) -> None:
+    settings = Settings(data_dir=tiles_data["data"], database_connect_timeout_s=0.5)
+    nobody = f"postgresql://postgres@127.0.0.1:{free_port()}/postgres"
+    with serving(create_tiles_app(settings, nobody)) as url:
+        start = time.monotonic()
+        answer = httpx.get(f"{url}/collections/mosaics/items/speed-2024/info?assets=v")
+        assert answer.status_code == 503 and answer.headers["retry-after"] == "1"
+        assert "postgres" not in answer.text and time.monotonic() - start < 5
+        tile = httpx.get(tile_url(f"{url}/cog", CORNER.x, CORNER.y), params=render_query(url=COG))
+        assert png_pixels(tile).shape == (256, 256, 4)
