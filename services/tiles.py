@@ -76,6 +76,7 @@ from glacierflow.catalog.render import (
     speed_colormap,
 )
 from glacierflow.services.data import DATA_PREFIX, DataFiles
+from glacierflow.services.middleware import add_limits
 from glacierflow.services.stac import add_offline_docs
 from glacierflow.settings import Settings
 
@@ -448,6 +449,7 @@ def create_tiles_app(settings: Settings, dsn: str, *, own_lifespan: bool = True)
     )
     add_offline_docs(app)
     _add_error_answers(app)
+    add_limits(app, settings.max_body_bytes)  # search registrations' bodies (413 beyond)
     bounded = {
         "colormap_dependency": ColorMapParams,
         "img_part_dependency": BoundedPartParams,
