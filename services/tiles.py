@@ -27,6 +27,7 @@ import re
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path, PurePosixPath
 from typing import Annotated, Any
 from urllib.parse import parse_qsl, unquote, urlsplit
@@ -99,7 +100,7 @@ _LIMITS = {
 }
 _SIZE_PATH = re.compile(r"/(?P<width>\d+)x(?P<height>\d+)(?:\.\w+)?$")  # parts' {width}x{height}
 _TILE_PATH = re.compile(
-    r"/tiles/(?P<tms>[^/]+)/(?P<z>-?\d+)/(?P<x>-?\d+)/(?P<y>-?\d+)(?:@\d+x)?(?:\.(?P<ext>\w+))?$"
+    r"/tiles/(?P<tms>[^/]+)/(?P<z>-?\d+)/(?P<x>-?\d+)/(?P<y>-?\d+)(?:\.(?P<ext>\w+))?$"
 )
 
 # rio-tiler's own "speed" (cmocean's, linear) gives way to ours in this server only
@@ -276,26 +277,21 @@ class MountedRootPath:
 
 
 # -- answers outside the data, and errors --------------------------------------------------------
+@lru_cache(maxsize=16)
 def _transparent_png(size: int) -> bytes:
     buffer = io.BytesIO()
     Image.new("RGBA", (size, size), (0, 0, 0, 0)).save(buffer, format="PNG", optimize=True)
     return buffer.getvalue()
 
 
-_EMPTY_TILES = {size: _transparent_png(size) for size in (256, 512)}
-
-
 async def _outside_data(request: Request, exc: Exception) -> Response:
-    """A PNG tile outside the data is transparent; anything else outside is 404."""
+    """A PNG tile outside the data is transparent (of the `tilesize` asked for); anything
+    else outside is 404."""
     found = _TILE_PATH.search(request.url.path)
-    wants_png = found and (found["ext"] in (None, "png") or request.query_params.get("f") == "png")
-    if wants_png:
-        size = (
-            512
-            if "@2x" in request.url.path or request.query_params.get("tilesize") == "512"
-            else 256
-        )
-        return Response(_EMPTY_TILES[size], media_type="image/png")
+    if found and found["ext"] in (None, "png"):
+        tilesize = request.query_params.get("tilesize", "")
+        size = int(tilesize) if tilesize.isdigit() else 256
+        return Response(_transparent_png(size), media_type="image/png")
     return JSONResponse({"detail": "no data here (outside the dataset)"}, status_code=404)
 
 

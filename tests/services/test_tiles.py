@@ -201,6 +201,8 @@ def test_tiles_outside_data_are_transparent_png_or_404(tiles_url: str) -> None:
     far = (f"{tiles_url}/cog", CORNER.x + 20, CORNER.y)
     rgba = png_pixels(httpx.get(tile_url(*far), params=render_query(url=COG)))
     assert rgba.shape == (256, 256, 4) and (rgba[..., 3] == 0).all()
+    retina = png_pixels(httpx.get(tile_url(*far), params=render_query(url=COG, tilesize="512")))
+    assert retina.shape == (512, 512, 4) and (retina[..., 3] == 0).all()
     no_extension = httpx.get(tile_url(*far, ext=""), params=render_query(url=COG))
     assert no_extension.status_code == 200 and no_extension.headers["content-type"] == "image/png"
     jpeg = httpx.get(tile_url(*far, ext=".jpg"), params=render_query(url=COG))
