@@ -224,43 +224,32 @@ def main() -> None:
                     "colormap_name": render["colormap_name"],
                 }
                 path = "tiles/WebMercatorQuad/{z}/{x}/{y}.png"
+                ours_cog = f"{ours_url}/tiles/cog/{path}"
+                plain_cog = f"{plain_url}/cog/{path}"
                 mosaic = f"{ours_url}/tiles/searches/{search}/{path}"
-                z8, z3 = tiles_at(8, cog), tiles_at(3, cog)
-                cases = {
-                    "COG z8, /tiles": (
-                        f"{ours_url}/tiles/cog/{path}",
-                        {"url": "mosaics/bench_v.tif", **style},
-                        z8,
-                    ),
-                    "COG z8, plain titiler": (
-                        f"{plain_url}/cog/{path}",
-                        {"url": str(cog), **style},
-                        z8,
-                    ),
-                    "COG z3, /tiles": (
-                        f"{ours_url}/tiles/cog/{path}",
-                        {"url": "mosaics/bench_v.tif", **style},
-                        z3,
-                    ),
-                    "COG z3, plain titiler": (
-                        f"{plain_url}/cog/{path}",
-                        {"url": str(cog), **style},
-                        z3,
-                    ),
-                    "COG z8 (3857), /tiles": (
-                        f"{ours_url}/tiles/cog/{path}",
-                        {"url": "mosaics/bench_v_3857.tif", **style},
-                        z8,
-                    ),
-                    "COG z3 (3857), /tiles": (
-                        f"{ours_url}/tiles/cog/{path}",
-                        {"url": "mosaics/bench_v_3857.tif", **style},
-                        z3,
-                    ),
-                    "search mosaic z8 (v)": (mosaic, {"assets": "v", **style}, z8),
-                    "search mosaic z3 (v)": (mosaic, {"assets": "v", **style}, z3),
-                    "search mosaic z3 (v_3857)": (mosaic, {"assets": "v_3857", **style}, z3),
-                }
+                native, mercator = "mosaics/bench_v.tif", "mosaics/bench_v_3857.tif"
+                cases = {}
+                for zoom in (8, 3):
+                    tiles = tiles_at(zoom, cog)
+                    cases |= {
+                        f"COG z{zoom}, /tiles": (ours_cog, {"url": native, **style}, tiles),
+                        f"COG z{zoom}, plain titiler": (
+                            plain_cog,
+                            {"url": str(cog), **style},
+                            tiles,
+                        ),
+                        f"COG z{zoom} (3857), /tiles": (
+                            ours_cog,
+                            {"url": mercator, **style},
+                            tiles,
+                        ),
+                        f"search mosaic z{zoom} (v)": (mosaic, {"assets": "v", **style}, tiles),
+                        f"search mosaic z{zoom} (v_3857)": (
+                            mosaic,
+                            {"assets": "v_3857", **style},
+                            tiles,
+                        ),
+                    }
                 timings = measure(client, cases, args.repeat)
         finally:
             for process in (ours, plain):
