@@ -2,8 +2,9 @@
 items of the catalog (titiler-pgstac), with the `speed` colormap and its legend.
 
 Mounted at /tiles in the composed app, or served alone (`create_tiles_app_from_environment`).
-What is glacierflow's own here is only where files may come from and what a request may
-cost; the endpoints are titiler's factories:
+What is glacierflow's own here is where files may come from, what a request may cost, and
+how tiles are read and encoded for speed (PNG level, no per-tile thread pools); the
+endpoints are titiler's factories:
 
 - /tiles/cog/...: tiles, point, info, statistics, TileJSON, WMTSCapabilities.xml, preview and
   parts of one COG named by `url`: a path relative to the data directory, or its URL under
@@ -17,6 +18,7 @@ cost; the endpoints are titiler's factories:
 Outside the data a PNG tile is transparent (200), for every client alike: web maps draw
 nothing, and GDAL (QGIS's WMTS engine) reads nodata, where a 404 would fail its read.
 Tile indices outside the tile matrix, or image sizes beyond MAX_IMAGE_SIDE, are 400.
+GET answers below 400 carry Cache-Control (titiler's middleware), search registration not.
 """
 
 from __future__ import annotations
