@@ -399,3 +399,11 @@ def test_catalog_database_away_is_503_and_cogs_still_serve(tiles_data: dict) -> 
         assert "postgres" not in answer.text and time.monotonic() - start < 5
         tile = httpx.get(tile_url(f"{url}/cog", CORNER.x, CORNER.y), params=render_query(url=COG))
         assert png_pixels(tile).shape == (256, 256, 4)
+
+
+def test_unknown_asset_of_an_item_is_404_naming_the_assets(tiles_url: str) -> None:
+    item = f"{tiles_url}/collections/mosaics/items/speed-2024"
+    answer = httpx.get(tile_url(item, CORNER.x, CORNER.y), params=render_query(assets="vz"))
+    assert answer.status_code == 404 and "'v'" in answer.json()["detail"]
+    missing = httpx.get(f"{tiles_url}/collections/mosaics/items/no-such-item/info?assets=v")
+    assert missing.status_code == 404
