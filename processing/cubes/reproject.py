@@ -39,7 +39,8 @@ def transform_vectors(
     return dxx * vx + dxy * vy, dyx * vx + dyy * vy
 
 
-def transform_errors(ex: float, ey: float, jac: tuple[float, ...]) -> tuple[float, float]:
-    """Independent component errors through the same transformation (1-sigma)."""
+def transform_errors(ex, ey, jac: tuple[np.ndarray, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """Independent component errors through the same transformation (1-sigma); numbers
+    or arrays."""
     dxx, dxy, dyx, dyy = jac
-    return float(np.hypot(dxx * ex, dxy * ey)), float(np.hypot(dyx * ex, dyy * ey))
+    return np.hypot(dxx * ex, dxy * ey), np.hypot(dyx * ex, dyy * ey)
