@@ -1,10 +1,11 @@
 """Small mosaics written to the mosaic-products contract (NetCDF, one COG per variable, a
-Web-Mercator COG of `v`), with known values: for the catalog's tests, which check items
-against the files, whoever made them."""
+Web-Mercator COG of `v`) directly, with values and places chosen by the test (the
+antimeridian, a tall raster, a summary without its window): for the catalog's tests, which
+check items against the files whoever made them. `glacierflow.processing.mosaics` builds
+the real ones (tests/catalog/test_mosaic_loader.py registers those too)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import morecantile
@@ -17,21 +18,11 @@ from rasterio.io import MemoryFile
 from rio_cogeo.cogeo import cog_translate
 from rio_cogeo.profiles import cog_profiles
 
+from glacierflow.processing.mosaics import MosaicProducts
+
 SPACING = 120.0
 WEB_MERCATOR = morecantile.tms.get("WebMercatorQuad")
 UNITS = {"v": "meter/year", "vx": "meter/year", "vy": "meter/year", "v_error": "meter/year"}
-
-
-@dataclass(frozen=True)
-class MosaicProducts:
-    """The contract's glacierflow.processing.mosaics.MosaicProducts, until that lands here."""
-
-    region: str
-    year: int
-    epsg: int
-    netcdf: Path
-    cogs: dict[str, Path]
-    web_mercator: Path
 
 
 def glacier(shape: tuple[int, int], seed: int) -> dict[str, np.ndarray]:

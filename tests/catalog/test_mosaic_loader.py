@@ -10,12 +10,13 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from mosaic_products import MosaicProducts, write_mosaic
+from mosaic_products import valid_values, write_mosaic
 
 from glacierflow.catalog.loader import load_composites, load_mosaics
 from glacierflow.processing.composites.build import build_composite, write_composite
 from glacierflow.processing.composites.fit import Options
-from glacierflow.processing.composites.synthetic import synthetic_cube
+from glacierflow.processing.composites.synthetic import synthetic_cube, write_cube
+from glacierflow.processing.mosaics import MosaicProducts, build_mosaics
 
 
 def _items(dsn: str) -> dict[str, dict]:
@@ -122,3 +123,30 @@ def test_the_collection_extent_follows_the_items(loaded: str) -> None:
     assert bbox == pytest.approx([min(west), min(south), max(east), max(north)])
     ((start, end),) = extent["temporal"]["interval"]
     assert start.startswith("2022-01-01") and end.startswith("2024-12-31T23:59:59")
+
+
+def test_mosaics_that_build_mosaics_made_register_and_describe_their_files(
+    new_catalog, tmp_path: Path
+) -> None:
+    """The real thing: a synthetic cube's composite merged into a year and the summary."""
+    cube, _ = synthetic_cube(n_pairs=400, years=(2022, 2024))
+    write_cube(cube, str(tmp_path / "cube.zarr"))
+    options = Options(window=(2022, 2024), intercept_year=2023)
+    built = build_mosaics(
+        [tmp_path / "cube.zarr"], [2023, 0], tmp_path / "out", "SYN", options=options
+    )
+    dsn = new_catalog("mosaic_built")
+    ids = load_mosaics(dsn, built, "mosaics")
+    assert ids == ["ITS_LIVE_velocity_120m_SYN_2023_v02", "ITS_LIVE_velocity_120m_SYN_0000_v02"]
+    items = _items(dsn)
+    summary = items["ITS_LIVE_velocity_120m_SYN_0000_v02"]
+    assert summary["properties"]["climatology_years"] == [2022, 2024]
+    assert summary["properties"]["end_datetime"].startswith("2024-12-31")
+    for products in built:
+        item = items[products.netcdf.stem]
+        assert set(item["assets"]) == {*products.cogs, "v_3857", "data"}
+        for name, path in products.cogs.items():
+            values, _ = valid_values(path)
+            statistics = item["assets"][name]["bands"][0]["statistics"]
+            if values.size:
+                assert statistics["mean"] == pytest.approx(values.mean(), rel=1e-12), name
