@@ -118,3 +118,63 @@ def landsat8_pair(centre: datetime, dt_days: float) -> dict[str, object]:
         "roi_valid_percentage": 70.0,
         "stable_shift_flag": 1,
     }
+
+
+def write_speed_cog(path: Path, speed: np.ndarray, crs: str, transform) -> Path:
+    """A float32 speed COG (NaN nodata, 512 px internal tiles, nearest overviews, deflate)
+    from a known array, as the mosaics are written; for tile tests and benchmarks."""
+    import rasterio
+    from rio_cogeo.cogeo import cog_translate
+    from rio_cogeo.profiles import cog_profiles
+
+    profile = {
+        "driver": "GTiff",
+        "dtype": "float32",
+        "count": 1,
+        "height": speed.shape[0],
+        "width": speed.shape[1],
+        "crs": crs,
+        "transform": transform,
+        "nodata": float("nan"),
+    }
+    with rasterio.MemoryFile() as memory:
+        with memory.open(**profile) as source:
+            source.write(speed.astype("float32"), 1)
+        with memory.open() as source:
+            cog_translate(
+                source,
+                str(path),
+                cog_profiles.get("deflate"),
+                overview_resampling="nearest",
+                quiet=True,
+            )
+    return path
+
+
+def speed_item(item_id: str, href: str, bounds_lonlat: tuple[float, ...], collection: str) -> dict:
+    """A STAC item whose `v` asset (data-relative href) is a speed COG, with the speed
+    render object."""
+    from glacierflow.catalog.render import SPEED_COLORMAP_NAME, speed_render
+
+    west, south, east, north = bounds_lonlat
+    ring = [[west, south], [east, south], [east, north], [west, north], [west, south]]
+    return {
+        "type": "Feature",
+        "stac_version": "1.1.0",
+        "id": item_id,
+        "collection": collection,
+        "geometry": {"type": "Polygon", "coordinates": [ring]},
+        "bbox": list(bounds_lonlat),
+        "properties": {
+            "datetime": "2024-07-01T00:00:00Z",
+            "renders": {SPEED_COLORMAP_NAME: speed_render("v")},
+        },
+        "assets": {
+            "v": {
+                "href": href,
+                "type": "image/tiff; application=geotiff; profile=cloud-optimized",
+                "roles": ["data"],
+            }
+        },
+        "links": [],
+    }

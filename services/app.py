@@ -1,5 +1,5 @@
-"""One HTTP app for everything glacierflow serves: /stac (and, as they come, /tiles,
-/timeseries, the dashboard), plus /healthz. Each part also runs as an app of its own."""
+"""One HTTP app for everything glacierflow serves: /stac, /tiles, /timeseries (and, as it
+comes, the dashboard), plus /healthz. Each part also runs as an app of its own."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from fastapi.responses import HTMLResponse, JSONResponse
 
 from glacierflow.services import stac
 from glacierflow.services.data import DataFiles, data_router
+from glacierflow.services.tiles import TILES_PREFIX, create_tiles_app, tiles_database
 from glacierflow.services.timeseries import timeseries_router
 from glacierflow.settings import Settings
 
@@ -92,11 +93,13 @@ def create_app(settings: Settings, dsn: str) -> FastAPI:
     app.include_router(data_router(files))
     series, finder = timeseries_router(settings, dsn, files)
     app.include_router(series)
+    tiles = create_tiles_app(settings, dsn, own_lifespan=False)
+    app.mount(TILES_PREFIX, tiles)  # its own OpenAPI document: /tiles/docs
     stac_lifespan = app.router.lifespan_context
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        async with stac_lifespan(app) as state:
+        async with stac_lifespan(app) as state, tiles_database(tiles, settings, dsn):
             yield state
         finder.close()
 
