@@ -254,17 +254,7 @@ def cube_item(
         dates = ds["mid_date"].values
         start = ds["acquisition_date_img1"].values.min()
         end = ds["acquisition_date_img2"].values.max()
-        variables = {
-            name: {
-                "dimensions": list(var.dims),
-                "type": "data",
-                "data_type": str(var.encoding.get("dtype", var.dtype)),
-                **({"unit": var.attrs["units"]} if "units" in var.attrs else {}),
-                **({"description": var.attrs["description"]} if "description" in var.attrs else {}),
-            }
-            for name, var in ds.data_vars.items()
-            if var.dims and name != "mapping"
-        }
+        variables = _cube_variables(ds)
         x, y = ds["x"].values, ds["y"].values
         geo = json.loads(ds.attrs["geo_polygon"])
         updated = ds.attrs.get("date_updated")  # ITS_LIVE's form; STAC: RFC 3339
@@ -294,32 +284,17 @@ def cube_item(
                 "extent": [_iso(dates.min()), _iso(dates.max())],
                 "description": "centre date of each image pair",
             },
-            "x": {
-                "type": "spatial",
-                "axis": "x",
-                "extent": [float(x.min()), float(x.max())],
-                "step": spacing,
-                "reference_system": epsg,
-            },
-            "y": {
-                "type": "spatial",
-                "axis": "y",
-                "extent": [float(y.min()), float(y.max())],
-                "step": -spacing,
-                "reference_system": epsg,
-            },
+            **_spatial_dimensions(x, y, spacing, epsg),
         },
         "cube:variables": variables,
         "updated": _time(updated).isoformat() if updated else None,
     }
-    item = pystac.Item(
-        id=cube.name.removesuffix(".zarr"),
-        geometry=_plain(dict(footprint)),
-        bbox=_plain(list(antimeridian.bbox(shape(footprint)))),
-        datetime=None,
-        properties=_plain(properties),
-        collection=collection_id,
-        stac_extensions=[PROJECTION_SCHEMA, DATACUBE_SCHEMA],
+    item = _spanning_item(
+        cube.name.removesuffix(".zarr"),
+        dict(footprint),
+        properties,
+        collection_id,
+        [PROJECTION_SCHEMA, DATACUBE_SCHEMA],
     )
     item.add_asset(
         "data",
@@ -331,6 +306,55 @@ def cube_item(
         ),
     )
     return item
+
+
+def _spanning_item(
+    item_id: str,
+    geometry: dict[str, Any],
+    properties: dict[str, Any],
+    collection_id: str,
+    extensions: list[str],
+) -> pystac.Item:
+    """An item over a span of time (`datetime` null; start/end in `properties`), its bbox
+    that of its footprint (west > east where it crosses 180°)."""
+    return pystac.Item(
+        id=item_id,
+        geometry=_plain(geometry),
+        bbox=_plain(list(antimeridian.bbox(shape(geometry)))),
+        datetime=None,
+        properties=_plain(properties),
+        collection=collection_id,
+        stac_extensions=extensions,
+    )
+
+
+def _cube_variables(ds: xr.Dataset) -> dict[str, Any]:
+    """The datacube extension's `cube:variables` of a dataset's gridded variables."""
+    return {
+        name: {
+            "dimensions": list(var.dims),
+            "type": "data",
+            "data_type": str(var.encoding.get("dtype", var.dtype)),
+            **({"unit": var.attrs["units"]} if "units" in var.attrs else {}),
+            **({"description": var.attrs["description"]} if "description" in var.attrs else {}),
+        }
+        for name, var in ds.data_vars.items()
+        if var.dims and name != "mapping"
+    }
+
+
+def _spatial_dimensions(x: np.ndarray, y: np.ndarray, spacing: float, epsg: int | None) -> dict:
+    """The datacube extension's x and y dimensions of a north-up grid."""
+    return {
+        axis: {
+            "type": "spatial",
+            "axis": axis,
+            "extent": [float(values.min()), float(values.max())],
+            "step": step,
+            "reference_system": epsg,
+        }
+        for axis, values, step in (("x", x, spacing), ("y", y, -spacing))
+    }
 
 
 def _iso(value: np.datetime64) -> str:
@@ -469,21 +493,21 @@ def mosaic_item(
     if "v" not in products.cogs:
         raise ValueError(f"{name}: the mosaic has no `v` COG to trace its footprint on")
 
-    assets: dict[str, pystac.Asset] = {}
-    footprint: RasterScan | None = None
-    for variable, cog in sorted(products.cogs.items()):
-        about = variables.get(variable, {})
-        scan = scan_raster(cog, about.get("units"))
-        if variable == "v":
-            footprint = scan
-        assets[variable] = pystac.Asset(
+    units = {name: about.get("units") for name, about in variables.items()}
+    scans = {name: scan_raster(cog, units.get(name)) for name, cog in sorted(products.cogs.items())}
+    assets = {
+        name: pystac.Asset(
             href=_href(cog, href_of),
-            title=str(about.get("description") or MOSAIC_VARIABLES.get(variable, variable)),
+            title=str(
+                variables.get(name, {}).get("description") or MOSAIC_VARIABLES.get(name, name)
+            ),
             media_type=COG,
             roles=["data"],
-            extra_fields={"bands": [{**scan.band, "name": variable}]},
+            extra_fields={"bands": [{**scans[name].band, "name": name}]},
         )
-    mercator = scan_raster(products.web_mercator, variables.get("v", {}).get("units"))
+        for name, cog in sorted(products.cogs.items())
+    }
+    mercator = scan_raster(products.web_mercator, units.get("v"))
     assets["v_3857"] = pystac.Asset(
         href=_href(products.web_mercator, href_of),
         title=WEB_MERCATOR_TITLE,
@@ -500,7 +524,7 @@ def mosaic_item(
         media_type="application/x-netcdf",
         roles=["data"],
     )
-    assert footprint is not None
+    footprint = scans["v"]
     projection = raster_projection(products.cogs["v"])
     geometry = _footprint(
         footprint.valid,
@@ -522,18 +546,12 @@ def mosaic_item(
     }
     if products.year == 0:
         properties["climatology_years"] = [first, last]
-    item = pystac.Item(
-        id=name,
-        geometry=_plain(geometry),
-        bbox=_plain(list(antimeridian.bbox(shape(geometry)))),
-        datetime=None,
-        properties=_plain(properties),
-        collection=collection_id,
-        stac_extensions=[PROJECTION_SCHEMA, RASTER_SCHEMA, RENDER_SCHEMA],
+    item = _spanning_item(
+        name, geometry, properties, collection_id, [PROJECTION_SCHEMA, RASTER_SCHEMA, RENDER_SCHEMA]
     )
     for key, asset in assets.items():
         item.add_asset(key, asset)
-    return pystac.Item.from_dict(_plain(item.to_dict(include_self_link=False)))
+    return item
 
 
 def composite_item(
@@ -550,17 +568,7 @@ def composite_item(
         x, y = ds["x"].values.astype(np.float64), ds["y"].values.astype(np.float64)
         valid = np.isfinite(ds["v"].values).any(axis=0)
         window = ds.attrs.get("climatology_years")
-        variables = {
-            name: {
-                "dimensions": list(var.dims),
-                "type": "data",
-                "data_type": str(var.encoding.get("dtype", var.dtype)),
-                **({"unit": var.attrs["units"]} if "units" in var.attrs else {}),
-                **({"description": var.attrs["description"]} if "description" in var.attrs else {}),
-            }
-            for name, var in ds.data_vars.items()
-            if var.dims
-        }
+        variables = _cube_variables(ds)
         sensors = [str(s) for s in ds["sensor"].values] if "sensor" in ds.variables else []
     spacing = float(abs(x[1] - x[0])) if len(x) > 1 else 120.0
     if len(y) > 1 and y[1] > y[0]:
@@ -576,20 +584,7 @@ def composite_item(
             "values": [f"{year}-01-01T00:00:00Z" for year in years],
             "description": "1 January of each composite year",
         },
-        "x": {
-            "type": "spatial",
-            "axis": "x",
-            "extent": [float(x.min()), float(x.max())],
-            "step": spacing,
-            "reference_system": epsg,
-        },
-        "y": {
-            "type": "spatial",
-            "axis": "y",
-            "extent": [float(y.min()), float(y.max())],
-            "step": -spacing,
-            "reference_system": epsg,
-        },
+        **_spatial_dimensions(x, y, spacing, epsg),
     }
     if sensors:
         dimensions["sensor"] = {"type": "sensor groups", "values": sensors}
@@ -608,14 +603,8 @@ def composite_item(
     }
     if window:
         properties["climatology_years"] = [int(part) for part in str(window).split("-")]
-    item = pystac.Item(
-        id=path.stem,
-        geometry=_plain(geometry),
-        bbox=_plain(list(antimeridian.bbox(shape(geometry)))),
-        datetime=None,
-        properties=_plain(properties),
-        collection=collection_id,
-        stac_extensions=[PROJECTION_SCHEMA, DATACUBE_SCHEMA],
+    item = _spanning_item(
+        path.stem, geometry, properties, collection_id, [PROJECTION_SCHEMA, DATACUBE_SCHEMA]
     )
     item.add_asset(
         "data",
