@@ -482,6 +482,33 @@ def cube_consolidate(store: str | None, register: bool) -> None:
     _say(f"{len(done)} cube(s) consolidated in {root}")
 
 
+def _window_in_order(
+    ctx: click.Context, param: click.Parameter, value: tuple[int, int]
+) -> tuple[int, int]:
+    if value[0] > value[1]:
+        raise click.BadParameter(f"{value[0]} comes after {value[1]}", ctx, param)
+    return value
+
+
+# the composites' fit options (`composite`, and `mosaic build` for the composites it makes)
+_WINDOW_OPTION = click.option(
+    "--window",
+    default=(2014, 2022),
+    nargs=2,
+    type=click.IntRange(1900, 2200),
+    show_default=True,
+    callback=_window_in_order,
+    help="First and last year of the composites' climatology (v0, dv_dt, v_amp, v_phase).",
+)
+_INTERCEPT_YEAR_OPTION = click.option(
+    "--intercept-year",
+    default=2018,
+    type=click.IntRange(1900, 2200),
+    show_default=True,
+    help="v0 is the climatology line's value on 1 January of this year.",
+)
+
+
 @main.command()
 @click.argument("cube_path", metavar="CUBE", type=click.Path(path_type=Path))
 @click.option(
@@ -491,21 +518,8 @@ def cube_consolidate(store: str | None, register: bool) -> None:
     callback=_writable_output,
     help="The composite NetCDF file to write (.nc).",
 )
-@click.option(
-    "--window",
-    default=(2014, 2022),
-    nargs=2,
-    type=click.IntRange(1900, 2200),
-    show_default=True,
-    help="First and last year of the climatology (v0, dv_dt, v_amp, v_phase).",
-)
-@click.option(
-    "--intercept-year",
-    default=2018,
-    type=click.IntRange(1900, 2200),
-    show_default=True,
-    help="v0 is the climatology line's value on 1 January of this year.",
-)
+@_WINDOW_OPTION
+@_INTERCEPT_YEAR_OPTION
 def composite(cube_path: Path, out: Path, window: tuple[int, int], intercept_year: int) -> None:
     """Annual composite of the cube CUBE (ITS_LIVE's method): annual v, vx, vy and errors,
     climatology, seasonal amplitude and phase, into one NetCDF file. Pixels with too few
@@ -520,8 +534,6 @@ def composite(cube_path: Path, out: Path, window: tuple[int, int], intercept_yea
 
     if out.suffix != ".nc":
         raise click.BadParameter(f"{out} does not end in .nc", param_hint="--out")
-    if window[0] > window[1]:
-        raise click.BadParameter(f"{window[0]} comes after {window[1]}", param_hint="--window")
     try:
         data, summary = build_composite(
             open_cube(cube_path),
@@ -537,6 +549,156 @@ def composite(cube_path: Path, out: Path, window: tuple[int, int], intercept_yea
         f"{out}: {first}-{last}, {summary.pixels_fitted} pixel(s) fitted, "
         f"{summary.too_few_pairs} with too few pairs"
     )
+
+
+@main.group()
+def mosaic() -> None:
+    """Annual and summary mosaics of the cubes' composites (NetCDF + COGs, ITS_LIVE names)."""
+
+
+class _Year(click.ParamType):
+    """A year (1900-2200), 0000 for the climatology, or a range FIRST-LAST."""
+
+    name = "year"
+
+    def convert(
+        self, value: object, param: click.Parameter | None, ctx: click.Context | None
+    ) -> tuple[int, ...]:
+        if isinstance(value, tuple):
+            return value
+        text = str(value).strip()
+        first, _, last = text.partition("-")
+        if not (first.isdigit() and (not last or last.isdigit())):
+            self.fail(f"{value!r}: give YYYY, 0000 (the summary) or FIRST-LAST", param, ctx)
+        low, high = int(first), int(last or first)
+        if (low, high) != (0, 0) and not 1900 <= low <= high <= 2200:
+            self.fail(f"{value!r}: years run 1900-2200 in order (or 0000)", param, ctx)
+        return (0,) if low == 0 else tuple(range(low, high + 1))
+
+
+def _cubes_given(paths: tuple[Path, ...]) -> list[Path]:
+    """Cubes named one by one, or store folders of them."""
+    from glacierflow.processing.cubes.store import cube_names
+
+    cubes: list[Path] = []
+    for path in paths:
+        if not path.exists():
+            raise click.BadParameter(f"{path}: no such cube or store folder", param_hint="--cubes")
+        names = cube_names(path) if not path.name.endswith(".zarr") else []
+        cubes += [path / n for n in names] if names else [path]
+    return cubes
+
+
+@mosaic.command("build")
+@click.option(
+    "--cubes",
+    "cube_paths",
+    multiple=True,
+    type=click.Path(path_type=Path),
+    help="A cube, or a store folder of cubes (repeatable).",
+)
+@click.option(
+    "--bbox",
+    nargs=4,
+    type=_Number(-180, 180),
+    metavar="W S E N",
+    help="Longitude/latitude box: mosaic the cubes of --store it touches (needs --region).",
+)
+@click.option(
+    "--region",
+    help="A named region (RGI01A ... RGI19A: the cubes of --store in it), or the name of "
+    "--bbox or --cubes in the file names [default with --cubes: custom].",
+)
+@_STORE_OPTION
+@click.option(
+    "--year",
+    "years",
+    multiple=True,
+    required=True,
+    type=_Year(),
+    help="Year, 0000 (the summary: climatology) or FIRST-LAST; repeatable.",
+)
+@click.option(
+    "--out",
+    required=True,
+    type=click.Path(path_type=Path, file_okay=False),
+    callback=_writable_output,
+    help="Folder for the mosaic files.",
+)
+@click.option(
+    "--composites",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Folder of the cubes' composites, built there where missing or older than the "
+    "cube [default: OUT/composites].",
+)
+@_WINDOW_OPTION
+@_INTERCEPT_YEAR_OPTION
+@click.option(
+    "--landice",
+    type=click.Path(path_type=Path, exists=True, dir_okay=False),
+    help="Glacier outlines (GeoJSON) or a raster (non-zero on ice): fills `landice`.",
+)
+def mosaic_build(
+    cube_paths: tuple[Path, ...],
+    bbox: tuple[float, float, float, float] | None,
+    region: str | None,
+    store: str | None,
+    years: tuple[tuple[int, ...], ...],
+    out: Path,
+    composites: Path | None,
+    window: tuple[int, int],
+    intercept_year: int,
+    landice: Path | None,
+) -> None:
+    """Mosaic the composites of a region's cubes for each --year into OUT:
+    ITS_LIVE_velocity_120m_<REGION>_<YYYY>_v02.nc, one COG per variable (…_<var>.tif) and
+    a Web-Mercator COG of v (…_v_3857.tif), in one projection (the cube grid's at the
+    region's centre). Where cubes overlap, the one with the most pairs (count0) wins.
+
+    The cubes: --cubes, or those of --store that --region (a named region) or --bbox
+    touches. Their composites are built (one Dask task per cube) where missing or stale.
+    """
+    from glacierflow.processing.composites.fit import Options
+    from glacierflow.processing.mosaics import MosaicError, build_mosaics
+    from glacierflow.processing.mosaics.regions import (
+        RegionError,
+        bbox_region,
+        cubes_in_region,
+        named_region,
+    )
+
+    if cube_paths and bbox:
+        raise click.UsageError("give --cubes or --bbox, not both")
+    if not (cube_paths or region):
+        raise click.UsageError("give --cubes, --bbox W S E N with --region NAME, or --region")
+    try:
+        if cube_paths:
+            cubes, where = _cubes_given(cube_paths), region or "custom"
+        else:
+            where = bbox_region(region or "", bbox) if bbox else named_region(region or "")
+            cubes = cubes_in_region(_store_path(store), where)
+            if not cubes:
+                root = _store_path(store)
+                raise MosaicError(
+                    f"no cube in {root} touches {where.name} {where.bbox}: ingest granules "
+                    "there first (glacierflow cube ingest), or give another --store or region"
+                )
+        products = build_mosaics(
+            cubes,
+            sorted({y for group in years for y in group}),
+            out,
+            where,
+            composites,
+            Options(window=window, intercept_year=intercept_year),
+            landice,
+            _settings().dask_scheduler,
+            progress=_say,
+        )
+    except (MosaicError, RegionError) as err:
+        _say(f"error: {err}")
+        sys.exit(2)
+    for made in products:
+        click.echo(str(made.netcdf))
 
 
 @main.command()

@@ -109,7 +109,8 @@ def _composite_task(cube: Path, out: Path, options: Options) -> str | None:
     try:
         data, _ = build_composite(open_cube(cube), options, workers=1)
     except (CompositeError, OSError) as err:
-        return f"{cube.name}: {err}"
+        reason = str(err)
+        return reason if reason.startswith(cube.name) else f"{cube.name}: {reason}"
     with _NETCDF_WRITE:
         write_composite(data, out)
     return None
@@ -129,6 +130,10 @@ def ensure_composites(
     missing = [c for c in cubes if not Path(c).exists()]
     if missing:
         raise MosaicError(f"no such cube: {', '.join(str(c) for c in missing)}")
+    names = [Path(c).name for c in cubes]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise MosaicError(f"two cubes named {', '.join(twice)}: give each tile once")
     paths = [composite_path(c, folder) for c in cubes]
     todo = [(c, p) for c, p in zip(cubes, paths, strict=True) if not _is_current(p, c, options)]
     say(f"composites: {len(cubes) - len(todo)} current, {len(todo)} to build in {folder}")
@@ -146,7 +151,7 @@ def ensure_composites(
         else:
             from dask.diagnostics import ProgressBar
 
-            with ProgressBar(out=sys.stderr):
+            with ProgressBar(dt=1.0, out=sys.stderr):
                 failures = dask.compute(*tasks, scheduler="threads")
         failures = [f for f in failures if f]
         if failures:
@@ -171,7 +176,8 @@ def mosaic_from_composites(
     opened = []
     for path in composites:
         try:
-            opened.append(xr.open_dataset(path))
+            # read each year's slice when merged, and keep none of it afterwards
+            opened.append(xr.open_dataset(path, cache=False))
         except (OSError, ValueError) as err:
             raise MosaicError(f"{Path(path).name}: not a readable composite ({err})") from err
     try:

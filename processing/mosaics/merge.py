@@ -11,8 +11,8 @@ along the flow (v, v_error, v_amp, v_amp_error, dv_dt) by the change of scale al
 Overlaps follow ITS_LIVE's rule for merging mosaics (its itslive_annual_mosaics.py): at each
 pixel the composite with the highest `count0` (valid pairs in the climatology window)
 gives every variable, annual or summary; glacierflow breaks ties by the year's `count`,
-then by the order of the composites, and only composites with a value (finite `v`) take
-part.
+then by the order of the composites, and a composite with a value (finite `v`) always beats
+one without (whose pixel had too few pairs: its counts still show).
 """
 
 from __future__ import annotations
@@ -102,7 +102,7 @@ class Source:
     epsg: int
     grid: Grid
     fields: dict[str, np.ndarray]  # mosaic name (or "dt_max/L8_L9") -> (y, x) float
-    rank: np.ndarray  # (y, x): count0 + count·2⁻³², -1 where the composite has no value
+    rank: np.ndarray  # (y, x): the overlap rule's order of the composites at each pixel
 
 
 def composite_grid(composite: xr.Dataset) -> Grid:
@@ -128,7 +128,7 @@ def source_of(composite: xr.Dataset, year: int) -> Source | None:
     """The composite's fields for `year` (SUMMARY_YEAR: the climatology) under the
     mosaic's names, or None when it has no such year."""
     grid = composite_grid(composite)
-    count0 = _float(composite["count0"].values)
+    count0 = composite["count0"].values.astype(np.float64)
     fields: dict[str, np.ndarray] = {}
     if year == SUMMARY_YEAR:
         for name, source in SUMMARY.items():
@@ -142,16 +142,18 @@ def source_of(composite: xr.Dataset, year: int) -> Source | None:
         years = composite_years(composite)
         if year not in years:
             return None
-        i = years.index(year)
+        one = composite.isel(time=years.index(year))
         for name in ANNUAL:
-            fields[name] = _float(composite[name].values[i])
+            fields[name] = _float(one[name].values)
         count = fields["count"]
-    rank = np.where(np.isfinite(fields["v"]), count0 + count * 2.0**-32, -1.0)
+    pairs = np.nan_to_num(count0) + np.nan_to_num(count.astype(np.float64)) * 2.0**-32
+    # a value beats no value; among pixels without one (too few pairs), the count decides
+    rank = np.where(np.isfinite(fields["v"]), 1 + pairs, np.where(pairs > 0, pairs * 2.0**-22, -1))
     return Source(grid.epsg, grid, fields, rank)
 
 
 def _float(values: np.ndarray) -> np.ndarray:
-    return np.asarray(values, dtype=np.float64)
+    return np.asarray(values, dtype=np.float32)
 
 
 def grid_covering(epsg: int, grids: list[Grid], cell: float) -> Grid:
@@ -197,7 +199,7 @@ class Mosaic:
         rows, cols = window
         sub = Grid(self.grid.epsg, self.grid.x[cols], self.grid.y[rows])
         names = list(source.fields)
-        stack = np.stack([source.fields[n] for n in names]).astype(np.float32)
+        stack = np.stack([source.fields[n] for n in names])
         values = _warp(stack, source.grid, sub)
         rank = _warp(source.rank[None], source.grid, sub, nodata=-1.0)[0]
         fields = dict(zip(names, values, strict=True))

@@ -4,25 +4,35 @@ final name and renamed when complete, so a killed build leaves no partial file t
 
 from __future__ import annotations
 
+import math
 import os
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import morecantile
 import numpy as np
 import rasterio
 import xarray as xr
 from rasterio.io import MemoryFile
 from rio_cogeo.cogeo import cog_translate
 from rio_cogeo.profiles import cog_profiles
+from rio_cogeo.utils import get_web_optimized_params
 
 BLOCK_PX = 512
 FLOAT_FILL = -32767.0  # ITS_LIVE's _FillValue for float mosaics (readers see NaN)
-# integer variables: their nodata (ITS_LIVE's missing values)
-INTEGER_NODATA = {"count": 0, "landice": 0}
+# integer variables' nodata in the COGs: ITS_LIVE's 0 for counts (no pair, no data); the
+# land-ice mask is defined everywhere (0: not ice), so its declared nodata never occurs
+INTEGER_NODATA = {"count": 0, "landice": 255}
 # resampled by picking one pixel, never averaged: counts, flags, days of the year
 NEAREST_OVERVIEWS = ("count", "landice", "outlier_percent", "v_phase", "vx_phase", "vy_phase")
+
+
+def overview_levels(width: int, height: int) -> int:
+    """Halvings until the longer side fits one tile (rio-cogeo's own count stops when the
+    shorter side does, which leaves a long strip of a region without overviews)."""
+    return max(0, math.ceil(math.log2(max(width, height) / BLOCK_PX)))
 
 
 @contextmanager
@@ -47,8 +57,10 @@ def write_netcdf(mosaic: xr.Dataset, path: Path) -> None:
         encoding[name] = {"zlib": True, "complevel": 2, "shuffle": True}
         if var.dtype.kind == "f":
             encoding[name]["_FillValue"] = np.float32(FLOAT_FILL)
+        elif name == "count":
+            encoding[name]["_FillValue"] = var.dtype.type(INTEGER_NODATA[name])
         else:
-            encoding[name]["_FillValue"] = var.dtype.type(INTEGER_NODATA.get(name, 0))
+            encoding[name]["_FillValue"] = None
     for name in ("x", "y"):
         encoding[name] = {"_FillValue": None}
     with staged(path) as temporary:
@@ -84,6 +96,7 @@ def write_cog(
                 temporary,
                 profile,
                 nodata=nodata,
+                overview_level=overview_levels(width, height),
                 overview_resampling="nearest" if name in NEAREST_OVERVIEWS else "average",
                 in_memory=True,
                 quiet=True,
@@ -91,22 +104,28 @@ def write_cog(
 
 
 def write_web_mercator(cog: Path, path: Path) -> None:
-    """A speed COG reprojected to Web Mercator on the web-map tile grid (EPSG:3857), with
-    overviews down to one 512 px tile: a map at low zoom reads that one small level."""
+    """A speed COG reprojected to Web Mercator on the web-map tile grid (EPSG:3857) at the
+    first zoom level as fine as its cells, with overviews down to one 512 px tile: a map
+    at low zoom reads that one small level."""
     profile = dict(cog_profiles.get("deflate"), blockxsize=BLOCK_PX, blockysize=BLOCK_PX)
     profile["predictor"] = 3
-    with staged(path) as temporary:
-        cog_translate(
-            cog,
-            temporary,
-            profile,
-            nodata=np.nan,
-            web_optimized=True,
-            resampling="nearest",
-            overview_resampling="average",
-            in_memory=True,
-            quiet=True,
-        )
+    tms = morecantile.tms.get("WebMercatorQuad")
+    with rasterio.open(cog) as source:
+        size = get_web_optimized_params(source, zoom_level_strategy="upper", tms=tms)
+        with staged(path) as temporary:
+            cog_translate(
+                source,
+                temporary,
+                profile,
+                nodata=np.nan,
+                tms=tms,
+                zoom_level_strategy="upper",  # the zoom at or finer than the mosaic's cells
+                resampling="nearest",
+                overview_level=overview_levels(size["width"], size["height"]),
+                overview_resampling="average",
+                in_memory=True,
+                quiet=True,
+            )
 
 
 def write_all(

@@ -26,6 +26,7 @@ import psycopg
 import pytest
 import rasterio
 import xarray as xr
+from conftest import placed_cube
 from PIL import Image
 
 from glacierflow import cli
@@ -654,3 +655,102 @@ def test_the_tracker_starts_without_dask() -> None:
     code = "import sys, glacierflow.processing.pipeline; print('dask' in sys.modules)"
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert run.stdout.strip() == "False"
+
+
+# -- mosaic build ------------------------------------------------------------------------------
+
+MOSAIC_WINDOW = ["--window", "2018", "2021", "--intercept-year", "2019"]
+# a box around a cube at 400 km east, 5,200 km north in UTM zone 32N (~7.7°E, 46.9°N)
+MOSAIC_BBOX = ["--bbox", "7.6", "46.9", "7.8", "47.0"]
+
+
+@pytest.fixture
+def mosaic_store(tmp_path: Path) -> Path:
+    """The data directory's cube store with one synthetic cube."""
+    store = tmp_path / "data" / "cubes"
+    placed_cube(store, 32632, 400_012.5, 5_200_027.5, seed=1)
+    return store
+
+
+def _mosaic_files(folder: Path) -> list[Path]:
+    return sorted(folder.glob("*ITS_LIVE_velocity*")) if folder.exists() else []
+
+
+def test_mosaic_build_writes_a_year_and_the_summary_then_reuses_the_composites(
+    mosaic_store: Path, tmp_path: Path
+) -> None:
+    args = ["mosaic", "build", *MOSAIC_BBOX, "--region", "valais", "--year", "2019",
+            "--year", "0000", "--out", "out", *MOSAIC_WINDOW]  # fmt: skip
+    first = _run(tmp_path, *args)
+    assert first.returncode == 0, first.stderr
+    out = tmp_path / "out"
+    assert first.stdout.split() == [
+        str(Path("out") / "ITS_LIVE_velocity_120m_valais_0000_v02.nc"),
+        str(Path("out") / "ITS_LIVE_velocity_120m_valais_2019_v02.nc"),
+    ]
+    assert "composites: 0 current, 1 to build" in first.stderr
+    for year, cogs in (("2019", 7), ("0000", 20)):
+        stem = f"ITS_LIVE_velocity_120m_valais_{year}_v02"
+        assert len(list(out.glob(f"{stem}_*.tif"))) == cogs + 1  # + the Web-Mercator v
+        assert (out / f"{stem}_v_3857.tif").exists()
+    second = _run(tmp_path, *args)
+    assert second.returncode == 0, second.stderr
+    assert "composites: 1 current, 0 to build" in second.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--bbox", "100", "10", "101", "11", "--region", "nowhere", "--year", "2019"],
+         "no cube in .* touches nowhere"),
+        ([*MOSAIC_BBOX, "--region", "valais", "--year", "2030"],
+         "no composite has year 2030; years available: 2018, 2019, 2020, 2021"),
+        (["--region", "RGI99A", "--year", "2019"], "unknown region 'RGI99A'; known: RGI01A"),
+        ([*MOSAIC_BBOX, "--region", "a/b", "--year", "2019"], "region name 'a/b'"),
+        ([*MOSAIC_BBOX, "--region", "x", "--year", "2019-x"], "give YYYY, 0000"),
+        ([*MOSAIC_BBOX, "--year", "2019"], "give --cubes, --bbox W S E N with --region"),
+        (["--cubes", "missing.zarr", "--year", "2019"], "missing.zarr: no such cube"),
+        (["--cubes", "junk/ITS_LIVE_vel_EPSG32632_G0120_X450000_Y5250000.zarr", "--year",
+          "2019"], "cannot composite ITS_LIVE_vel_EPSG32632_G0120_X450000_Y5250000.zarr: "
+         "not a readable Zarr cube"),
+    ],
+)  # fmt: skip
+def test_mosaic_build_bad_input_exits_2_and_writes_no_mosaic(
+    mosaic_store: Path, tmp_path: Path, args: list[str], message: str
+) -> None:
+    junk = tmp_path / "junk" / "ITS_LIVE_vel_EPSG32632_G0120_X450000_Y5250000.zarr"
+    junk.mkdir(parents=True)
+    (junk / "zarr.json").write_text("not json")
+    run = _run(tmp_path, "mosaic", "build", *args, "--out", "out", *MOSAIC_WINDOW)
+    assert run.returncode == 2, run.stderr
+    assert re.search(message, run.stderr), run.stderr
+    assert "Traceback" not in run.stderr
+    assert _mosaic_files(tmp_path / "out") == []
+
+
+def test_an_interrupted_mosaic_build_leaves_only_whole_files(tmp_path: Path) -> None:
+    """SIGTERM while the files are being written: the command stops, removes its temporary
+    file, and every file under a final name is complete."""
+    store = tmp_path / "data" / "cubes"
+    placed_cube(store, 32632, 400_012.5, 5_200_027.5, seed=1)
+    placed_cube(store, 32632, 560_012.5, 5_260_027.5, seed=2)  # a 1,400 x 500 px mosaic
+    env = {**os.environ, "GLACIERFLOW_DATA_DIR": str(tmp_path / "data")}
+    command = [sys.executable, "-m", "glacierflow.cli", "mosaic", "build", "--cubes",
+               str(store), "--year", "0000", "--out", str(tmp_path / "out"),
+               *MOSAIC_WINDOW]  # fmt: skip
+    build = subprocess.Popen(command, env=env, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while build.poll() is None and time.monotonic() < deadline:
+        if list((tmp_path / "out").glob(".ITS_LIVE_velocity*")):  # writing under a temp name
+            build.send_signal(signal.SIGTERM)
+            break
+        time.sleep(0.01)
+    _, stderr = build.communicate(timeout=60)
+    assert build.returncode != 0, f"the build ended before it could be interrupted: {stderr}"
+    assert not list((tmp_path / "out").glob(".ITS_LIVE*")), "a temporary file was left"
+    for path in _mosaic_files(tmp_path / "out"):
+        if path.suffix == ".nc":
+            xr.open_dataset(path).load().close()
+        else:
+            with rasterio.open(path) as cog:
+                cog.read()
