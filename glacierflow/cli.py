@@ -712,8 +712,16 @@ def mosaic_build(
     help="Server processes. Two per core serve the most concurrent clients: keep-alive "
     "connections stay with the process that accepted them, and more processes even the load.",
 )
-def serve(host: str, port: int, workers: int) -> None:
-    """Serve the HTTP API: /stac (STAC API), /timeseries and /profile, /healthz, /docs.
+@click.option(
+    "--only",
+    type=click.Choice(["tiles"]),
+    default=None,
+    help="Serve one part alone: `tiles`, the tile server at the root (its routes without "
+    "the /tiles prefix).",
+)
+def serve(host: str, port: int, workers: int, only: str | None) -> None:
+    """Serve the HTTP API: /stac (STAC API), /timeseries and /profile, /tiles (map tiles,
+    WMTS, legend), /healthz, /docs.
 
     Runs until Ctrl-C, SIGTERM or SIGHUP. A worker process that dies is replaced; when
     they keep dying (5 per worker within a minute) the command stops and exits 1.
@@ -728,7 +736,7 @@ def serve(host: str, port: int, workers: int) -> None:
     with _exit_on_input_errors(), catalog_database(settings.data_dir) as dsn:
         init_catalog(dsn, settings.collection_ids)
         try:
-            run(settings, dsn, host, port, say=_say, workers=workers)
+            run(settings, dsn, host, port, say=_say, workers=workers, only_tiles=only == "tiles")
         except OSError as err:  # the port: in use, or not ours to take
             _say(f"error: {err.strerror}; choose another --port")
             sys.exit(2)

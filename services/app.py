@@ -64,6 +64,8 @@ the <a href="openapi.json">OpenAPI document</a></li>
 <label>lat <input name="lat" size="10" required></label>
 <select name="format"><option>json</option><option>csv</option></select>
 <button>/timeseries</button></form></li>
+<li><a href="tiles/docs">Map tiles</a> (titiler): velocity COGs and catalog mosaics as XYZ
+tiles and WMTS for QGIS, with the <a href="tiles/legend/speed.png">speed legend</a></li>
 <li>Data files (granules, browse images, cubes) under <code>/data/</code>: the asset
 links of the STAC items</li>
 <li><a href="healthz">Health</a></li>

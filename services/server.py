@@ -27,6 +27,7 @@ from multiprocessing.process import BaseProcess
 import uvicorn
 
 from glacierflow.services.app import create_app
+from glacierflow.services.tiles import create_tiles_app
 from glacierflow.settings import Settings
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
@@ -48,16 +49,22 @@ def run(
     port: int,
     say: Callable[[str], None] = print,
     workers: int = 1,
+    only_tiles: bool = False,
 ) -> None:
     """Serve with `workers` processes until SIGINT (Ctrl-C), SIGTERM or SIGHUP, then stop
     them and return. A worker that dies is replaced; ServerError when they die faster than
-    DEATHS_PER_WORKER per worker within RESTART_WINDOW_S."""
+    DEATHS_PER_WORKER per worker within RESTART_WINDOW_S. `only_tiles`: the tile server
+    alone, at the root."""
     _listening_socket(host, port).close()  # a port in use fails here, once, with its name
-    say(
-        f"serving on http://{host}:{port}/  (STAC API: /stac, time series: /timeseries, "
-        "health: /healthz, docs: /docs)"
-    )
-    _Supervisor(settings, dsn, host, port, workers, say).run()
+    if only_tiles:
+        say(f"serving tiles on http://{host}:{port}/  (legend: /legend/speed, docs: /docs)")
+    else:
+        say(
+            f"serving on http://{host}:{port}/  (STAC API: /stac, time series: /timeseries, "
+            "tiles: /tiles, health: /healthz, docs: /docs)"
+        )
+    factory = create_tiles_app if only_tiles else create_app
+    _Supervisor(settings, dsn, host, port, workers, say, factory).run()
 
 
 class _Supervisor:
@@ -69,9 +76,10 @@ class _Supervisor:
         port: int,
         workers: int,
         say: Callable[[str], None],
+        factory: Callable[[Settings, str], object],
     ) -> None:
         self._context = multiprocessing.get_context("spawn")  # the app is built in the worker
-        self._args = (settings, dsn, host, port)
+        self._args = (settings, dsn, host, port, factory)
         self._count = workers
         self._say = say
         self._stop_requested = False
@@ -146,7 +154,9 @@ def _listening_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
-def _worker(settings: Settings, dsn: str, host: str, port: int) -> None:
+def _worker(
+    settings: Settings, dsn: str, host: str, port: int, factory: Callable[[Settings, str], object]
+) -> None:
     """One server process on its own socket. It takes signals from the supervisor only
     (its own process group: Ctrl-C and a hang-up reach the supervisor, which stops the
     workers in order), and it stops when the supervisor dies, even by SIGKILL."""
@@ -159,6 +169,6 @@ def _worker(settings: Settings, dsn: str, host: str, port: int) -> None:
     sock = _listening_socket(host, port)
     sock.listen(2048)
     config = uvicorn.Config(
-        create_app(settings, dsn), log_level="warning", timeout_graceful_shutdown=_GRACE_S
+        factory(settings, dsn), log_level="warning", timeout_graceful_shutdown=_GRACE_S
     )
     uvicorn.Server(config).run(sockets=[sock])

@@ -27,9 +27,10 @@ import re
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path, PurePosixPath
 from typing import Annotated, Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 import morecantile
 import numpy as np
@@ -43,6 +44,7 @@ from rasterio.errors import RasterioError
 from rio_tiler.colormap import cmap as default_colormaps
 from rio_tiler.errors import PointOutsideBounds, RioTilerError, TileOutsideBounds
 from rio_tiler.io import MultiBaseReader
+from rio_tiler.profiles import PNGProfile, img_profiles
 from rio_tiler.types import AssetInfo, AssetType
 from starlette.types import ASGIApp, Receive, Scope, Send
 from titiler.core.dependencies import PartFeatureParams, create_colormap_dependency
@@ -75,6 +77,8 @@ from glacierflow.catalog.render import (
     speed_colormap,
 )
 from glacierflow.services.data import DATA_PREFIX, DataFiles
+from glacierflow.services.middleware import add_limits
+from glacierflow.services.stac import add_offline_docs
 from glacierflow.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -83,14 +87,20 @@ TILES_PREFIX = "/tiles"
 # the largest image side (px) any request may ask for: tiles, previews, parts
 MAX_IMAGE_SIDE = 2048
 MAX_TILE_BUFFER = 64  # px added on each side of a tile (buffer, padding)
+MAX_HISTOGRAM_BINS = 1000
 PART_MAX_SIZE = 1024  # a part's default size, where titiler would read full resolution
 CACHE_CONTROL = "public, max-age=3600"
 # answers that change with every write to the catalog: not cached
 _UNCACHED_PATHS = {r".*/searches(/list)?/?$", r".*/searches/register$"}
-_SIZE_PARAMETERS = ("tilesize", "max_size", "width", "height")
-_MARGIN_PARAMETERS = ("buffer", "padding")
+# what a request may ask for at most: image sides (px), margins (px), histogram bins
+_LIMITS = {
+    **dict.fromkeys(("tilesize", "max_size", "width", "height"), MAX_IMAGE_SIDE),
+    **dict.fromkeys(("buffer", "padding"), MAX_TILE_BUFFER),
+    "histogram_bins": MAX_HISTOGRAM_BINS,
+}
+_SIZE_PATH = re.compile(r"/(?P<width>\d+)x(?P<height>\d+)(?:\.\w+)?$")  # parts' {width}x{height}
 _TILE_PATH = re.compile(
-    r"/tiles/(?P<tms>[^/]+)/(?P<z>-?\d+)/(?P<x>-?\d+)/(?P<y>-?\d+)(?:@\d+x)?(?:\.(?P<ext>\w+))?$"
+    r"/tiles/(?P<tms>[^/]+)/(?P<z>-?\d+)/(?P<x>-?\d+)/(?P<y>-?\d+)(?:\.(?P<ext>\w+))?$"
 )
 
 # rio-tiler's own "speed" (cmocean's, linear) gives way to ours in this server only
@@ -106,6 +116,10 @@ TILE_MATRIX_SETS = morecantile.TileMatrixSets(
         )
     }
 )
+# PNG tiles at zlib level 1 instead of rio-tiler's 6, in this process: speed fields are
+# noisy, so level 6 makes them barely smaller (within 5 %) at 4 to 14 times the cost, most
+# of a tile's time (benchmarks/tiles.py)
+img_profiles.data["png"] = PNGProfile(zlevel=1)
 COLORMAPS = default_colormaps.register({SPEED_COLORMAP_NAME: speed_colormap()}, overwrite=True)
 ColorMapParams = create_colormap_dependency(COLORMAPS)
 
@@ -199,8 +213,8 @@ class BoundedPartParams(PartFeatureParams):
 
 
 class RequestBounds:
-    """400 for tile indices outside their tile matrix, and for image sizes or margins past
-    the limits, before titiler reads anything."""
+    """400 for tile indices outside their tile matrix, and for image sizes, margins or
+    histogram bins past the limits (_LIMITS), before titiler reads anything."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -232,25 +246,20 @@ def _tile_index_problem(path: str) -> str | None:
 
 
 def _size_problem(scope: Scope) -> str | None:
-    query = dict(_query_pairs(scope))
-    for name, limit in [
-        *((n, MAX_IMAGE_SIDE) for n in _SIZE_PARAMETERS),
-        *((n, MAX_TILE_BUFFER) for n in _MARGIN_PARAMETERS),
-    ]:
+    query = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1")))
+    if sized := _SIZE_PATH.search(scope["path"]):
+        query.update(sized.groupdict())
+    for name, limit in _LIMITS.items():
         value = query.get(name)
-        try:
-            too_big = value is not None and float(value) > limit
+        if value is None:
+            continue
+        try:  # histogram bins: a count, or the edges themselves
+            amount = len(value.split(",")) if "," in value else float(value)
         except ValueError:
             continue  # not a number: titiler's 422 says so
-        if too_big:
+        if amount > limit:
             return f"{name} must be at most {limit}"
     return None
-
-
-def _query_pairs(scope: Scope) -> list[tuple[str, str]]:
-    from urllib.parse import parse_qsl
-
-    return parse_qsl(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True)
 
 
 class MountedRootPath:
@@ -268,26 +277,21 @@ class MountedRootPath:
 
 
 # -- answers outside the data, and errors --------------------------------------------------------
+@lru_cache(maxsize=16)
 def _transparent_png(size: int) -> bytes:
     buffer = io.BytesIO()
     Image.new("RGBA", (size, size), (0, 0, 0, 0)).save(buffer, format="PNG", optimize=True)
     return buffer.getvalue()
 
 
-_EMPTY_TILES = {size: _transparent_png(size) for size in (256, 512)}
-
-
 async def _outside_data(request: Request, exc: Exception) -> Response:
-    """A PNG tile outside the data is transparent; anything else outside is 404."""
+    """A PNG tile outside the data is transparent (of the `tilesize` asked for); anything
+    else outside is 404."""
     found = _TILE_PATH.search(request.url.path)
-    wants_png = found and (found["ext"] in (None, "png") or request.query_params.get("f") == "png")
-    if wants_png:
-        size = (
-            512
-            if "@2x" in request.url.path or request.query_params.get("tilesize") == "512"
-            else 256
-        )
-        return Response(_EMPTY_TILES[size], media_type="image/png")
+    if found and found["ext"] in (None, "png"):
+        tilesize = request.query_params.get("tilesize", "")
+        size = int(tilesize) if tilesize.isdigit() else 256
+        return Response(_transparent_png(size), media_type="image/png")
     return JSONResponse({"detail": "no data here (outside the dataset)"}, status_code=404)
 
 
@@ -436,8 +440,12 @@ def create_tiles_app(settings: Settings, dsn: str, *, own_lifespan: bool = True)
         title="glacierflow tiles",
         description="Map tiles of glacierflow's velocity COGs and catalog mosaics (titiler)",
         lifespan=lifespan if own_lifespan else None,
+        docs_url=None,
+        redoc_url=None,
     )
+    add_offline_docs(app)
     _add_error_answers(app)
+    add_limits(app, settings.max_body_bytes)  # search registrations' bodies (413 beyond)
     bounded = {
         "colormap_dependency": ColorMapParams,
         "img_part_dependency": BoundedPartParams,
@@ -498,7 +506,7 @@ def create_tiles_app(settings: Settings, dsn: str, *, own_lifespan: bool = True)
         router_prefix="/collections/{collection_id}/items/{item_id}",
         add_viewer=False,
         get_renders=_item_renders,
-        extensions=[wmtsExtension(layer_identifier_provider=lambda _: "item")],
+        extensions=[wmtsExtension(layer_identifier_provider=lambda item: item.id)],
         **bounded,
     )
     app.include_router(

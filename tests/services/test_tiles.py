@@ -6,7 +6,12 @@ from __future__ import annotations
 
 import io
 import math
+import os
+import subprocess
+import sys
+import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from urllib.parse import urlencode
 
 import httpx
@@ -14,7 +19,7 @@ import morecantile
 import numpy as np
 import pytest
 import rasterio
-from conftest import serving
+from conftest import free_port, serving, serving_process
 from PIL import Image
 from rasterio.transform import from_origin
 from support import speed_item, write_speed_cog
@@ -196,6 +201,8 @@ def test_tiles_outside_data_are_transparent_png_or_404(tiles_url: str) -> None:
     far = (f"{tiles_url}/cog", CORNER.x + 20, CORNER.y)
     rgba = png_pixels(httpx.get(tile_url(*far), params=render_query(url=COG)))
     assert rgba.shape == (256, 256, 4) and (rgba[..., 3] == 0).all()
+    retina = png_pixels(httpx.get(tile_url(*far), params=render_query(url=COG, tilesize="512")))
+    assert retina.shape == (512, 512, 4) and (retina[..., 3] == 0).all()
     no_extension = httpx.get(tile_url(*far, ext=""), params=render_query(url=COG))
     assert no_extension.status_code == 200 and no_extension.headers["content-type"] == "image/png"
     jpeg = httpx.get(tile_url(*far, ext=".jpg"), params=render_query(url=COG))
@@ -227,6 +234,10 @@ def test_item_and_mosaic_tiles_draw_the_cog(tiles_url: str, tiles_data: dict) ->
         assert (png_pixels(outside)[..., 3] == 0).all()
     wmts = httpx.get(f"{search}/WMTSCapabilities.xml", params=query)
     assert wmts.status_code == 200 and "<Capabilities" in wmts.text
+    # an item's WMTS needs no parameters: its render object makes the `speed` layer
+    wmts = httpx.get(f"{item}/WMTSCapabilities.xml")
+    assert "speed-2024_WebMercatorQuad_speed" in wmts.text
+    assert "colormap_name=speed" in wmts.text and "expression=log10" in wmts.text
 
 
 def test_item_asset_outside_the_data_directory_is_refused(tiles_url: str, tiles_data: dict) -> None:
@@ -284,12 +295,20 @@ def test_own_data_url_is_accepted(tiles_url: str) -> None:
         ("tiles/WebMercatorQuad/3/1/1.png", {"buffer": "1000"}, "buffer"),
         ("preview.png", {"max_size": "100000"}, "max_size"),
         ("bbox/-46,69,-44,71.png", {"width": "50000", "height": "10"}, "width"),
+        ("bbox/-46,69,-44,71/10x50000.png", {}, "height"),
+        ("statistics", {"histogram_bins": "100000000"}, "histogram_bins"),
+        ("statistics", {"histogram_bins": ",".join(map(str, range(2000)))}, "histogram_bins"),
     ],
 )
 def test_out_of_range_requests_are_400(tiles_url: str, path: str, params: dict, words: str) -> None:
     answer = httpx.get(f"{tiles_url}/cog/{path}", params={"url": COG, **params})
     assert answer.status_code == 400, answer.text
     assert words in answer.json()["detail"]
+
+
+def test_search_bodies_are_bounded(tiles_url: str) -> None:
+    huge = {"collections": ["mosaics"], "filter": {"op": "and", "args": ["x" * (2 << 20)]}}
+    assert httpx.post(f"{tiles_url}/searches/register", json=huge).status_code == 413
 
 
 def test_unknown_colormap_is_422_naming_speed(tiles_url: str) -> None:
@@ -319,5 +338,64 @@ def test_tiles_in_the_composed_app(tiles_data: dict) -> None:
         item = f"{url}/tiles/collections/mosaics/items/speed-2024"
         assert httpx.get(f"{item}/info", params={"assets": "v"}).status_code == 200
         assert httpx.get(f"{url}/tiles/legend/speed").status_code == 200
+        assert "/tiles/openapi.json" in httpx.get(f"{url}/tiles/docs").text
         tilejson = httpx.get(f"{url}/tiles/cog/WebMercatorQuad/tilejson.json", params={"url": COG})
         assert tilejson.json()["tiles"][0].startswith(f"{url}/tiles/cog/tiles/")
+
+
+# -- served alone ------------------------------------------------------------------------------
+def test_serve_only_tiles_and_the_uvicorn_factory(tiles_data: dict, tmp_path: Path) -> None:
+    """`glacierflow serve --only tiles` and uvicorn's factory serve the tiles at the root,
+    with the catalog from DATABASE_URL (a DSN without password: titiler-pgstac's own
+    settings would fail on it)."""
+    env = {"DATABASE_URL": tiles_data["dsn"], "GLACIERFLOW_DATA_DIR": str(tiles_data["data"])}
+    port = free_port()
+    log = tmp_path / "serve.log"
+    with log.open("w") as output:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "glacierflow.cli", "serve", "--only", "tiles", "--port",
+             str(port)],
+            env={**os.environ, **env}, stdout=output, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    factory = "glacierflow.services.tiles:create_tiles_app_from_environment"
+    try:
+        with serving_process(factory, env) as (alone, _):
+            deadline = time.monotonic() + 60
+            while True:
+                assert server.poll() is None, log.read_text()
+                try:
+                    httpx.get(f"http://127.0.0.1:{port}/legend/speed", timeout=2)
+                    break
+                except httpx.TransportError:
+                    assert time.monotonic() < deadline, log.read_text()
+                    time.sleep(0.2)
+            for base in (f"http://127.0.0.1:{port}", alone):
+                tile = httpx.get(
+                    tile_url(f"{base}/cog", CORNER.x, CORNER.y), params=render_query(url=COG)
+                )
+                assert png_pixels(tile).shape == (256, 256, 4)
+                item = httpx.get(f"{base}/collections/mosaics/items/speed-2024/info?assets=v")
+                assert item.status_code == 200, item.text
+        assert "serving tiles on" in log.read_text()
+    finally:
+        server.terminate()
+        server.wait(20)
+
+
+def test_docs_work_offline(tiles_url: str) -> None:
+    docs = httpx.get(f"{tiles_url}/docs")
+    assert docs.status_code == 200 and "cdn" not in docs.text.lower()
+    assert "/legend/{colormap_name}" in httpx.get(f"{tiles_url}/openapi.json").json()["paths"]
+
+
+def test_catalog_database_away_is_503_and_cogs_still_serve(tiles_data: dict) -> None:
+    settings = Settings(data_dir=tiles_data["data"], database_connect_timeout_s=0.5)
+    nobody = f"postgresql://postgres@127.0.0.1:{free_port()}/postgres"
+    with serving(create_tiles_app(settings, nobody)) as url:
+        start = time.monotonic()
+        # an item no other test asked for: titiler-pgstac caches items for the process
+        answer = httpx.get(f"{url}/collections/mosaics/items/never-asked/info?assets=v")
+        assert answer.status_code == 503 and answer.headers["retry-after"] == "1"
+        assert "postgres" not in answer.text and time.monotonic() - start < 5
+        tile = httpx.get(tile_url(f"{url}/cog", CORNER.x, CORNER.y), params=render_query(url=COG))
+        assert png_pixels(tile).shape == (256, 256, 4)
