@@ -24,7 +24,8 @@ PROVIDERS = [
 ]
 PROJECTION_SCHEMA = "https://stac-extensions.github.io/projection/v2.0.0/schema.json"
 DATACUBE_SCHEMA = "https://stac-extensions.github.io/datacube/v2.2.0/schema.json"
-_RENDER = "https://stac-extensions.github.io/render/v2.0.0/schema.json"
+RENDER_SCHEMA = "https://stac-extensions.github.io/render/v2.0.0/schema.json"
+RASTER_SCHEMA = "https://stac-extensions.github.io/raster/v2.0.0/schema.json"
 _ITEM_ASSETS = "https://stac-extensions.github.io/item-assets/v1.0.0/schema.json"
 
 _DESCRIPTIONS = {
@@ -35,8 +36,61 @@ _DESCRIPTIONS = {
         "feature tracking, in ITS_LIVE's granule layout (NetCDF4, CF-1.8, 120 m).",
     ),
     "cubes": ("Velocity datacubes", "Zarr cubes of granules on ITS_LIVE's 100 km tile grid."),
-    "mosaics": ("Annual velocity mosaics", "Yearly composites as NetCDF and COGs."),
+    "mosaics": (
+        "Annual velocity mosaics",
+        "Annual and summary (climatology, year 0000) velocity mosaics of a region as NetCDF "
+        "and one Cloud-Optimized GeoTIFF per variable, plus a Web-Mercator COG of speed for "
+        "maps; and the per-cube composites they are merged from (NetCDF).",
+    ),
 }
+
+# what a mosaics item is (its `product` property)
+MOSAIC_PRODUCTS = {
+    "annual": "a region's mosaic of one year",
+    "summary": "a region's climatology over a window of years (ITS_LIVE's year 0000)",
+    "composite": "one cube's annual composites and climatology (NetCDF only)",
+}
+COG = "image/tiff; application=geotiff; profile=cloud-optimized"
+# the mosaics' variables (ITS_LIVE's names) and what each is, for asset titles
+MOSAIC_VARIABLES = {
+    "v": "Speed",
+    "vx": "Velocity, x component",
+    "vy": "Velocity, y component",
+    "v_error": "Error of speed",
+    "vx_error": "Error of the x component",
+    "vy_error": "Error of the y component",
+    "count": "Image pairs in the fit",
+    "landice": "Land ice mask",
+    "dv_dt": "Trend of speed",
+    "v_amp": "Seasonal amplitude of speed",
+    "v_phase": "Day of the seasonal maximum of speed",
+    "count0": "Image pairs in the climatology window",
+    "outlier_percent": "Share of pairs left out as outliers",
+}
+MOSAIC_NETCDF_TITLE = "Velocity mosaic (NetCDF4, CF-1.8)"
+COMPOSITE_NETCDF_TITLE = "Annual velocity composite of a cube (NetCDF4, CF-1.8)"
+WEB_MERCATOR_TITLE = "Speed, Web Mercator (EPSG:3857) COG for maps"
+
+
+def mosaic_renders() -> dict[str, Any]:
+    """The render extension's views of a mosaic: speed on the log-scaled colormap."""
+    from glacierflow.catalog.render import SPEED_COLORMAP_NAME, speed_render
+
+    return {SPEED_COLORMAP_NAME: speed_render()}
+
+
+def _mosaic_item_assets() -> dict[str, Any]:
+    assets: dict[str, Any] = {
+        name: {"title": title, "type": COG, "roles": ["data"]}
+        for name, title in MOSAIC_VARIABLES.items()
+    }
+    assets["v_3857"] = {"title": WEB_MERCATOR_TITLE, "type": COG, "roles": ["data", "visual"]}
+    assets["data"] = {
+        "title": MOSAIC_NETCDF_TITLE,
+        "type": "application/x-netcdf",
+        "roles": ["data"],
+    }
+    return assets
 
 
 def _granule_item_assets() -> dict[str, Any]:
@@ -78,7 +132,7 @@ def collection(kind: str, collection_id: str | None = None) -> pystac.Collection
         extra_fields={"itemType": "feature"},
     )
     if kind == "granules":
-        coll.stac_extensions += [_ITEM_ASSETS, _RENDER]
+        coll.stac_extensions += [_ITEM_ASSETS, RENDER_SCHEMA]
         coll.extra_fields["item_assets"] = _granule_item_assets()
         coll.summaries = pystac.Summaries(
             {
@@ -106,6 +160,11 @@ def collection(kind: str, collection_id: str | None = None) -> pystac.Collection
             }
         }
         coll.summaries = pystac.Summaries({"gsd": [120]})
+    if kind == "mosaics":
+        coll.stac_extensions += [_ITEM_ASSETS, RENDER_SCHEMA]
+        coll.extra_fields["item_assets"] = _mosaic_item_assets()
+        coll.extra_fields["renders"] = mosaic_renders()
+        coll.summaries = pystac.Summaries({"gsd": [120], "product": list(MOSAIC_PRODUCTS)})
     return coll
 
 

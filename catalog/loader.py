@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import psycopg
 import pystac
@@ -13,10 +14,18 @@ from pypgstac.db import PgstacDB
 from pypgstac.load import Loader, Methods
 
 from glacierflow.catalog.collections import all_collections
-from glacierflow.catalog.items import NotAGranuleError, cube_item, granule_item
+from glacierflow.catalog.items import (
+    HrefOf,
+    NotAGranuleError,
+    composite_item,
+    cube_item,
+    granule_item,
+    mosaic_item,
+)
 from glacierflow.settings import COLLECTION_KINDS
 
-HrefOf = Callable[[Path], str | None]
+if TYPE_CHECKING:
+    from glacierflow.processing.mosaics import MosaicProducts
 
 
 def load_collections(dsn: str, collections: Iterable[pystac.Collection]) -> None:
@@ -38,6 +47,9 @@ QUERYABLES = {
     "proj:code": ({"type": "string"}, "to_text"),
     "start_datetime": ({"type": "string", "format": "date-time"}, "to_tstz"),
     "end_datetime": ({"type": "string", "format": "date-time"}, "to_tstz"),
+    "year": ({"type": "integer", "description": "a mosaic's year; 0: the summary"}, "to_int"),
+    "region": ({"type": "string", "description": "a mosaic's region"}, "to_text"),
+    "product": ({"type": "string", "enum": ["annual", "summary", "composite"]}, "to_text"),
 }
 
 
@@ -175,6 +187,36 @@ def load_cubes(
         cube_item(Path(p), collection_id, href_of(Path(p)) if href_of else None).to_dict(
             include_self_link=False
         )
+        for p in paths
+    ]
+    if items:
+        load_items(dsn, items)
+    return [item["id"] for item in items]
+
+
+def load_mosaics(
+    dsn: str,
+    products: Iterable[MosaicProducts],
+    collection_id: str = "mosaics",
+    href_of: HrefOf | None = None,
+) -> list[str]:
+    """Create or update the items of mosaics (one per region and year), as `mosaic build`
+    made them: each build rewrites the files, and its item follows (statistics, footprint,
+    `updated`). Hrefs as in `load_granules`."""
+    items = [
+        mosaic_item(p, href_of, collection_id).to_dict(include_self_link=False) for p in products
+    ]
+    if items:
+        load_items(dsn, items)
+    return [item["id"] for item in items]
+
+
+def load_composites(
+    dsn: str, paths: Iterable[Path], collection_id: str = "mosaics", href_of: HrefOf | None = None
+) -> list[str]:
+    """Create or update the items of cube composites (NetCDF); hrefs as in `load_granules`."""
+    items = [
+        composite_item(Path(p), href_of, collection_id).to_dict(include_self_link=False)
         for p in paths
     ]
     if items:

@@ -4,8 +4,10 @@ It grows with the project; today it makes a pair of scenes over a synthetic outl
 glacier (channel flow with shear margins, stable rock beside it, a cloud, an
 illumination change), tracks it into an ITS_LIVE granule, checks it against the truth,
 adds two years of granules with a seasonal cycle, ingests them all into a datacube,
-fits the cube's annual composite, catalogs granule and cube, and serves the STAC API and
-/timeseries on localhost. A second run reuses the scenes, granules and composite that exist.
+fits the cube's annual composite, builds the region's mosaics (each year and the summary),
+catalogs granule, cube, composite and mosaics, and serves the STAC API, /timeseries and
+the map tiles on localhost. A second run reuses the scenes, granules, composite and
+mosaics that exist.
 """
 
 from __future__ import annotations
@@ -14,18 +16,34 @@ import math
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
+from urllib.parse import urlencode
 
 import numpy as np
+import rasterio
 import xarray as xr
 from pyproj import Transformer
 
 from glacierflow.catalog.database import catalog_database
-from glacierflow.catalog.loader import init_catalog, load_cubes, load_granules
+from glacierflow.catalog.loader import (
+    init_catalog,
+    load_composites,
+    load_cubes,
+    load_granules,
+    load_mosaics,
+)
+from glacierflow.catalog.render import SPEED_COLORMAP_NAME, speed_render
 from glacierflow.processing import synthetic
 from glacierflow.processing.composites.build import build_composite, open_cube, write_composite
 from glacierflow.processing.composites.fit import MIN_PAIRS, Options
 from glacierflow.processing.composites.series import NoFit, fit_series
 from glacierflow.processing.cubes.ingest import ingest
+from glacierflow.processing.mosaics import MosaicProducts
+from glacierflow.processing.mosaics.build import (
+    composite_path,
+    mosaic_from_composites,
+    mosaic_stem,
+)
+from glacierflow.processing.mosaics.merge import SUMMARY_YEAR
 from glacierflow.processing.pipeline import TrackRequest, track_pair
 from glacierflow.services.server import run
 from glacierflow.settings import Settings
@@ -99,6 +117,8 @@ def run_demo(
     cube_paths = [settings.cube_store / name for name in cubes.cubes]
     for cube in cube_paths:
         say(demo_composite(cube, root / "composites"))
+    composites = [composite_path(cube, root / "composites") for cube in cube_paths]
+    mosaics = demo_mosaics(composites, root / "mosaics", say)
     with catalog_database(settings.data_dir) as dsn:
         init_catalog(dsn, settings.collection_ids)
         report = load_granules(dsn, [path], settings.collection_id("granules"), settings.data_href)
@@ -106,6 +126,15 @@ def run_demo(
         say(f"catalog: {len(report.loaded)} granule item(s) in collection '{collection}'")
         ids = load_cubes(dsn, cube_paths, settings.collection_id("cubes"), settings.data_href)
         say(f"catalog: {len(ids)} cube item(s) in collection '{settings.collection_id('cubes')}'")
+        collection = settings.collection_id("mosaics")
+        ids = load_composites(dsn, composites, collection, settings.data_href)
+        mosaic_ids = load_mosaics(dsn, mosaics, collection, settings.data_href)
+        say(
+            f"catalog: {len(mosaic_ids)} mosaic item(s) and {len(ids)} composite item(s) in "
+            f"collection '{collection}'"
+        )
+        for line in map_urls(f"http://{host}:{port}", collection, mosaics):
+            say(line)
         lon, lat = demo_point(path)
         history = f"http://{host}:{port}/timeseries?lon={lon:.4f}&lat={lat:.4f}"
         say(f"a point's history: {history}")
@@ -159,7 +188,7 @@ COMPOSITE_OPTIONS = Options(window=(2023, 2024), intercept_year=2024)
 def demo_composite(cube: Path, folder: Path) -> str:
     """The cube's annual composite in `folder` (made once, atomically; reused after), and
     one line of its figures."""
-    out = folder / cube.name.replace(".zarr", "_composite.nc")
+    out = composite_path(cube, folder)
     if out.exists():
         made = f"reusing {out}"
     else:
@@ -185,6 +214,74 @@ def demo_composite(cube: Path, folder: Path) -> str:
             f"{float(composite['v_amp'].median()):.0f} m/yr, v_phase day "
             f"{float(composite['v_phase'].median()):.0f}"
         )
+
+
+DEMO_REGION = "DEMO"
+
+
+def demo_mosaics(
+    composites: list[Path], folder: Path, say: Callable[[str], None]
+) -> list[MosaicProducts]:
+    """The demo region's mosaics in `folder`: each year of its composites, then the summary
+    (0000); made from the composites, reused while newer than all of them."""
+    with xr.open_dataset(composites[0]) as composite:
+        years = sorted({int(y) for y in composite["time"].dt.year.values})
+    years.append(SUMMARY_YEAR)
+    newest = max(path.stat().st_mtime for path in composites)
+    existing = [_existing_mosaic(folder, year, newest) for year in years]
+    if all(existing):
+        say(f"mosaics: reusing {len(existing)} in {folder}")
+        return existing
+    products = mosaic_from_composites(composites, years, folder, DEMO_REGION)
+    say(
+        f"mosaics: wrote {len(products)} in {folder} (years {', '.join(map(str, years[:-1]))} "
+        "and the summary 0000), each a NetCDF, a COG per variable and a Web-Mercator COG of v"
+    )
+    return products
+
+
+def _existing_mosaic(folder: Path, year: int, newer_than: float) -> MosaicProducts | None:
+    """A mosaic already in `folder` whose files are all newer than `newer_than`."""
+    stem = mosaic_stem(DEMO_REGION, year)
+    netcdf, web_mercator = folder / f"{stem}.nc", folder / f"{stem}_v_3857.tif"
+    cogs = {
+        path.name.removeprefix(f"{stem}_").removesuffix(".tif"): path
+        for path in folder.glob(f"{stem}_*.tif")
+        if path != web_mercator
+    }
+    files = [netcdf, web_mercator, *cogs.values()]
+    if "v" not in cogs or not all(f.exists() and f.stat().st_mtime >= newer_than for f in files):
+        return None
+    with rasterio.open(cogs["v"]) as src:
+        epsg = src.crs.to_epsg()
+    return MosaicProducts(DEMO_REGION, year, epsg, netcdf, cogs, web_mercator)
+
+
+def map_urls(base: str, collection: str, mosaics: list[MosaicProducts]) -> list[str]:
+    """Where to look at the mosaics: their items, and for the latest year an XYZ tile
+    template (the speed colormap), QGIS's WMTS capabilities and the colormap's legend."""
+    lines = [f"mosaic item: {base}/stac/collections/{collection}/items/{p.netcdf.stem}"
+             for p in mosaics]  # fmt: skip
+    latest = max((p for p in mosaics if p.year != SUMMARY_YEAR), key=lambda p: p.year)
+    item = f"{base}/tiles/collections/{collection}/items/{latest.netcdf.stem}"
+    render = speed_render()
+    query = urlencode(
+        {
+            "assets": render["assets"],
+            "expression": render["expression"],
+            "rescale": [",".join(f"{v:g}" for v in pair) for pair in render["rescale"]],
+            "colormap_name": render["colormap_name"],
+        },
+        doseq=True,
+    )
+    legend = f"{base}/tiles/legend/{SPEED_COLORMAP_NAME}"
+    xyz = f"{item}/tiles/WebMercatorQuad/{{z}}/{{x}}/{{y}}.png?{query}"
+    return [
+        *lines,
+        f"map tiles of {latest.year} (XYZ): {xyz}",
+        f"QGIS (WMTS): {item}/WMTSCapabilities.xml",
+        f"legend: {legend}.png (JSON: {legend})",
+    ]
 
 
 def point_fit(cubes: list[Path], lon: float, lat: float) -> str:

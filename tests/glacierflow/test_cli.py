@@ -6,6 +6,7 @@ FFTW wisdom cache nor a stray .env of the checkout is shared with other tests.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
@@ -19,12 +20,14 @@ import time
 from pathlib import Path
 
 import httpx
+import morecantile
 import numpy as np
 import psycopg
 import pytest
 import rasterio
 import xarray as xr
 from conftest import placed_cube
+from PIL import Image
 
 from glacierflow import cli
 from glacierflow.catalog.database import FALLBACK_ROOT, cluster_directory
@@ -227,6 +230,26 @@ def test_demo_runs_then_reuses(tmp_path: Path) -> None:
     assert re.search(r"/timeseries\?lon=.*&fit=true$", first.stderr, re.M)
     (composite,) = (tmp_path / "data" / "demo" / "composites").glob("*.nc")
     composite_stamp = composite.stat().st_mtime_ns
+    wrote = r"^mosaics: wrote 3 .*years 2023, 2024 and the summary 0000"
+    assert re.search(wrote, first.stderr, re.M), first.stderr
+    loaded = "catalog: 3 mosaic item(s) and 1 composite item(s) in collection 'mosaics'"
+    assert loaded in first.stderr
+    mosaics = tmp_path / "data" / "demo" / "mosaics"
+    assert sorted(p.name for p in mosaics.glob("*.nc")) == [
+        f"ITS_LIVE_velocity_120m_DEMO_{year}_v02.nc" for year in ("0000", "2023", "2024")
+    ]
+    mosaic_stamps = {p: p.stat().st_mtime_ns for p in mosaics.iterdir()}
+    for year in ("2023", "2024", "0000"):
+        assert re.search(
+            rf"^mosaic item: http://127.0.0.1:8000/stac/collections/mosaics/items/"
+            rf"ITS_LIVE_velocity_120m_DEMO_{year}_v02$", first.stderr, re.M,
+        )  # fmt: skip
+    tiles = (
+        "http://127.0.0.1:8000/tiles/collections/mosaics/items/ITS_LIVE_velocity_120m_DEMO_2024_v02"
+    )
+    assert f"(XYZ): {tiles}/tiles/WebMercatorQuad/{{z}}/{{x}}/{{y}}.png?assets=v&" in first.stderr
+    assert f"QGIS (WMTS): {tiles}/WMTSCapabilities.xml" in first.stderr
+    assert "legend: http://127.0.0.1:8000/tiles/legend/speed.png" in first.stderr
     granules = list((tmp_path / "data" / "demo" / "granules").glob("*.nc"))
     assert len(granules) == 1
     assert sorted(p.name for p in (tmp_path / "data" / "demo" / "scenes").iterdir()) == [
@@ -243,6 +266,9 @@ def test_demo_runs_then_reuses(tmp_path: Path) -> None:
     assert granules[0].stat().st_mtime_ns == stamp
     assert re.search(r"^composite: reusing ", second.stderr, re.M)
     assert composite.stat().st_mtime_ns == composite_stamp
+    assert re.search(r"^mosaics: reusing 3 ", second.stderr, re.M), second.stderr
+    assert {p: p.stat().st_mtime_ns for p in mosaics.iterdir()} == mosaic_stamps
+    assert loaded in second.stderr
     assert list((tmp_path / "data" / "demo" / "granules").glob("*.nc")) == granules
     cluster = cluster_directory(tmp_path / "data")
     if cluster.is_relative_to(FALLBACK_ROOT):
@@ -258,13 +284,15 @@ def test_demo_serves_its_granule_on_localhost(tmp_path: Path) -> None:
     env = {**os.environ, "GLACIERFLOW_DATA_DIR": str(tmp_path / "data"), "GLACIERFLOW_THREADS": "1"}
     env.pop("DATABASE_URL", None)
     env.pop("PGHOST", None)
-    demo = subprocess.Popen(
-        [sys.executable, "-m", "glacierflow.cli", "demo", "--port", str(port)],
-        cwd=tmp_path, env=env, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+    log = tmp_path / "demo.log"
+    with log.open("w") as output:
+        demo = subprocess.Popen(
+            [sys.executable, "-m", "glacierflow.cli", "demo", "--port", str(port)],
+            cwd=tmp_path, env=env, stderr=output, text=True,
+        )  # fmt: skip
     try:
         found = None
-        deadline = time.monotonic() + 180
+        deadline = time.monotonic() + 240
         while time.monotonic() < deadline and demo.poll() is None:
             try:
                 answer = httpx.get(f"http://127.0.0.1:{port}/stac/search?collections=granules")
@@ -277,9 +305,11 @@ def test_demo_serves_its_granule_on_localhost(tmp_path: Path) -> None:
         assert found, "the demo never served its granule"
         assert found[0]["id"].startswith("demo_ref_X_demo_sec_G0120V02_P")
         assert httpx.get(f"http://127.0.0.1:{port}/healthz").json()["status"] == "up"
+        _the_printed_map_urls_answer(log.read_text())
     finally:
         demo.send_signal(signal.SIGINT)
-        _, stderr = demo.communicate(timeout=60)
+        demo.wait(60)
+    stderr = log.read_text()
     assert demo.returncode == 0, stderr
     # the private cluster stopped with the demo (it may live outside an unreachable tmp dir)
     cluster = cluster_directory(tmp_path / "data")
@@ -287,6 +317,30 @@ def test_demo_serves_its_granule_on_localhost(tmp_path: Path) -> None:
     assert not (cluster / "data" / "postmaster.pid").exists()
     if cluster.is_relative_to(FALLBACK_ROOT):
         shutil.rmtree(cluster)
+
+
+def _the_printed_map_urls_answer(printed: str) -> None:
+    """The demo's mosaic item, a tile of its XYZ template at the glacier (speed colours,
+    opaque where the glacier is), its WMTS capabilities and the legend, as printed."""
+    (item_url,) = re.findall(r"^mosaic item: (\S+_2024_v02)$", printed, re.M)
+    item = httpx.get(item_url).json()
+    assert item["properties"]["year"] == 2024
+    with rasterio.open(f"/vsicurl/{item['assets']['v']['href']}") as cog:
+        assert np.isfinite(cog.read(1)).any()
+    (template,) = re.findall(r"\(XYZ\): (\S+)$", printed, re.M)
+    west, south, east, north = item["bbox"]
+    tile = morecantile.tms.get("WebMercatorQuad").tile((west + east) / 2, (south + north) / 2, 10)
+    url = template.format(z=tile.z, x=tile.x, y=tile.y)
+    answer = httpx.get(url, timeout=60)
+    assert answer.status_code == 200, answer.text
+    assert answer.headers["content-type"] == "image/png"
+    rgba = np.asarray(Image.open(io.BytesIO(answer.content)).convert("RGBA"))
+    assert (rgba[..., 3] == 255).any(), "the glacier is drawn"
+    (wmts,) = re.findall(r"^QGIS \(WMTS\): (\S+)$", printed, re.M)
+    capabilities = httpx.get(wmts, timeout=60)
+    assert capabilities.status_code == 200 and "<Capabilities" in capabilities.text
+    (legend,) = re.findall(r"^legend: (\S+\.png)", printed, re.M)
+    assert httpx.get(legend).headers["content-type"] == "image/png"
 
 
 def test_catalog_load_names_bad_files_loads_the_rest_and_exits_non_zero(
