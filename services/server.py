@@ -27,6 +27,7 @@ from multiprocessing.process import BaseProcess
 import uvicorn
 
 from glacierflow.services.app import create_app
+from glacierflow.services.dashboard import missing_builds
 from glacierflow.settings import Settings
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
@@ -54,9 +55,14 @@ def run(
     DEATHS_PER_WORKER per worker within RESTART_WINDOW_S."""
     _listening_socket(host, port).close()  # a port in use fails here, once, with its name
     say(
-        f"serving on http://{host}:{port}/  (STAC API: /stac, time series: /timeseries, "
-        "health: /healthz, docs: /docs)"
+        f"serving on http://{host}:{port}/  (dashboard: /, STAC Browser: /browser/, STAC API: "
+        "/stac, time series: /timeseries, health: /healthz, docs: /docs)"
     )
+    for folder in missing_builds():
+        say(
+            f"note: the front end in {folder} is not built, its page says so; build it with "
+            f"./run demo, or npm --prefix {folder} ci && npm --prefix {folder} run build"
+        )
     _Supervisor(settings, dsn, host, port, workers, say).run()
 
 

@@ -1,0 +1,247 @@
+// glacierflow's dashboard: click the map (or type lon/lat) for a point's velocity history
+// from /timeseries; filter it, compare up to 20 points, export what the chart shows.
+import "./style.css";
+import { ApiError, apiUrl, getJson, request } from "./api.js";
+import { chartData, drawChart } from "./chart.js";
+import { addMarker, createMap, showCubes } from "./map.js";
+
+const MAX_DT_DAYS = 546; // the slider's top: no upper limit on days between images
+// 20 colours that stay apart (Kelly's list, without white and black)
+const PALETTE = [
+  "#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#42d4f4", "#f032e6", "#9a6324",
+  "#469990", "#800000", "#808000", "#000075", "#bfef45", "#fabed4", "#dcbeff", "#ffd8b1",
+  "#aaffc3", "#a9a9a9", "#ffe119", "#fffac8",
+];
+
+const $ = (id) => document.getElementById(id);
+const state = { config: null, map: null, points: [], chart: null, nextId: 1, maxPoints: 20 };
+window.glacierflow = state; // for the browser tests and the curious
+
+function say(text, kind = "error") {
+  const box = $("message");
+  box.textContent = text;
+  box.className = kind;
+  box.hidden = !text;
+}
+
+// -- filters -------------------------------------------------------------------------------
+function filters() {
+  const form = $("filters").elements;
+  let [low, high] = [Number(form.min_dt.value), Number(form.max_dt.value)];
+  if (low > high) [low, high] = [high, low];
+  form.dt_label.value = `${low}–${high >= MAX_DT_DAYS ? `${MAX_DT_DAYS}+` : high} days`;
+  const query = new URLSearchParams();
+  if (low > 1) query.set("min_dt", String(low));
+  if (high < MAX_DT_DAYS) query.set("max_dt", String(high));
+  if (form.start.value) query.set("start", `${form.start.value}T00:00:00Z`);
+  if (form.end.value) query.set("end", `${form.end.value}T23:59:59Z`);
+  if (form.fit.checked) query.set("fit", "true");
+  return query;
+}
+
+function seriesUrl(point, format) {
+  const query = new URLSearchParams({ lon: String(point.lon), lat: String(point.lat) });
+  for (const [key, value] of filters()) query.set(key, value);
+  if (format !== "json") query.set("format", format);
+  return `timeseries?${query}`;
+}
+
+// -- points ----------------------------------------------------------------------------------
+function freeColour() {
+  const used = new Set(state.points.map((p) => p.colour));
+  return PALETTE.find((c) => !used.has(c)) ?? PALETTE[0];
+}
+
+async function fetchSeries(point) {
+  point.status = "loading";
+  renderPoints();
+  try {
+    point.answer = await getJson(seriesUrl(point, "json"));
+    point.status = point.answer.count ? "ok" : "empty";
+  } catch (err) {
+    point.answer = null;
+    if (err instanceof ApiError && err.status === 404) {
+      removePoint(point);
+      say(`No datacube covers lon ${point.lon}, lat ${point.lat}: pick a point inside a cube outline.`);
+      return;
+    }
+    point.status = "error";
+    point.note = err.message;
+    say(`The time series of ${point.label} could not be read: ${err.message}`);
+  }
+}
+
+async function addPoint(lon, lat) {
+  if (state.points.length >= state.maxPoints) {
+    say(`At most ${state.maxPoints} points at once: remove one first.`);
+    return;
+  }
+  say("");
+  const id = state.nextId++;
+  const point = { id, label: `P${id}`, lon: round(lon), lat: round(lat), colour: freeColour() };
+  point.marker = addMarker(state.map, point.lon, point.lat, point.colour, point.label);
+  state.points.push(point);
+  performance.mark(`point-${id}-asked`);
+  await fetchSeries(point);
+  if (point.status === "empty") say(`No observations at ${point.label} with these filters.`, "info");
+  render();
+  performance.mark(`point-${id}-drawn`);
+}
+
+function removePoint(point) {
+  point.marker.remove();
+  state.points = state.points.filter((p) => p !== point);
+  render();
+}
+
+async function refetchAll() {
+  say("");
+  await Promise.all(state.points.map(fetchSeries));
+  const empty = state.points.filter((p) => p.status === "empty");
+  if (empty.length) say(`No observations match these filters at ${empty.map((p) => p.label).join(", ")}.`, "info");
+  render();
+}
+
+const round = (value) => Math.round(value * 1e5) / 1e5;
+
+// -- drawing ---------------------------------------------------------------------------------
+function link(text, href, download) {
+  const a = document.createElement("a");
+  a.textContent = text;
+  a.href = href;
+  if (download) a.download = download;
+  return a;
+}
+
+function pointNote(point) {
+  if (point.status === "loading") return "loading…";
+  if (point.status === "error") return point.note;
+  if (point.status === "empty") return "no observations here with these filters";
+  const where = point.answer.returned_point;
+  return `${point.answer.count} observations (pixel ${where.offset_m} m away)`;
+}
+
+function renderPoints() {
+  const list = $("points");
+  list.replaceChildren(
+    ...state.points.map((point) => {
+      const item = document.createElement("li");
+      const swatch = document.createElement("span");
+      swatch.className = "swatch";
+      swatch.style.background = point.colour;
+      const name = document.createElement("strong");
+      name.textContent = point.label;
+      const where = document.createElement("span");
+      where.textContent = `${point.lon}, ${point.lat}`;
+      const note = document.createElement("span");
+      note.className = `note ${point.status}`;
+      note.textContent = pointNote(point);
+      const remove = document.createElement("button");
+      remove.type = "button";
+      remove.textContent = "×";
+      remove.setAttribute("aria-label", `Remove ${point.label}`);
+      remove.addEventListener("click", () => removePoint(point));
+      item.append(swatch, name, where, note);
+      if (point.status === "ok") {
+        const base = `${point.label}_${point.lon}_${point.lat}`;
+        item.append(
+          link("CSV", seriesUrl(point, "csv"), `${base}.csv`),
+          link("NetCDF", seriesUrl(point, "netcdf"), `${base}.nc`),
+          link("cube", point.answer.cube.href),
+        );
+      }
+      item.append(remove);
+      item.dataset.point = point.label;
+      return item;
+    }),
+  );
+  $("point-count").textContent = `(${state.points.length} of ${state.maxPoints})`;
+  const none = !state.points.some((p) => p.status === "ok");
+  $("export-csv").disabled = none;
+  $("export-netcdf").disabled = none;
+}
+
+function render() {
+  renderPoints();
+  const form = $("filters").elements;
+  const variable = form.variable.value;
+  const built = chartData(state.points, variable, form.colour.value, form.fit.checked);
+  const units = state.points.find((p) => p.answer)?.answer.units?.[variable];
+  state.chart = drawChart($("chart"), state.chart, built, variable, units);
+  state.drawn = built.layers.filter((l) => l.kind === "observations").reduce((n, l) => n + l.values.length, 0);
+}
+
+// -- export of all points: POST /timeseries, saved as the API sent it ------------------------
+async function exportAll(format) {
+  const points = state.points.filter((p) => p.status === "ok");
+  const body = { points: points.map((p) => [p.lon, p.lat]), format };
+  for (const [key, value] of filters()) {
+    body[key] = key === "fit" ? true : key.endsWith("_dt") ? Number(value) : value;
+  }
+  try {
+    const response = await request("timeseries", {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify(body),
+    });
+    const url = URL.createObjectURL(await response.blob());
+    link("", url, `glacierflow_${points.length}_points.${format === "csv" ? "csv" : "nc"}`).click();
+    setTimeout(() => URL.revokeObjectURL(url), 10_000);
+  } catch (err) {
+    say(`The export failed: ${err.message}`);
+  }
+}
+
+// -- start -----------------------------------------------------------------------------------
+function debounce(action, ms) {
+  let timer;
+  return () => {
+    clearTimeout(timer);
+    timer = setTimeout(action, ms);
+  };
+}
+
+async function start() {
+  try {
+    state.config = await getJson("dashboard/config.json");
+  } catch (err) {
+    say(`The dashboard's settings could not be read: ${err.message}`);
+    return;
+  }
+  state.maxPoints = Math.min(20, state.config.max_points);
+  state.map = createMap($("map"), state.config);
+  state.map.on("click", (event) => addPoint(event.lngLat.lng, event.lngLat.lat));
+  $("goto").addEventListener("submit", (event) => {
+    event.preventDefault();
+    const form = event.target.elements;
+    const [lon, lat] = [Number(form.lon.value), Number(form.lat.value)];
+    if (event.submitter?.value === "add") addPoint(lon, lat);
+    else state.map.flyTo({ center: [lon, lat], zoom: Math.max(state.map.getZoom(), 9) });
+  });
+  const filtersForm = $("filters");
+  const refetch = debounce(refetchAll, 300);
+  filtersForm.addEventListener("input", (event) => {
+    if (["variable", "colour"].includes(event.target.name)) render();
+    else refetch();
+  });
+  filtersForm.addEventListener("submit", (event) => event.preventDefault());
+  $("export-csv").addEventListener("click", () => exportAll("csv"));
+  $("export-netcdf").addEventListener("click", () => exportAll("netcdf"));
+  let width = 0;
+  const redraw = debounce(render, 150);
+  new ResizeObserver(([entry]) => {
+    if (Math.abs(entry.contentRect.width - width) > 1) redraw();
+    width = entry.contentRect.width;
+  }).observe($("chart"));
+  filters();
+  render();
+  try {
+    const count = await showCubes(state.map, state.config.cubes_collection);
+    if (!count) say("The catalog has no datacubes yet: ingest granules (glacierflow cube ingest) to get time series.", "info");
+  } catch (err) {
+    say(`The cube outlines could not be read from the STAC API: ${err.message}`);
+  }
+  state.ready = true;
+}
+
+start();

@@ -1,0 +1,42 @@
+// Builds STAC Browser (the npm package @radiantearth/stac-browser, its Vue CLI sources) into
+// dist/ for glacierflow: served at /browser/ in history mode, its settings read at run time
+// from our config.js (the catalog's URL follows the server, so one build serves any host).
+// Built in a copy of the package, written to a staging folder and swapped in.
+import { spawnSync } from "node:child_process";
+import { copyFileSync, cpSync, readFileSync, renameSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+
+const here = dirname(fileURLToPath(import.meta.url));
+const work = join(here, "work");
+const staging = join(here, "dist.staging");
+const dist = join(here, "dist");
+
+rmSync(work, { recursive: true, force: true });
+rmSync(staging, { recursive: true, force: true });
+cpSync(join(here, "node_modules", "@radiantearth", "stac-browser"), work, { recursive: true });
+// its sources import some files by paths into their own node_modules folder
+symlinkSync(join(here, "node_modules"), join(work, "node_modules"), "dir");
+
+// the page loads config.js before the app (the package leaves that line commented out)
+const page = join(work, "public", "index.html");
+const commented = /<!--\s*<script defer="defer" src="\/config.js"><\/script>\s*-->/;
+const html = readFileSync(page, "utf8");
+if (!commented.test(html)) throw new Error(`${page}: the config.js line moved; update build.mjs`);
+writeFileSync(page, html.replace(commented, '<script src="<%= BASE_URL %>config.js"></script>'));
+
+const service = join(here, "node_modules", "@vue", "cli-service", "bin", "vue-cli-service.js");
+const built = spawnSync(
+  process.execPath,
+  [service, "build", "--dest", staging, "--noSourceMaps"],
+  {
+    cwd: work,
+    stdio: "inherit",
+    env: { ...process.env, NODE_ENV: "production", SB_pathPrefix: "/browser/", SB_historyMode: "history" },
+  },
+);
+if (built.status !== 0) throw new Error(`vue-cli-service build failed (${built.status})`);
+copyFileSync(join(here, "config.js"), join(staging, "config.js"));
+rmSync(dist, { recursive: true, force: true });
+renameSync(staging, dist);
+rmSync(work, { recursive: true, force: true });
