@@ -439,3 +439,53 @@ def glacierflow_serve(
             except subprocess.TimeoutExpired:
                 server.kill()
                 server.wait()
+
+
+# -- the front ends (dashboard, STAC Browser) in Debian's chromium under Playwright ----------
+CHROMIUM = Path("/usr/bin/chromium")
+# no internet here: background networking would only flood the log with refused connections
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+]
+
+
+@pytest.fixture(scope="session")
+def front_end_server(
+    served_region: ServedRegion, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """`glacierflow serve` over the served region, with the built front ends; its URL."""
+    from glacierflow.services.dashboard import missing_builds
+
+    missing = missing_builds()
+    assert not missing, (
+        f"the front ends in {', '.join(missing)} are not built: ./run test builds them (or "
+        "npm --prefix FOLDER ci && npm --prefix FOLDER run build)"
+    )
+    log = tmp_path_factory.mktemp("front-end-serve") / "serve.log"
+    with glacierflow_serve(served_region, log=log) as process:
+        yield process.url
+
+
+@pytest.fixture(scope="session")
+def chromium():  # -> playwright.sync_api.Browser
+    """Debian's chromium, headless, under Playwright (which cannot download its own here)."""
+    from playwright.sync_api import sync_playwright
+
+    assert CHROMIUM.exists(), "Debian's chromium is missing: ./run test installs it (apt)"
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_FLAGS)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+@pytest.fixture(scope="session")
+def screenshots(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where the browser tests keep their screenshots (under pytest's basetemp)."""
+    return tmp_path_factory.mktemp("screenshots", numbered=False)

@@ -52,12 +52,18 @@ class _Revalidated(StaticFiles):
         return response
 
 
-def add_front_ends(app: FastAPI, settings: Settings) -> None:
-    """Routes for the dashboard (`/`, `/dashboard/...`) and STAC Browser (`/browser/...`)."""
+def add_front_ends(
+    app: FastAPI,
+    settings: Settings,
+    dashboard: Path = DASHBOARD_DIST,
+    browser: Path = BROWSER_DIST,
+) -> None:
+    """Routes for the dashboard (`/`, `/dashboard/...`) and STAC Browser (`/browser/...`),
+    served from their built folders."""
 
     @app.get("/", include_in_schema=False)
-    async def dashboard() -> Response:
-        page = DASHBOARD_DIST / "index.html"
+    async def dashboard_page() -> Response:
+        page = dashboard / "index.html"
         if not page.is_file():
             return _not_built("dashboard", DASHBOARD_SOURCE)
         return FileResponse(page, headers=_REVALIDATE)
@@ -77,7 +83,7 @@ def add_front_ends(app: FastAPI, settings: Settings) -> None:
 
     app.mount(
         "/dashboard",
-        _Revalidated(directory=DASHBOARD_DIST / "dashboard", check_dir=False),
+        _Revalidated(directory=dashboard / "dashboard", check_dir=False),
         name="dashboard",
     )
 
@@ -86,10 +92,10 @@ def add_front_ends(app: FastAPI, settings: Settings) -> None:
     async def stac_browser(path: str = "") -> Response:
         """STAC Browser's files; any other path is one of its pages (history mode), which
         its index.html draws."""
-        page = BROWSER_DIST / "index.html"
+        page = browser / "index.html"
         if not page.is_file():
             return _not_built("STAC Browser", BROWSER_SOURCE)
-        target = (BROWSER_DIST / path).resolve()
-        if target.is_relative_to(BROWSER_DIST.resolve()) and target.is_file():
+        target = (browser / path).resolve()
+        if target.is_relative_to(browser.resolve()) and target.is_file():
             return FileResponse(target, headers=_REVALIDATE)
         return FileResponse(page, headers=_REVALIDATE)

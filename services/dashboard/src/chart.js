@@ -42,6 +42,7 @@ export function chartData(points, variable, colourBy, withFit) {
       if (!keep.length) continue;
       layers.push({
         label: `${point.label} ${MISSIONS[g].label}`,
+        mission: MISSIONS[g].label,
         colour: colourBy === "point" ? point.colour : MISSIONS[g].colour,
         kind: "observations",
         times: keep.map((i) => times[i]),
@@ -113,29 +114,27 @@ function errorBars(errors, colours) {
 }
 
 function seriesOptions(layer) {
+  const common = { kind: layer.kind, label: layer.label, stroke: layer.colour };
   if (layer.kind === "observations") {
-    return {
-      label: layer.label, stroke: layer.colour, paths: () => null,
-      points: { show: true, size: 5, fill: layer.colour, stroke: layer.colour },
-    };
+    return { ...common, paths: () => null, points: { show: true, size: 5, fill: layer.colour, stroke: layer.colour } };
   }
   if (layer.kind === "annual") {
     return {
-      label: layer.label, stroke: layer.colour, width: 2, dash: [6, 4], spanGaps: true,
+      ...common, width: 2, dash: [6, 4], spanGaps: true,
       points: { show: true, size: 9, fill: "#fff", stroke: layer.colour, width: 2 },
     };
   }
-  return { label: layer.label, stroke: layer.colour, width: 1.5, spanGaps: true, points: { show: false } };
+  return { ...common, width: 1.5, spanGaps: true, points: { show: false } };
 }
 
 /** Draw (or redraw) the chart in `container`; returns the uPlot instance, or null if empty. */
-export function drawChart(container, previous, built, variable, units) {
+export function drawChart(container, previous, built, variable, units, emptyText) {
   previous?.destroy();
   container.replaceChildren();
   if (!built.layers.length) {
     const empty = document.createElement("p");
     empty.className = "empty";
-    empty.textContent = "Click the map inside a cube outline, or add a point by lon/lat.";
+    empty.textContent = emptyText;
     container.append(empty);
     return null;
   }
@@ -148,7 +147,7 @@ export function drawChart(container, previous, built, variable, units) {
     series: [{ label: "date", value: (u, v) => (v == null ? "–" : new Date(v * 1000).toISOString().slice(0, 10)) },
       ...built.layers.map(seriesOptions)],
     plugins: [errorBars(built.errors, built.layers.map((layer) => layer.colour))],
-    legend: { live: true },
+    legend: { show: false }, // the key above and the point list say what each colour is
     cursor: { points: { size: 7 } },
   };
   return new uPlot(options, built.data, container);

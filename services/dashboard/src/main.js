@@ -6,11 +6,11 @@ import { chartData, drawChart } from "./chart.js";
 import { addMarker, createMap, showCubes } from "./map.js";
 
 const MAX_DT_DAYS = 546; // the slider's top: no upper limit on days between images
-// 20 colours that stay apart (Kelly's list, without white and black)
+// 20 colours that stay apart and show on white
 const PALETTE = [
-  "#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#42d4f4", "#f032e6", "#9a6324",
-  "#469990", "#800000", "#808000", "#000075", "#bfef45", "#fabed4", "#dcbeff", "#ffd8b1",
-  "#aaffc3", "#a9a9a9", "#ffe119", "#fffac8",
+  "#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#0097a7", "#f032e6", "#9a6324",
+  "#469990", "#800000", "#808000", "#000075", "#6b8e23", "#c71585", "#5f4b8b", "#b8860b",
+  "#2f4f4f", "#ff1493", "#1e90ff", "#8b4513",
 ];
 
 const $ = (id) => document.getElementById(id);
@@ -167,8 +167,36 @@ function render() {
   const variable = form.variable.value;
   const built = chartData(state.points, variable, form.colour.value, form.fit.checked);
   const units = state.points.find((p) => p.answer)?.answer.units?.[variable];
-  state.chart = drawChart($("chart"), state.chart, built, variable, units);
+  const empty = state.points.length
+    ? "Nothing to draw: no observations at these points with these filters."
+    : "Click the map inside a cube outline, or add a point by lon/lat.";
+  state.chart = drawChart($("chart"), state.chart, built, variable, units, empty);
+  renderKey(built);
   state.drawn = built.layers.filter((l) => l.kind === "observations").reduce((n, l) => n + l.values.length, 0);
+}
+
+/** The chart's colour key: the missions drawn (the point list shows the points' colours). */
+function renderKey(built) {
+  const seen = new Map();
+  for (const layer of built.layers) {
+    if (layer.kind === "observations") seen.set(layer.mission, layer.colour);
+  }
+  const byMission = $("filters").elements.colour.value === "mission";
+  const entries = byMission ? [...seen] : [];
+  if (built.layers.some((l) => l.kind !== "observations")) entries.push(["— seasonal fit, ○ annual values", null]);
+  $("chart-key").replaceChildren(
+    ...entries.map(([name, colour]) => {
+      const entry = document.createElement("span");
+      if (colour) {
+        const dot = document.createElement("span");
+        dot.className = "swatch";
+        dot.style.background = colour;
+        entry.append(dot);
+      }
+      entry.append(` ${name}`);
+      return entry;
+    }),
+  );
 }
 
 // -- export of all points: POST /timeseries, saved as the API sent it ------------------------
