@@ -6,6 +6,8 @@ to build it."""
 
 from __future__ import annotations
 
+import json
+from functools import lru_cache
 from pathlib import Path
 
 from fastapi import FastAPI
@@ -13,6 +15,7 @@ from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from starlette.staticfiles import StaticFiles
 from starlette.types import Scope
 
+from glacierflow.processing.cubes.grid import NORTH_POLAR_EPSG, SOUTH_POLAR_EPSG
 from glacierflow.settings import Settings
 
 HERE = Path(__file__).resolve().parent
@@ -52,6 +55,35 @@ class _Revalidated(StaticFiles):
         return response
 
 
+@lru_cache(maxsize=1)
+def _itslive_crs() -> dict[str, str]:
+    """WKT of the projections of ITS_LIVE's grid (polar stereographic north and south, the
+    UTM zones), which STAC Browser would otherwise ask a web service for."""
+    from pyproj import CRS
+    from pyproj.enums import WktVersion
+
+    codes = [NORTH_POLAR_EPSG, SOUTH_POLAR_EPSG, *range(32601, 32661), *range(32701, 32761)]
+    return {f"EPSG:{c}": CRS.from_epsg(c).to_wkt(WktVersion.WKT1_GDAL) for c in codes}
+
+
+def _browser_config(settings: Settings) -> str:
+    """STAC Browser's settings at run time: our catalog only (its URL from where this script
+    is served, so a proxy's prefix carries over), the dashboard's basemap or none."""
+    config = {
+        "catalogTitle": "glacierflow",
+        "allowExternalAccess": False,
+        "socialSharing": [],
+        "crs": _itslive_crs(),
+    }
+    url = settings.dashboard_basemap_url
+    basemap = url and {"url": url, "attribution": settings.dashboard_basemap_attribution}
+    return (
+        f"window.GLACIERFLOW_BASEMAP = {json.dumps(basemap)};\n"
+        f"window.STAC_BROWSER_CONFIG = Object.assign({json.dumps(config)}, "
+        '{catalogUrl: new URL("../stac/", document.currentScript.src).href});\n'
+    )
+
+
 def add_front_ends(
     app: FastAPI,
     settings: Settings,
@@ -86,6 +118,12 @@ def add_front_ends(
         _Revalidated(directory=dashboard / "dashboard", check_dir=False),
         name="dashboard",
     )
+
+    @app.get("/browser/config.js", include_in_schema=False)
+    async def stac_browser_config() -> Response:
+        return Response(
+            _browser_config(settings), media_type="text/javascript", headers=_REVALIDATE
+        )
 
     @app.get("/browser", include_in_schema=False)
     @app.get("/browser/{path:path}", include_in_schema=False)

@@ -63,5 +63,8 @@ def test_stac_browser_pages_load_from_any_path(front_end_server: str) -> None:
         assert answer.status_code == 200 and answer.text == index
     config = httpx.get(f"{front_end_server}/browser/config.js")
     assert config.status_code == 200 and "catalogUrl" in config.text
+    # no basemap (offline), and ITS_LIVE's projections known without asking the internet
+    assert "window.GLACIERFLOW_BASEMAP = null;" in config.text
+    assert '"EPSG:3413": "PROJCS[' in config.text and '"EPSG:32760": "PROJCS[' in config.text
     escape = httpx.get(f"{front_end_server}/browser/..%2f..%2f__init__.py")
     assert escape.text == index

@@ -1,6 +1,7 @@
 // Builds STAC Browser (the npm package @radiantearth/stac-browser, its Vue CLI sources) into
 // dist/ for glacierflow: served at /browser/ in history mode, its settings read at run time
-// from our config.js (the catalog's URL follows the server, so one build serves any host).
+// from /browser/config.js, which the server writes (the catalog's URL follows the server, so
+// one build serves any host), and our basemaps.config.js in place of the package's.
 // Built in a copy of the package, written to a staging folder and swapped in.
 import { spawnSync } from "node:child_process";
 import { copyFileSync, cpSync, readFileSync, renameSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
@@ -18,6 +19,7 @@ cpSync(join(here, "node_modules", "@radiantearth", "stac-browser"), work, { recu
 // its sources import some files by paths into their own node_modules folder
 symlinkSync(join(here, "node_modules"), join(work, "node_modules"), "dir");
 
+copyFileSync(join(here, "basemaps.config.js"), join(work, "basemaps.config.js"));
 // the page loads config.js before the app (the package leaves that line commented out)
 const page = join(work, "public", "index.html");
 const commented = /<!--\s*<script defer="defer" src="\/config.js"><\/script>\s*-->/;
@@ -36,7 +38,7 @@ const built = spawnSync(
   },
 );
 if (built.status !== 0) throw new Error(`vue-cli-service build failed (${built.status})`);
-copyFileSync(join(here, "config.js"), join(staging, "config.js"));
+rmSync(join(staging, "config.js"), { force: true }); // the server answers /browser/config.js
 rmSync(dist, { recursive: true, force: true });
 renameSync(staging, dist);
 rmSync(work, { recursive: true, force: true });
