@@ -121,6 +121,9 @@ def test_a_click_draws_the_apis_series_by_mission(
     assert drawn == {"P1 Landsat 8/9": 8, "P1 Sentinel-2": 4}
     assert sum(drawn.values()) == answer["count"]
     assert "12 observations" in page.locator("#points li").first.inner_text()
+    cube = page.locator("#points li").first.get_by_role("link", name="cube", exact=True)
+    item = answer["cube"]["name"].removesuffix(".zarr")
+    assert cube.get_attribute("href") == f"browser/collections/cubes/items/{item}"
     # the values drawn are the API's, for each variable the switch offers
     for variable in ("v", "vx", "vy", "v_error"):
         page.select_option("#filters select[name=variable]", variable)

@@ -68,3 +68,22 @@ def test_stac_browser_pages_load_from_any_path(front_end_server: str) -> None:
     assert '"EPSG:3413": "PROJCS[' in config.text and '"EPSG:32760": "PROJCS[' in config.text
     escape = httpx.get(f"{front_end_server}/browser/..%2f..%2f__init__.py")
     assert escape.text == index
+
+
+def test_stac_browser_searches_items(
+    chromium, front_end_server: str, served_region: ServedRegion, screenshots: Path
+) -> None:
+    """Its item search (POST /stac/search) finds the granules and the cube."""
+    context = chromium.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    try:
+        page.goto(f"{front_end_server}/browser/search")
+        page.get_by_role("tab", name="Search for Items").click()
+        with page.expect_response(lambda r: r.url.endswith("/stac/search")) as searched:
+            page.get_by_role("button", name="Submit").last.click()
+        assert searched.value.status == 200
+        for item in (Path(served_region.data_file).stem, served_region.cube_item):
+            page.locator("a", has_text=item).first.wait_for(timeout=30_000)
+        page.screenshot(path=screenshots / "stac_browser_search.png")
+    finally:
+        context.close()

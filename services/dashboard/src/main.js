@@ -102,6 +102,12 @@ async function refetchAll() {
   render();
 }
 
+/** The cube's item in STAC Browser (its id is the Zarr store's name without `.zarr`). */
+function cubePage(name) {
+  const collection = encodeURIComponent(state.config.cubes_collection);
+  return `browser/collections/${collection}/items/${encodeURIComponent(name.replace(/\.zarr$/, ""))}`;
+}
+
 const round = (value) => Math.round(value * 1e5) / 1e5;
 
 // -- drawing ---------------------------------------------------------------------------------
@@ -147,7 +153,7 @@ function renderPoints() {
         item.append(
           link("CSV", seriesUrl(point, "csv"), `${base}.csv`),
           link("NetCDF", seriesUrl(point, "netcdf"), `${base}.nc`),
-          link("cube", point.answer.cube.href),
+          link("cube", cubePage(point.answer.cube.name)),
         );
       }
       item.append(remove);
