@@ -27,17 +27,24 @@ const html = readFileSync(page, "utf8");
 if (!commented.test(html)) throw new Error(`${page}: the config.js line moved; update build.mjs`);
 writeFileSync(page, html.replace(commented, '<script src="<%= BASE_URL %>config.js"></script>'));
 
+console.error("building STAC Browser with Vue CLI: 1-4 minutes");
 const service = join(here, "node_modules", "@vue", "cli-service", "bin", "vue-cli-service.js");
 const built = spawnSync(
   process.execPath,
   [service, "build", "--dest", staging, "--noSourceMaps"],
   {
     cwd: work,
-    stdio: "inherit",
+    encoding: "utf8",
+    maxBuffer: 1 << 28,
     env: { ...process.env, NODE_ENV: "production", SB_pathPrefix: "/browser/", SB_historyMode: "history" },
   },
 );
-if (built.status !== 0) throw new Error(`vue-cli-service build failed (${built.status})`);
+// its hundreds of warnings (Sass deprecations, bundle sizes) only when the build fails
+if (built.status !== 0) {
+  process.stdout.write(built.stdout ?? "");
+  process.stderr.write(built.stderr ?? "");
+  throw new Error(`vue-cli-service build failed (${built.status ?? built.error})`);
+}
 rmSync(join(staging, "config.js"), { force: true }); // the server answers /browser/config.js
 rmSync(dist, { recursive: true, force: true });
 renameSync(staging, dist);
