@@ -29,20 +29,12 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from cube_timeseries import TILE, WINDOW, build, lonlat, synthetic_layers
-from support import catalog_server, fresh_catalog, serve
+from support import catalog_server, chromium_browser, fresh_catalog, serve
 
 from glacierflow.catalog.loader import load_cubes
 from glacierflow.processing.cubes.layout import CUBE_LAYOUT
 from glacierflow.settings import Settings
 
-CHROMIUM_FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-]
 SERVE = (
     "from glacierflow.services.server import run\n"
     "from glacierflow.settings import Settings\n"
@@ -112,8 +104,6 @@ def main() -> None:
     parser.add_argument("--points", type=int, default=10)
     parser.add_argument("--loads", type=int, default=5)
     args = parser.parse_args()
-    from playwright.sync_api import sync_playwright
-
     rng = np.random.default_rng(2)
     r0, r1, c0, c1 = WINDOW
     pixels = [(int(rng.integers(r0, r1)), int(rng.integers(c0, c1))) for _ in range(args.points)]
@@ -129,13 +119,9 @@ def main() -> None:
         )
         try:
             from_python(base, points[:2])  # warm: imports, the cube's metadata
-            with sync_playwright() as playwright:
-                browser = playwright.chromium.launch(
-                    executable_path="/usr/bin/chromium", args=CHROMIUM_FLAGS
-                )
+            with chromium_browser() as browser:
                 loads, usable = first_loads(browser, base, args.loads)
                 totals, requests, counts = clicks(browser, base, points)
-                browser.close()
             python = from_python(base, points)
         finally:
             process.terminate()

@@ -35,7 +35,7 @@ SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 ITSLIVE_SAMPLES = SHARED / "itslive-samples"
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-from support import child_processes, free_port  # noqa: E402, F401  (the tests' helpers too)
+from support import child_processes, chromium_browser, free_port  # noqa: E402, F401  (the tests' helpers too)
 
 
 def track_synthetic(
@@ -442,18 +442,6 @@ def glacierflow_serve(
 
 
 # -- the front ends (dashboard, STAC Browser) in Debian's chromium under Playwright ----------
-CHROMIUM = Path("/usr/bin/chromium")
-# no internet here: background networking would only flood the log with refused connections
-CHROMIUM_FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-]
-
-
 @pytest.fixture(scope="session")
 def front_end_server(
     served_region: ServedRegion, tmp_path_factory: pytest.TempPathFactory
@@ -472,17 +460,10 @@ def front_end_server(
 
 
 @pytest.fixture(scope="session")
-def chromium():  # -> playwright.sync_api.Browser
-    """Debian's chromium, headless, under Playwright (which cannot download its own here)."""
-    from playwright.sync_api import sync_playwright
-
-    assert CHROMIUM.exists(), "Debian's chromium is missing: ./run test installs it (apt)"
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_FLAGS)
-        try:
-            yield browser
-        finally:
-            browser.close()
+def chromium() -> Iterator:  # -> playwright.sync_api.Browser
+    """Debian's chromium, headless, under Playwright, for the session."""
+    with chromium_browser() as browser:
+        yield browser
 
 
 @pytest.fixture(scope="session")

@@ -11,7 +11,13 @@ from functools import lru_cache
 from pathlib import Path
 
 from fastapi import FastAPI
-from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
+from fastapi.responses import (
+    FileResponse,
+    HTMLResponse,
+    JSONResponse,
+    RedirectResponse,
+    Response,
+)
 from starlette.staticfiles import StaticFiles
 from starlette.types import Scope
 
@@ -126,8 +132,11 @@ def add_front_ends(
         )
 
     @app.get("/browser", include_in_schema=False)
+    async def stac_browser_root() -> Response:
+        return RedirectResponse("browser/")  # relative: a proxy's prefix stays
+
     @app.get("/browser/{path:path}", include_in_schema=False)
-    async def stac_browser(path: str = "") -> Response:
+    async def stac_browser(path: str) -> Response:
         """STAC Browser's files; any other path is one of its pages (history mode), which
         its index.html draws."""
         page = browser / "index.html"

@@ -68,6 +68,8 @@ def test_stac_browser_pages_load_from_any_path(front_end_server: str) -> None:
     assert '"EPSG:3413": "PROJCS[' in config.text and '"EPSG:32760": "PROJCS[' in config.text
     escape = httpx.get(f"{front_end_server}/browser/..%2f..%2f__init__.py")
     assert escape.text == index
+    redirect = httpx.get(f"{front_end_server}/browser")
+    assert redirect.status_code == 307 and redirect.headers["location"] == "browser/"
 
 
 def test_stac_browser_searches_items(
