@@ -28,6 +28,22 @@ DRAWN = """() => {
   return drawn;
 }"""
 
+# what the page shows: points, filters, view, observations drawn
+STATE = """() => {
+  const g = window.glacierflow;
+  const f = document.getElementById("filters").elements;
+  const form = Object.fromEntries(["variable", "colour", "min_dt", "max_dt", "start", "end"]
+    .map((name) => [name, f[name].value]));
+  const centre = g.map.getCenter();
+  const observations = (s, i) => (i && s.kind === "observations" ? g.chart.data[i] : []);
+  const drawn = g.chart ? g.chart.series.flatMap(observations).filter((v) => v != null).length : 0;
+  return {
+    form: { ...form, fit: f.fit.checked },
+    points: g.points.map((p) => [p.lon, p.lat]),
+    zoom: g.map.getZoom(), center: [centre.lng, centre.lat], drawn,
+  };
+}"""
+
 
 @pytest.fixture(scope="module")
 def measured(granule_files: dict[str, Path]) -> tuple[float, float]:
@@ -263,3 +279,56 @@ def test_unbuilt_front_ends_say_how_to_build_them(tmp_path: Path) -> None:
             assert f"npm --prefix {folder} ci" in answer.text and "./run demo" in answer.text
             assert str(tmp_path) not in answer.text
         assert json.loads(httpx.get(f"{url}/dashboard/config.json").text)["max_points"] == 100
+
+
+def test_the_share_link_restores_view_points_and_filters(
+    page, chromium, front_end_server: str, measured: tuple[float, float], screenshots: Path
+) -> None:
+    add_point(page, *measured)
+    add_point(page, round(measured[0] + 0.0003, 5), measured[1])
+    page.select_option("#filters select[name=variable]", "vx")
+    page.select_option("#filters select[name=colour]", "point")
+    page.locator("#filters input[name=min_dt]").focus()
+    for _ in range(3):
+        page.keyboard.press("ArrowRight")  # 4 days
+    page.fill("#filters input[name=start]", "2023-02-01")
+    page.wait_for_timeout(400)
+    idle(page)
+    page.click("#share")
+    assert "link to this view" in page.locator("#message").inner_text()
+    link = page.url
+    shown = page.evaluate(STATE)
+    assert shown["points"] == [
+        [*map(lambda v: round(v, 5), measured)],
+        [round(measured[0] + 0.0003, 5), round(measured[1], 5)],
+    ]
+    assert 0 < shown["drawn"] < 24  # February on: some of each point's 12
+
+    other = chromium.new_context(viewport={"width": 1280, "height": 800})
+    try:
+        opened = other.new_page()
+        opened.goto(link)
+        opened.wait_for_function("window.glacierflow && window.glacierflow.ready", timeout=30_000)
+        idle(opened)
+        restored = opened.evaluate(STATE)
+        opened.screenshot(path=screenshots / "dashboard_shared_link.png")
+    finally:
+        other.close()
+    assert restored["form"] == shown["form"] == {
+        "variable": "vx", "colour": "point", "min_dt": "4", "max_dt": "546",
+        "start": "2023-02-01", "end": "", "fit": True,
+    }  # fmt: skip
+    assert restored["points"] == shown["points"] and restored["drawn"] == shown["drawn"]
+    assert restored["zoom"] == pytest.approx(shown["zoom"], abs=0.01)
+    assert restored["center"] == pytest.approx(shown["center"], abs=1e-4)
+
+
+def test_a_shared_link_with_nonsense_is_ignored(page, front_end_server: str) -> None:
+    page.goto(f"{front_end_server}/#map=99/1000/x&points=1,2,3;500,1;abc&variable=evil&min_dt=-5")
+    page.reload()
+    page.wait_for_function("window.glacierflow && window.glacierflow.ready", timeout=30_000)
+    idle(page)
+    state = page.evaluate(STATE)
+    assert state["points"] == [] and state["form"]["variable"] == "v"
+    assert state["form"]["min_dt"] == "1"
+    assert page.errors == []

@@ -4,6 +4,7 @@ import "./style.css";
 import { ApiError, apiUrl, getJson, request } from "./api.js";
 import { chartData, drawChart } from "./chart.js";
 import { addMarker, createMap, showCubes } from "./map.js";
+import { readShared, shareParams } from "./share.js";
 
 const MAX_DT_DAYS = 546; // the slider's top: no upper limit on days between images
 // 20 colours that stay apart and show on white
@@ -178,7 +179,24 @@ function render() {
     : "Click the map inside a cube outline, or add a point by lon/lat.";
   state.chart = drawChart($("chart"), state.chart, built, variable, units, empty);
   renderKey(built);
+  saveState();
   state.drawn = built.layers.filter((l) => l.kind === "observations").reduce((n, l) => n + l.values.length, 0);
+}
+
+/** The page's URL carries the state, so that it can be shared (and survives a reload). */
+function saveState() {
+  if (!state.map) return;
+  history.replaceState(null, "", `#${shareParams(state.map, state.points, $("filters").elements)}`);
+}
+
+async function copyShareLink() {
+  saveState();
+  try {
+    await navigator.clipboard.writeText(location.href);
+    say("The link to this view is copied.", "info");
+  } catch {
+    say(`The link to this view: ${location.href}`, "info");
+  }
 }
 
 /** The chart's colour key: the missions drawn (the point list shows the points' colours). */
@@ -243,7 +261,9 @@ async function start() {
     return;
   }
   state.maxPoints = Math.min(20, state.config.max_points);
-  state.map = createMap($("map"), state.config);
+  const shared = readShared(location.hash, $("filters").elements, state.maxPoints);
+  state.map = createMap($("map"), state.config, shared.view);
+  state.map.on("moveend", saveState);
   state.map.on("click", (event) => addPoint(event.lngLat.lng, event.lngLat.lat));
   $("goto").addEventListener("submit", (event) => {
     event.preventDefault();
@@ -261,6 +281,7 @@ async function start() {
   filtersForm.addEventListener("submit", (event) => event.preventDefault());
   $("export-csv").addEventListener("click", () => exportAll("csv"));
   $("export-netcdf").addEventListener("click", () => exportAll("netcdf"));
+  $("share").addEventListener("click", copyShareLink);
   let width = 0;
   const redraw = debounce(render, 150);
   new ResizeObserver(([entry]) => {
@@ -270,11 +291,12 @@ async function start() {
   filters();
   render();
   try {
-    const count = await showCubes(state.map, state.config.cubes_collection);
+    const count = await showCubes(state.map, state.config.cubes_collection, !shared.view);
     if (!count) say("The catalog has no datacubes yet: ingest granules (glacierflow cube ingest) to get time series.", "info");
   } catch (err) {
     say(`The cube outlines could not be read from the STAC API: ${err.message}`);
   }
+  await Promise.all(shared.points.map(([lon, lat]) => addPoint(lon, lat)));
   state.ready = true;
   performance.mark("dashboard-ready");
 }

@@ -21,12 +21,13 @@ function style(config) {
   return { version: 8, sources, layers };
 }
 
-export function createMap(container, config) {
+/** The map; `view` ({zoom, center}) where a shared link puts it, else the whole world. */
+export function createMap(container, config, view) {
   const map = new maplibregl.Map({
     container,
     style: style(config),
-    center: [0, 60],
-    zoom: 1,
+    center: view?.center ?? [0, 60],
+    zoom: view?.zoom ?? 1,
     attributionControl: config.basemap_url ? {} : false,
   });
   map.addControl(new maplibregl.NavigationControl({ showCompass: false }), "top-right");
@@ -47,8 +48,8 @@ async function cubeOutlines(collection) {
   return { type: "FeatureCollection", features };
 }
 
-/** Draw the cubes' outlines; the view goes to them. Resolves to how many there are. */
-export async function showCubes(map, collection) {
+/** Draw the cubes' outlines, the view going to them if `fit`; resolves to their count. */
+export async function showCubes(map, collection, fit) {
   const outlines = await cubeOutlines(collection);
   const draw = () => {
     map.addSource("cubes", { type: "geojson", data: outlines });
@@ -63,7 +64,7 @@ export async function showCubes(map, collection) {
   };
   if (map.isStyleLoaded()) draw();
   else map.once("load", draw);
-  if (outlines.features.length) {
+  if (fit && outlines.features.length) {
     const bounds = new maplibregl.LngLatBounds();
     for (const feature of outlines.features) {
       const [w, s, e, n] = feature.bbox;
