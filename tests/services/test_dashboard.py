@@ -332,3 +332,32 @@ def test_a_shared_link_with_nonsense_is_ignored(page, front_end_server: str) -> 
     assert state["points"] == [] and state["form"]["variable"] == "v"
     assert state["form"]["min_dt"] == "1"
     assert page.errors == []
+
+
+def test_points_imported_from_a_csv_file(
+    page, measured: tuple[float, float], tmp_path: Path, screenshots: Path
+) -> None:
+    lon, lat = measured
+    points = tmp_path / "points.csv"
+    points.write_text(
+        f"name;latitude;longitude\nA;{lat};{lon}\nB;{lat};{lon + 0.0003}\nC;abc;1\nD;95;10\n"
+    )
+    page.set_input_files("#import-csv", points)
+    page.wait_for_function("window.glacierflow.points.length === 2", timeout=10_000)
+    idle(page)
+    assert page.evaluate(STATE)["drawn"] == 24
+    message = page.locator("#message").inner_text()
+    assert "From points.csv: line(s) 4, 5 are not lon,lat in range" in message
+    page.screenshot(path=screenshots / "dashboard_csv_import.png")
+    headless = tmp_path / "bare.csv"
+    headless.write_text("\n".join(f"{lon + 0.0001 * k},{lat}" for k in range(25)))
+    page.set_input_files("#import-csv", headless)
+    page.wait_for_function("window.glacierflow.points.length === 20", timeout=30_000)
+    idle(page)
+    assert "7 point(s) left out: at most 20 at once" in page.locator("#message").inner_text()
+    no_columns = tmp_path / "names.csv"
+    no_columns.write_text("place,x,y\nA,1,2\n")
+    page.set_input_files("#import-csv", no_columns)
+    assert (
+        "names.csv cannot be read: its header has no lon" in page.locator("#message").inner_text()
+    )

@@ -3,6 +3,7 @@
 import "./style.css";
 import { ApiError, apiUrl, getJson, request } from "./api.js";
 import { chartData, drawChart } from "./chart.js";
+import { MAX_CSV_BYTES, parsePointsCsv } from "./csv.js";
 import { addMarker, createMap, showCubes } from "./map.js";
 import { readShared, shareParams } from "./share.js";
 
@@ -223,6 +224,28 @@ function renderKey(built) {
   );
 }
 
+// -- import of points from a CSV file -------------------------------------------------------
+async function importCsv(input) {
+  const [file] = input.files;
+  input.value = ""; // the same file again is a new choice
+  if (!file) return;
+  if (file.size > MAX_CSV_BYTES) {
+    say(`${file.name} is over ${MAX_CSV_BYTES / 1024} KiB: a points file holds up to ${state.maxPoints} rows.`);
+    return;
+  }
+  const { points, skipped, error } = parsePointsCsv(await file.text());
+  if (error) {
+    say(`${file.name} cannot be read: ${error}.`);
+    return;
+  }
+  const room = state.maxPoints - state.points.length;
+  const notes = [];
+  if (skipped.length) notes.push(`line(s) ${skipped.slice(0, 10).join(", ")}${skipped.length > 10 ? "…" : ""} are not lon,lat in range`);
+  if (points.length > room) notes.push(`${points.length - room} point(s) left out: at most ${state.maxPoints} at once`);
+  await Promise.all(points.slice(0, room).map(([lon, lat]) => addPoint(lon, lat)));
+  if (notes.length) say(`From ${file.name}: ${notes.join("; ")}.`);
+}
+
 // -- export of all points: POST /timeseries, saved as the API sent it ------------------------
 async function exportAll(format) {
   const points = state.points.filter((p) => p.status === "ok");
@@ -282,6 +305,7 @@ async function start() {
   $("export-csv").addEventListener("click", () => exportAll("csv"));
   $("export-netcdf").addEventListener("click", () => exportAll("netcdf"));
   $("share").addEventListener("click", copyShareLink);
+  $("import-csv").addEventListener("change", (event) => importCsv(event.target));
   let width = 0;
   const redraw = debounce(render, 150);
   new ResizeObserver(([entry]) => {
