@@ -249,6 +249,7 @@ def test_the_dashboards_settings_reach_the_page(front_end_server: str) -> None:
     config = httpx.get(f"{front_end_server}/dashboard/config.json").json()
     assert config == {
         "cubes_collection": "cubes",
+        "granules_collection": "granules",
         "basemap_url": None,
         "basemap_attribution": "",
         "max_points": 100,
@@ -361,3 +362,19 @@ def test_points_imported_from_a_csv_file(
     assert (
         "names.csv cannot be read: its header has no lon" in page.locator("#message").inner_text()
     )
+
+
+def test_granule_footprints_of_the_view_on_demand(
+    page, front_end_server: str, screenshots: Path
+) -> None:
+    page.click("#footprints")
+    idle(page)
+    found = page.evaluate("window.glacierflow.footprints")
+    search = httpx.get(
+        f"{front_end_server}/stac/search",
+        params={"collections": "granules", "bbox": ",".join(map(str, found["bbox"])), "limit": 100},
+    ).json()
+    assert found["shown"] == len(search["features"]) >= 3 and not found["more"]
+    assert page.evaluate("window.glacierflow.map.querySourceFeatures('footprints').length") > 0
+    assert f"{found['shown']} granule footprint(s) in view" in page.locator("#message").inner_text()
+    page.screenshot(path=screenshots / "dashboard_footprints.png")

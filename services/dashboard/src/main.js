@@ -4,7 +4,7 @@ import "./style.css";
 import { ApiError, apiUrl, getJson, request } from "./api.js";
 import { chartData, drawChart } from "./chart.js";
 import { MAX_CSV_BYTES, parsePointsCsv } from "./csv.js";
-import { addMarker, createMap, showCubes } from "./map.js";
+import { addMarker, createMap, showCubes, showFootprints } from "./map.js";
 import { readShared, shareParams } from "./share.js";
 
 const MAX_DT_DAYS = 546; // the slider's top: no upper limit on days between images
@@ -224,6 +224,18 @@ function renderKey(built) {
   );
 }
 
+// -- granule footprints of the view, on demand --------------------------------------------
+async function footprints() {
+  try {
+    const found = await showFootprints(state.map, state.config.granules_collection);
+    state.footprints = found;
+    const more = found.more ? " (the first ones: zoom in for all)" : "";
+    say(`${found.shown} granule footprint(s) in view${more}.`, "info");
+  } catch (err) {
+    say(`The granule footprints could not be read from the STAC API: ${err.message}`);
+  }
+}
+
 // -- import of points from a CSV file -------------------------------------------------------
 async function importCsv(input) {
   const [file] = input.files;
@@ -305,6 +317,7 @@ async function start() {
   $("export-csv").addEventListener("click", () => exportAll("csv"));
   $("export-netcdf").addEventListener("click", () => exportAll("netcdf"));
   $("share").addEventListener("click", copyShareLink);
+  $("footprints").addEventListener("click", footprints);
   $("import-csv").addEventListener("change", (event) => importCsv(event.target));
   let width = 0;
   const redraw = debounce(render, 150);

@@ -75,6 +75,36 @@ export async function showCubes(map, collection, fit) {
   return outlines.features.length;
 }
 
+const MAX_FOOTPRINT_PAGES = 5; // of 100 granules each
+
+/**
+ * The footprints of the granules whose footprint meets the current view (STAC search by
+ * bbox), drawn as outlines; resolves to {bbox, shown, more} (more: pages left unread).
+ */
+export async function showFootprints(map, collection) {
+  const bounds = map.getBounds();
+  const clamp = (v, limit) => Math.max(-limit, Math.min(limit, v));
+  const bbox = [clamp(bounds.getWest(), 180), clamp(bounds.getSouth(), 90), clamp(bounds.getEast(), 180), clamp(bounds.getNorth(), 90)]
+    .map((v) => Number(v.toFixed(6)));
+  const features = [];
+  let url = `stac/search?collections=${encodeURIComponent(collection)}&bbox=${bbox.join(",")}&limit=100`;
+  for (let page = 0; url && page < MAX_FOOTPRINT_PAGES; page++) {
+    const answer = await getJson(url);
+    features.push(...answer.features);
+    url = answer.links?.find((link) => link.rel === "next")?.href;
+  }
+  const data = { type: "FeatureCollection", features };
+  if (map.getSource("footprints")) map.getSource("footprints").setData(data);
+  else {
+    map.addSource("footprints", { type: "geojson", data });
+    map.addLayer({
+      id: "footprints", type: "line", source: "footprints",
+      paint: { "line-color": "#d55e00", "line-width": 1 },
+    });
+  }
+  return { bbox, shown: features.length, more: Boolean(url) };
+}
+
 export function addMarker(map, lon, lat, colour, label) {
   const marker = new maplibregl.Marker({ color: colour }).setLngLat([lon, lat]).addTo(map);
   marker.getElement().setAttribute("aria-label", label);
