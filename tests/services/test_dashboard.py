@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -378,3 +379,32 @@ def test_granule_footprints_of_the_view_on_demand(
     assert page.evaluate("window.glacierflow.map.querySourceFeatures('footprints').length") > 0
     assert f"{found['shown']} granule footprint(s) in view" in page.locator("#message").inner_text()
     page.screenshot(path=screenshots / "dashboard_footprints.png")
+
+
+def test_a_chosen_observation_links_its_granule(
+    page, front_end_server: str, measured: tuple[float, float], screenshots: Path
+) -> None:
+    add_point(page, *measured)
+    # the chart position of P1's first Sentinel-2 observation, clicked with the mouse
+    x, y, when = page.evaluate(
+        """() => {
+          const u = window.glacierflow.chart;
+          const i = u.series.findIndex((s) => s.label === "P1 Sentinel-2");
+          const at = u.data[i].findIndex((v) => v != null);
+          return [u.valToPos(u.data[0][at], "x"), u.valToPos(u.data[i][at], "y"), u.data[0][at]];
+        }"""
+    )
+    over = page.locator("#chart .u-over").bounding_box()
+    page.mouse.move(over["x"] + x, over["y"] + y)
+    page.mouse.click(over["x"] + x, over["y"] + y)
+    granule = page.locator("#observation a")
+    granule.wait_for(timeout=10_000)
+    answer = api_series(front_end_server, *measured, variables="granule_url,mission_img1")
+    series = answer["time_series"]
+    chosen = [d[:19] for d in series["mid_date"]].index(
+        datetime.fromtimestamp(when, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    )
+    assert series["mission_img1"][chosen] == "S"
+    assert granule.get_attribute("href") == series["granule_url"][chosen]
+    assert "S2A, 16 days" in page.locator("#observation").inner_text()
+    page.screenshot(path=screenshots / "dashboard_observation.png")

@@ -45,6 +45,7 @@ export function chartData(points, variable, colourBy, withFit) {
         mission: MISSIONS[g].label,
         colour: colourBy === "point" ? point.colour : MISSIONS[g].colour,
         kind: "observations",
+        point,
         times: keep.map((i) => times[i]),
         values: keep.map((i) => ts[variable][i]),
         errors: error ? keep.map((i) => ts[error][i]) : null,
@@ -113,6 +114,33 @@ function errorBars(errors, colours) {
   };
 }
 
+const PICK_PX = 12; // how near a click must be to an observation to choose it
+
+/** A click on the chart chooses the nearest observation: onPick(layer, time in seconds). */
+function picking(layers, onPick) {
+  return {
+    hooks: {
+      ready: [
+        (u) => {
+          u.over.addEventListener("click", () => {
+            const { left, top } = u.cursor;
+            let best = null;
+            u.series.forEach((series, i) => {
+              const at = u.cursor.idxs?.[i];
+              if (!i || series.kind !== "observations" || !series.show || at == null) return;
+              const y = u.data[i][at];
+              if (y == null) return;
+              const distance = Math.hypot(u.valToPos(u.data[0][at], "x") - left, u.valToPos(y, "y") - top);
+              if (distance <= PICK_PX && (!best || distance < best.distance)) best = { distance, i, at };
+            });
+            if (best) onPick(layers[best.i - 1], u.data[0][best.at], u.data[best.i][best.at]);
+          });
+        },
+      ],
+    },
+  };
+}
+
 function seriesOptions(layer) {
   const common = { kind: layer.kind, label: layer.label, stroke: layer.colour };
   if (layer.kind === "observations") {
@@ -128,7 +156,7 @@ function seriesOptions(layer) {
 }
 
 /** Draw (or redraw) the chart in `container`; returns the uPlot instance, or null if empty. */
-export function drawChart(container, previous, built, variable, units, emptyText) {
+export function drawChart(container, previous, built, variable, units, emptyText, onPick) {
   previous?.destroy();
   container.replaceChildren();
   if (!built.layers.length) {
@@ -146,7 +174,10 @@ export function drawChart(container, previous, built, variable, units, emptyText
     axes: [{}, { label: `${variable} [${units ?? "m/yr"}]`, size: 60 }],
     series: [{ label: "date", value: (u, v) => (v == null ? "–" : new Date(v * 1000).toISOString().slice(0, 10)) },
       ...built.layers.map(seriesOptions)],
-    plugins: [errorBars(built.errors, built.layers.map((layer) => layer.colour))],
+    plugins: [
+      errorBars(built.errors, built.layers.map((layer) => layer.colour)),
+      picking(built.layers, onPick),
+    ],
     legend: { show: false }, // the key above and the point list say what each colour is
     cursor: { points: { size: 7 } },
   };

@@ -92,12 +92,14 @@ async function addPoint(lon, lat) {
 
 function removePoint(point) {
   point.marker.remove();
+  $("observation").hidden = true;
   state.points = state.points.filter((p) => p !== point);
   render();
 }
 
 async function refetchAll() {
   say("");
+  $("observation").hidden = true;
   await Promise.all(state.points.map(fetchSeries));
   const empty = state.points.filter((p) => p.status === "empty");
   if (empty.length) say(`No observations match these filters at ${empty.map((p) => p.label).join(", ")}.`, "info");
@@ -178,10 +180,36 @@ function render() {
   const empty = state.points.length
     ? "Nothing to draw: no observations at these points with these filters."
     : "Click the map inside a cube outline, or add a point by lon/lat.";
-  state.chart = drawChart($("chart"), state.chart, built, variable, units, empty);
+  state.chart = drawChart($("chart"), state.chart, built, variable, units, empty, pickObservation);
   renderKey(built);
   saveState();
   state.drawn = built.layers.filter((l) => l.kind === "observations").reduce((n, l) => n + l.values.length, 0);
+}
+
+/** One observation, chosen on the chart: its pair and the granule it came from. */
+async function pickObservation(layer, time, value) {
+  const box = $("observation");
+  const point = layer.point;
+  const mid = new Date(time * 1000).toISOString();
+  const query = new URLSearchParams({
+    lon: String(point.lon), lat: String(point.lat), start: mid, end: mid,
+    variables: "granule_url,date_dt,mission_img1,satellite_img1",
+  });
+  try {
+    const answer = await getJson(`timeseries?${query}`);
+    const ts = answer.time_series;
+    if (!answer.count) throw new Error("the observation is no longer in the cube");
+    const url = ts.granule_url[0];
+    const granule = link(url.split("/").pop(), url);
+    box.replaceChildren(
+      `${point.label} ${mid.slice(0, 10)}: ${$("filters").elements.variable.value} ${value} m/yr, ` +
+        `${ts.mission_img1[0]}${ts.satellite_img1[0]}, ${ts.date_dt[0]} days; granule `,
+      granule,
+    );
+    box.hidden = false;
+  } catch (err) {
+    say(`The observation's granule could not be read: ${err.message}`);
+  }
 }
 
 /** The page's URL carries the state, so that it can be shared (and survives a reload). */
