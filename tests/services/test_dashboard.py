@@ -408,3 +408,18 @@ def test_a_chosen_observation_links_its_granule(
     assert granule.get_attribute("href") == series["granule_url"][chosen]
     assert "S2A, 16 days" in page.locator("#observation").inner_text()
     page.screenshot(path=screenshots / "dashboard_observation.png")
+
+
+def test_usable_on_a_phone_sized_viewport(
+    page, measured: tuple[float, float], screenshots: Path
+) -> None:
+    page.set_viewport_size({"width": 390, "height": 844})
+    add_point(page, *measured)
+    page.wait_for_timeout(400)  # the chart follows the new width
+    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+    chart = page.locator("#chart canvas").bounding_box()
+    assert chart["width"] <= 390
+    for control in ("#goto button[value=add]", "#filters select[name=variable]", "#share"):
+        assert page.locator(control).is_visible(), control
+    page.screenshot(path=screenshots / "dashboard_phone.png")
+    assert page.errors == []
