@@ -52,8 +52,3 @@ export async function request(path, options = {}) {
 export async function getJson(path, options) {
   return (await request(path, options)).json();
 }
-
-/** The URL of an API path, absolute, for links and downloads. */
-export function apiUrl(path) {
-  return new URL(path, document.baseURI).href;
-}

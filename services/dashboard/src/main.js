@@ -1,7 +1,7 @@
 // glacierflow's dashboard: click the map (or type lon/lat) for a point's velocity history
 // from /timeseries; filter it, compare up to 20 points, export what the chart shows.
 import "./style.css";
-import { ApiError, apiUrl, getJson, request } from "./api.js";
+import { ApiError, getJson, request } from "./api.js";
 import { chartData, drawChart } from "./chart.js";
 import { MAX_CSV_BYTES, parsePointsCsv } from "./csv.js";
 import { addMarker, createMap, showCubes, showFootprints } from "./map.js";
