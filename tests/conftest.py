@@ -459,9 +459,11 @@ def front_end_server(
         yield process.url
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def chromium() -> Iterator:  # -> playwright.sync_api.Browser
-    """Debian's chromium, headless, under Playwright, for the session."""
+    """Debian's chromium, headless, under Playwright, for one test module: Playwright's
+    sync API keeps an asyncio loop running in this thread while it is open, which would
+    break later tests that run their own (asyncio.run)."""
     with chromium_browser() as browser:
         yield browser
 
