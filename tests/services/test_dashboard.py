@@ -14,6 +14,7 @@ import httpx
 import pytest
 from conftest import measured_pixel, serving
 from fastapi import FastAPI
+from playwright.sync_api import expect
 from pydantic import ValidationError
 
 from glacierflow.services.dashboard import add_front_ends
@@ -84,6 +85,11 @@ def add_point(page, lon: float, lat: float) -> None:
     page.fill("#goto input[name=lat]", str(lat))
     page.click("#goto button[value=add]")
     idle(page)
+
+
+def said(page, text: str) -> None:
+    """The message under the header says `text` (waiting for it: it follows the fetches)."""
+    expect(page.locator("#message")).to_contain_text(text, timeout=10_000)
 
 
 def click_map_at(page, lon: float, lat: float) -> None:
@@ -194,10 +200,7 @@ def test_filters_refetch_and_an_empty_result_says_so(
     page.keyboard.press("Home")  # 1 day: shorter than every 16-day pair
     page.wait_for_timeout(400)  # the filters' debounce
     idle(page)
-    message = page.locator("#message")
-    assert (
-        message.is_visible() and "No observations match these filters at P1" in message.inner_text()
-    )
+    said(page, "No observations match these filters at P1")
     assert page.evaluate("window.glacierflow.chart") is None  # nothing to draw
     assert "no observations here" in page.locator("#points li").first.inner_text()
     page.screenshot(path=screenshots / "dashboard_empty_filter.png")
@@ -217,9 +220,7 @@ def test_filters_refetch_and_an_empty_result_says_so(
 
 def test_a_point_outside_every_cube_says_so(page, screenshots: Path) -> None:
     add_point(page, 10.0, 10.0)
-    message = page.locator("#message")
-    assert message.is_visible()
-    assert "No datacube covers lon 10, lat 10" in message.inner_text()
+    said(page, "No datacube covers lon 10, lat 10")
     assert page.locator("#points li").count() == 0
     assert page.locator(".maplibregl-marker").count() == 0
     page.screenshot(path=screenshots / "dashboard_outside.png")
@@ -234,7 +235,7 @@ def test_twenty_points_with_colours_and_remove_buttons(
     colours = page.evaluate("window.glacierflow.points.map((p) => p.colour)")
     assert len(set(colours)) == 20
     add_point(page, *measured)
-    assert "At most 20 points" in page.locator("#message").inner_text()
+    said(page, "At most 20 points")
     assert page.locator(".maplibregl-marker").count() == 20
     page.select_option("#filters select[name=colour]", "point")
     page.screenshot(path=screenshots / "dashboard_20_points.png")
@@ -297,7 +298,7 @@ def test_the_share_link_restores_view_points_and_filters(
     page.wait_for_timeout(400)
     idle(page)
     page.click("#share")
-    assert "link to this view" in page.locator("#message").inner_text()
+    said(page, "link to this view")
     link = page.url
     shown = page.evaluate(STATE)
     assert shown["points"] == [
@@ -348,21 +349,18 @@ def test_points_imported_from_a_csv_file(
     page.wait_for_function("window.glacierflow.points.length === 2", timeout=10_000)
     idle(page)
     assert page.evaluate(STATE)["drawn"] == 24
-    message = page.locator("#message").inner_text()
-    assert "From points.csv: line(s) 4, 5 are not lon,lat in range" in message
+    said(page, "From points.csv: line(s) 4, 5 are not lon,lat in range")
     page.screenshot(path=screenshots / "dashboard_csv_import.png")
     headless = tmp_path / "bare.csv"
     headless.write_text("\n".join(f"{lon + 0.0001 * k},{lat}" for k in range(25)))
     page.set_input_files("#import-csv", headless)
     page.wait_for_function("window.glacierflow.points.length === 20", timeout=30_000)
     idle(page)
-    assert "7 point(s) left out: at most 20 at once" in page.locator("#message").inner_text()
+    said(page, "7 point(s) left out: at most 20 at once")
     no_columns = tmp_path / "names.csv"
     no_columns.write_text("place,x,y\nA,1,2\n")
     page.set_input_files("#import-csv", no_columns)
-    assert (
-        "names.csv cannot be read: its header has no lon" in page.locator("#message").inner_text()
-    )
+    said(page, "names.csv cannot be read: its header has no lon")
 
 
 def test_granule_footprints_of_the_view_on_demand(
@@ -377,7 +375,7 @@ def test_granule_footprints_of_the_view_on_demand(
     ).json()
     assert found["shown"] == len(search["features"]) >= 3 and not found["more"]
     assert page.evaluate("window.glacierflow.map.querySourceFeatures('footprints').length") > 0
-    assert f"{found['shown']} granule footprint(s) in view" in page.locator("#message").inner_text()
+    said(page, f"{found['shown']} granule footprint(s) in view")
     page.screenshot(path=screenshots / "dashboard_footprints.png")
 
 

@@ -32,8 +32,11 @@ async function describe(response) {
   return new ApiError(response.status, `${response.status}: ${detail}`);
 }
 
-/** fetch(path) relative to the page; resolves to the response, throws ApiError. */
-export async function request(path, options = {}) {
+/**
+ * fetch(path) relative to the page, and `read` its answer (a Response's json, blob...);
+ * the loading indicator shows until both are done. Throws ApiError.
+ */
+export async function request(path, options = {}, read = (response) => response) {
   busy(+1);
   try {
     let response;
@@ -43,12 +46,12 @@ export async function request(path, options = {}) {
       throw new ApiError(0, `the server did not answer (${err.message}); is glacierflow serve running?`);
     }
     if (!response.ok) throw await describe(response);
-    return response;
+    return await read(response);
   } finally {
     busy(-1);
   }
 }
 
-export async function getJson(path, options) {
-  return (await request(path, options)).json();
+export function getJson(path, options) {
+  return request(path, options, (response) => response.json());
 }

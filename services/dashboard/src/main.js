@@ -294,12 +294,12 @@ async function exportAll(format) {
     body[key] = key === "fit" ? true : key.endsWith("_dt") ? Number(value) : value;
   }
   try {
-    const response = await request("timeseries", {
-      method: "POST",
-      headers: { "Content-Type": "application/json" },
-      body: JSON.stringify(body),
-    });
-    const url = URL.createObjectURL(await response.blob());
+    const file = await request(
+      "timeseries",
+      { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body) },
+      (response) => response.blob(),
+    );
+    const url = URL.createObjectURL(file);
     link("", url, `glacierflow_${points.length}_points.${format === "csv" ? "csv" : "nc"}`).click();
     setTimeout(() => URL.revokeObjectURL(url), 10_000);
   } catch (err) {
