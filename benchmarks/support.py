@@ -178,3 +178,31 @@ def speed_item(item_id: str, href: str, bounds_lonlat: tuple[float, ...], collec
         },
         "links": [],
     }
+
+
+# -- Debian's chromium under Playwright (the dashboard's tests and benchmark) ----------------
+CHROMIUM = Path("/usr/bin/chromium")
+# no internet here: background networking would only flood the log with refused connections
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+]
+
+
+@contextmanager
+def chromium_browser() -> Iterator:  # -> playwright.sync_api.Browser
+    """Debian's chromium, headless, under Playwright (which cannot download its own here)."""
+    from playwright.sync_api import sync_playwright
+
+    if not CHROMIUM.exists():
+        raise FileNotFoundError(f"{CHROMIUM} is missing: ./run test installs it (apt chromium)")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_FLAGS)
+        try:
+            yield browser
+        finally:
+            browser.close()

@@ -91,6 +91,15 @@ class Settings(BaseSettings):
     timeseries_max_points: int = Field(
         100, ge=1, le=10_000, description="points one POST /timeseries may ask for"
     )
+    dashboard_basemap_url: str | None = Field(
+        None,
+        description="the dashboard's basemap: an XYZ raster tile URL with {z}, {x} and {y} "
+        "(e.g. https://tile.openstreetmap.org/{z}/{x}/{y}.png); none by default, so that it "
+        "works offline",
+    )
+    dashboard_basemap_attribution: str = Field(
+        "", description="the credit line the basemap's provider asks for (HTML allowed)"
+    )
 
     @field_validator("collection_ids")
     @classmethod
@@ -107,6 +116,20 @@ class Settings(BaseSettings):
         if len(set(every)) < len(every) or not all(i.strip() for i in every):
             raise ValueError(f"collection ids must be distinct and not empty: {every}")
         return ids
+
+    @field_validator("dashboard_basemap_url")
+    @classmethod
+    def _tile_template(cls, url: str | None) -> str | None:
+        """A URL the map cannot fill in would leave an empty map with no word why: refused."""
+        if url is None or not url.strip():
+            return None
+        missing = [part for part in ("{z}", "{x}", "{y}") if part not in url]
+        if missing or not url.startswith(("http://", "https://", "/")):
+            raise ValueError(
+                "must be an http(s) URL (or a path on this server) with {z}, {x} and {y}, "
+                f"e.g. https://tile.openstreetmap.org/{{z}}/{{x}}/{{y}}.png; got {url!r}"
+            )
+        return url
 
     @property
     def cube_store(self) -> Path:

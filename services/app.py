@@ -1,5 +1,5 @@
-"""One HTTP app for everything glacierflow serves: /stac, /tiles, /timeseries (and, as it
-comes, the dashboard), plus /healthz. Each part also runs as an app of its own."""
+"""One HTTP app for everything glacierflow serves: /stac, /tiles, /timeseries, the dashboard
+at / and STAC Browser at /browser/, plus /healthz. Each part also runs as an app of its own."""
 
 from __future__ import annotations
 
@@ -11,9 +11,10 @@ import asyncpg
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.exception_handlers import request_validation_exception_handler
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.responses import JSONResponse
 
 from glacierflow.services import stac
+from glacierflow.services.dashboard import add_front_ends
 from glacierflow.services.data import DataFiles, data_router
 from glacierflow.services.tiles import TILES_PREFIX, create_tiles_app, tiles_database
 from glacierflow.services.timeseries import timeseries_router
@@ -46,49 +47,10 @@ def health_router(settings: Settings, dsn: str) -> APIRouter:
     return router
 
 
-# What `serve` prints a URL for: links for a browser until the dashboard exists.
-_LANDING_PAGE = """<!DOCTYPE html>
-<html lang="en">
-<head><meta charset="utf-8"><title>glacierflow</title></head>
-<body>
-<h1>glacierflow</h1>
-<p>Glacier velocity from repeat satellite images, in ITS_LIVE's layout.</p>
-<ul>
-<li><a href="stac/">STAC API</a> (<a href="stac/collections">collections</a>,
-<a href="stac/search">item search</a>): granules and datacubes</li>
-<li><a href="docs">API documentation</a> (Swagger UI), also as <a href="redoc">ReDoc</a>;
-the <a href="openapi.json">OpenAPI document</a></li>
-<li>A point's velocity history, from the datacubes:
-<form action="timeseries" method="get">
-<label>lon <input name="lon" size="10" required></label>
-<label>lat <input name="lat" size="10" required></label>
-<select name="format"><option>json</option><option>csv</option></select>
-<button>/timeseries</button></form></li>
-<li><a href="tiles/docs">Map tiles</a> (titiler): velocity COGs and catalog mosaics as XYZ
-tiles and WMTS for QGIS, with the <a href="tiles/legend/speed.png">speed legend</a></li>
-<li>Data files (granules, browse images, cubes) under <code>/data/</code>: the asset
-links of the STAC items</li>
-<li><a href="healthz">Health</a></li>
-</ul>
-</body>
-</html>
-"""
-
-
-def landing_router() -> APIRouter:
-    router = APIRouter()
-
-    @router.get("/", include_in_schema=False)
-    async def landing_page() -> HTMLResponse:
-        return HTMLResponse(_LANDING_PAGE)
-
-    return router
-
-
 def create_app(settings: Settings, dsn: str) -> FastAPI:
     """The composed application; `dsn` is the catalog database."""
     app = stac.create_stac_app(settings, dsn, prefix="/stac")
-    app.include_router(landing_router())
+    add_front_ends(app, settings)
     app.include_router(health_router(settings, dsn))
     files = DataFiles(settings)
     app.state.data_files = files  # the STAC API's asset hrefs become URLs with it

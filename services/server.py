@@ -27,6 +27,7 @@ from multiprocessing.process import BaseProcess
 import uvicorn
 
 from glacierflow.services.app import create_app
+from glacierflow.services.dashboard import missing_builds
 from glacierflow.services.tiles import create_tiles_app
 from glacierflow.settings import Settings
 
@@ -60,9 +61,14 @@ def run(
         say(f"serving tiles on http://{host}:{port}/  (legend: /legend/speed, docs: /docs)")
     else:
         say(
-            f"serving on http://{host}:{port}/  (STAC API: /stac, time series: /timeseries, "
-            "tiles: /tiles, health: /healthz, docs: /docs)"
+            f"serving on http://{host}:{port}/  (dashboard: /, STAC Browser: /browser/, STAC "
+            "API: /stac, time series: /timeseries, tiles: /tiles, health: /healthz, docs: /docs)"
         )
+        for folder in missing_builds():
+            say(
+                f"note: the front end in {folder} is not built, its page says so; build it with "
+                f"./run demo, or npm --prefix {folder} ci && npm --prefix {folder} run build"
+            )
     factory = create_tiles_app if only_tiles else create_app
     _Supervisor(settings, dsn, host, port, workers, say, factory).run()
 

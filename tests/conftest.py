@@ -39,7 +39,7 @@ SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 ITSLIVE_SAMPLES = SHARED / "itslive-samples"
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-from support import child_processes, free_port  # noqa: E402, F401  (the tests' helpers too)
+from support import child_processes, chromium_browser, free_port  # noqa: E402, F401  (the tests' helpers too)
 
 
 def track_synthetic(
@@ -472,3 +472,36 @@ def placed_cube(
 def on_phase(value: float, phase: float) -> float:
     """The nearest pixel centre of ITS_LIVE's 120 m grid along one axis."""
     return phase + CELL_SIZE_M * round((value - phase) / CELL_SIZE_M)
+
+
+# -- the front ends (dashboard, STAC Browser) in Debian's chromium under Playwright ----------
+@pytest.fixture(scope="session")
+def front_end_server(
+    served_region: ServedRegion, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """`glacierflow serve` over the served region, with the built front ends; its URL."""
+    from glacierflow.services.dashboard import missing_builds
+
+    missing = missing_builds()
+    assert not missing, (
+        f"the front ends in {', '.join(missing)} are not built: ./run test builds them (or "
+        "npm --prefix FOLDER ci && npm --prefix FOLDER run build)"
+    )
+    log = tmp_path_factory.mktemp("front-end-serve") / "serve.log"
+    with glacierflow_serve(served_region, log=log) as process:
+        yield process.url
+
+
+@pytest.fixture(scope="module")
+def chromium() -> Iterator:  # -> playwright.sync_api.Browser
+    """Debian's chromium, headless, under Playwright, for one test module: Playwright's
+    sync API keeps an asyncio loop running in this thread while it is open, which would
+    break later tests that run their own (asyncio.run)."""
+    with chromium_browser() as browser:
+        yield browser
+
+
+@pytest.fixture(scope="session")
+def screenshots(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where the browser tests keep their screenshots (under pytest's basetemp)."""
+    return tmp_path_factory.mktemp("screenshots", numbered=False)

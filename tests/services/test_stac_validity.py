@@ -264,13 +264,13 @@ def test_docs_and_redoc_load_everything_from_the_server(http: httpx.Client) -> N
             assert loaded.status_code == 200 and len(loaded.content) > 1000, asset
 
 
-def test_the_root_is_a_landing_page_linking_the_services(http: httpx.Client) -> None:
+def test_the_root_is_the_dashboard_linking_the_services(http: httpx.Client) -> None:
     answer = http.get("/")
-    assert answer.status_code == 200
+    assert answer.status_code == 200, "the dashboard is not built (./run test builds it)"
     assert answer.headers["content-type"].startswith("text/html")
-    for link in ('href="stac/"', 'href="docs"', 'href="redoc"', 'action="timeseries"'):
+    for link in ('href="stac/"', 'href="docs"', 'href="redoc"', 'href="browser/"'):
         assert link in answer.text
-    for target in ("/stac/", "/stac/collections", "/docs", "/redoc", "/healthz"):
+    for target in ("/stac/", "/stac/collections", "/docs", "/redoc", "/healthz", "/browser/"):
         assert http.get(target).status_code == 200, target
 
 

@@ -1,0 +1,149 @@
+"""The dashboard in Debian's chromium, timed by the page itself (Performance API): first
+load (cold cache, loopback) and click to chart for a point of a 20,000-layer cube, against
+the same /timeseries request from Python in the same run.
+
+    .venv/bin/python benchmarks/dashboard.py [--layers 20000] [--points 10] [--loads 5]
+
+1. Writes cube_timeseries.py's synthetic cube (a seasonal speed field in a 50 x 50-pixel
+   window, 30 % of values empty), catalogs it and runs `glacierflow serve` (one worker,
+   as a person would) with the built dashboard.
+2. First load: a fresh browser context each time (no cache): the page's load event, and
+   the moment it is usable (its settings and the cube outlines read and drawn).
+3. Click to chart: a point typed in and added (the path a map click takes), from the
+   handler's start to the frame that shows the chart (annual values and seasonal fit
+   included, as the page asks by default); the /timeseries request inside it (Resource
+   Timing) and the same request from httpx. One point at a time (removed after).
+Uses DATABASE_URL when set, else a private cluster in a temporary folder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from cube_timeseries import TILE, WINDOW, build, lonlat, synthetic_layers
+from support import catalog_server, chromium_browser, fresh_catalog, serve
+
+from glacierflow.catalog.loader import load_cubes
+from glacierflow.processing.cubes.layout import CUBE_LAYOUT
+from glacierflow.settings import Settings
+
+SERVE = (
+    "from glacierflow.services.server import run\n"
+    "from glacierflow.settings import Settings\n"
+    "run(Settings(), {dsn!r}, '127.0.0.1', {{port}}, say=lambda _: None, workers=1)\n"
+)
+CLICK = """(id) => {
+  const [asked] = performance.getEntriesByName(`point-${id}-asked`);
+  const [drawn] = performance.getEntriesByName(`point-${id}-drawn`);
+  const fetches = performance.getEntriesByType("resource");
+  const last = fetches.filter((e) => e.name.includes("/timeseries?")).pop();
+  return [drawn.startTime - asked.startTime, last.responseEnd - last.startTime];
+}"""
+
+
+def first_loads(browser, base: str, count: int) -> tuple[list[float], list[float]]:
+    loads, usable = [], []
+    for _ in range(count):
+        context = browser.new_context(viewport={"width": 1280, "height": 800})
+        page = context.new_page()
+        page.goto(base + "/")
+        page.wait_for_function("performance.getEntriesByName('dashboard-ready').length > 0")
+        page.wait_for_function("performance.getEntriesByType('navigation')[0].loadEventEnd > 0")
+        loads.append(page.evaluate("performance.getEntriesByType('navigation')[0].loadEventEnd"))
+        usable.append(page.evaluate("performance.getEntriesByName('dashboard-ready')[0].startTime"))
+        context.close()
+    return loads, usable
+
+
+def clicks(browser, base: str, points: list[tuple[float, float]]) -> tuple[list, list, list]:
+    context = browser.new_context(viewport={"width": 1280, "height": 800})
+    page = context.new_page()
+    page.goto(base + "/")
+    page.wait_for_function("performance.getEntriesByName('dashboard-ready').length > 0")
+    totals, requests, counts = [], [], []
+    for k, (lon, lat) in enumerate(points, start=1):
+        page.fill("#goto input[name=lon]", f"{lon:.6f}")
+        page.fill("#goto input[name=lat]", f"{lat:.6f}")
+        page.click("#goto button[value=add]")
+        page.wait_for_function(f"performance.getEntriesByName('point-{k}-drawn').length > 0")
+        total, request = page.evaluate(CLICK, k)
+        totals.append(total)
+        requests.append(request)
+        counts.append(page.evaluate("window.glacierflow.points[0].answer.count"))
+        page.get_by_role("button", name=f"Remove P{k}", exact=True).click()
+    context.close()
+    return totals, requests, counts
+
+
+def from_python(base: str, points: list[tuple[float, float]]) -> list[float]:
+    times = []
+    with httpx.Client(base_url=base, timeout=60) as http:
+        for lon, lat in points:
+            t0 = time.perf_counter()
+            answer = http.get(
+                "/timeseries", params={"lon": f"{lon:.5f}", "lat": f"{lat:.5f}", "fit": "true"}
+            )
+            times.append((time.perf_counter() - t0) * 1000)
+            assert answer.status_code == 200, answer.text
+    return times
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--layers", type=int, default=20_000)
+    parser.add_argument("--points", type=int, default=10)
+    parser.add_argument("--loads", type=int, default=5)
+    args = parser.parse_args()
+    rng = np.random.default_rng(2)
+    r0, r1, c0, c1 = WINDOW
+    pixels = [(int(rng.integers(r0, r1)), int(rng.integers(c0, c1))) for _ in range(args.points)]
+    points = [lonlat(r, c) for r, c in pixels]
+    with tempfile.TemporaryDirectory() as tmp, catalog_server(Path(tmp)) as dsn:
+        settings = Settings(data_dir=Path(tmp) / "data")
+        seconds = build(settings.cube_store, synthetic_layers(args.layers), CUBE_LAYOUT)
+        print(f"{args.layers} layers written in {seconds:.1f} s")
+        own = fresh_catalog(dsn, "bench_dashboard")
+        load_cubes(own, [settings.cube_store / TILE.name], "cubes", settings.data_href)
+        process, base = serve(
+            SERVE.format(dsn=own), {"GLACIERFLOW_DATA_DIR": str(settings.data_dir)}
+        )
+        try:
+            from_python(base, points[:2])  # warm: imports, the cube's metadata
+            with chromium_browser() as browser:
+                loads, usable = first_loads(browser, base, args.loads)
+                totals, requests, counts = clicks(browser, base, points)
+            python = from_python(base, points)
+        finally:
+            process.terminate()
+    print(
+        f"first load, cold cache ({args.loads}): load event p50 {np.median(loads):.0f} ms, "
+        f"max {max(loads):.0f} ms; usable (cube outlines drawn) p50 {np.median(usable):.0f} ms, "
+        f"max {max(usable):.0f} ms"
+    )
+    print(
+        f"click to chart ({args.points} points, {int(np.median(counts))} observations each "
+        f"(median), fit=true): p50 {np.percentile(totals, 50):.0f} ms, "
+        f"p95 {np.percentile(totals, 95):.0f} ms"
+    )
+    print(
+        f"  its /timeseries request (browser): p50 {np.median(requests):.0f} ms; "
+        f"the same from httpx: p50 {np.median(python):.0f} ms"
+    )
+    print(
+        f"  in the page (parse, chart, paint): p50 "
+        f"{np.median(np.subtract(totals, requests)):.0f} ms"
+    )
+
+
+if __name__ == "__main__":
+    main()
