@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 import click
 
 if TYPE_CHECKING:
+    from glacierflow.processing.mosaics import MosaicProducts
     from glacierflow.settings import Settings
 
 
@@ -638,6 +639,13 @@ def _cubes_given(paths: tuple[Path, ...]) -> list[Path]:
     type=click.Path(path_type=Path, exists=True, dir_okay=False),
     help="Glacier outlines (GeoJSON) or a raster (non-zero on ice): fills `landice`.",
 )
+@click.option(
+    "--catalog/--no-catalog",
+    "register",
+    default=True,
+    show_default=True,
+    help="Create or update the mosaics' and composites' STAC items (collection `mosaics`).",
+)
 def mosaic_build(
     cube_paths: tuple[Path, ...],
     bbox: tuple[float, float, float, float] | None,
@@ -649,6 +657,7 @@ def mosaic_build(
     window: tuple[int, int],
     intercept_year: int,
     landice: Path | None,
+    register: bool,
 ) -> None:
     """Mosaic the composites of a region's cubes for each --year into OUT:
     ITS_LIVE_velocity_120m_<REGION>_<YYYY>_v02.nc, one COG per variable (…_<var>.tif) and
@@ -660,6 +669,7 @@ def mosaic_build(
     """
     from glacierflow.processing.composites.fit import Options
     from glacierflow.processing.mosaics import MosaicError, build_mosaics
+    from glacierflow.processing.mosaics.build import composite_path
     from glacierflow.processing.mosaics.regions import (
         RegionError,
         bbox_region,
@@ -699,6 +709,32 @@ def mosaic_build(
         sys.exit(2)
     for made in products:
         click.echo(str(made.netcdf))
+    if register:
+        folder = composites or out / "composites"
+        _register_mosaics(products, [composite_path(cube, folder) for cube in cubes])
+
+
+def _register_mosaics(products: list[MosaicProducts], composites: list[Path]) -> None:
+    from glacierflow.catalog.database import catalog_database
+    from glacierflow.catalog.loader import init_catalog, load_composites, load_mosaics
+
+    settings = _settings()
+    collection = settings.collection_id("mosaics")
+    if products and settings.data_href(products[0].netcdf) is None:
+        _say(
+            f"catalog: not registered: {products[0].netcdf.parent} is outside the data "
+            f"directory {settings.data_dir} (GLACIERFLOW_DATA_DIR), the only place the API "
+            "serves files and tiles from; build with --out under it to catalogue the mosaics"
+        )
+        return
+    with _exit_on_input_errors(), catalog_database(settings.data_dir) as dsn:
+        init_catalog(dsn, settings.collection_ids)
+        mosaics = load_mosaics(dsn, products, collection, settings.data_href)
+        made = load_composites(dsn, composites, collection, settings.data_href)
+    _say(
+        f"catalog: {len(mosaics)} mosaic item(s) and {len(made)} composite item(s) updated in "
+        f"collection '{collection}'"
+    )
 
 
 @main.command()

@@ -32,6 +32,7 @@ from PIL import Image
 from glacierflow import cli
 from glacierflow.catalog.database import FALLBACK_ROOT, cluster_directory
 from glacierflow.processing import synthetic
+from glacierflow.processing.mosaics.build import composite_path
 
 TRACK_OPTIONS = [
     "--output", "--ref-time", "--sec-time", "--spacing", "--chip-min", "--chip-max",
@@ -696,6 +697,50 @@ def test_mosaic_build_writes_a_year_and_the_summary_then_reuses_the_composites(
     second = _run(tmp_path, *args)
     assert second.returncode == 0, second.stderr
     assert "composites: 1 current, 0 to build" in second.stderr
+
+
+def test_mosaic_build_registers_its_items_and_a_rebuild_updates_them(
+    mosaic_store: Path, tmp_path: Path, new_catalog
+) -> None:
+    """Built into the data directory, the mosaics and the cube's composite become items of
+    the `mosaics` collection; built again, the same items are updated, not added."""
+    dsn = new_catalog("cli_mosaics")
+    env = {**os.environ, "DATABASE_URL": dsn, "GLACIERFLOW_DATA_DIR": str(tmp_path / "data")}
+    command = [sys.executable, "-m", "glacierflow.cli", "mosaic", "build", *MOSAIC_BBOX,
+               "--region", "valais", "--year", "2019", "--year", "0000", "--out",
+               str(tmp_path / "data" / "mosaics"), *MOSAIC_WINDOW]  # fmt: skip
+
+    def items() -> list[tuple[str, str]]:
+        with psycopg.connect(dsn) as conn:
+            return sorted(conn.execute("SELECT id, collection FROM pgstac.items").fetchall())
+
+    first = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert first.returncode == 0, first.stderr
+    assert "2 mosaic item(s) and 1 composite item(s) updated in collection 'mosaics'" in (
+        first.stderr
+    )
+    made = items()
+    (cube,) = mosaic_store.glob("*.zarr")
+    composite = composite_path(cube, tmp_path / "data" / "mosaics" / "composites")
+    assert made == sorted(
+        [
+            ("ITS_LIVE_velocity_120m_valais_0000_v02", "mosaics"),
+            ("ITS_LIVE_velocity_120m_valais_2019_v02", "mosaics"),
+            (composite.stem, "mosaics"),
+        ]
+    )
+    again = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr
+    assert items() == made
+
+
+def test_mosaic_build_outside_the_data_directory_says_it_is_not_catalogued(
+    mosaic_store: Path, tmp_path: Path
+) -> None:
+    run = _run(tmp_path, "mosaic", "build", *MOSAIC_BBOX, "--region", "valais", "--year",
+               "2019", "--out", "out", *MOSAIC_WINDOW)  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    assert "catalog: not registered" in run.stderr and "outside the data directory" in run.stderr
 
 
 @pytest.mark.parametrize(
