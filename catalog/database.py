@@ -48,6 +48,15 @@ def external_dsn(environ: dict[str, str] | None = None) -> str | None:
     return None
 
 
+def environment_dsn(what: str) -> str:
+    """The external server's DSN for an app run from the environment (uvicorn's factories),
+    which has no private cluster to fall back on; DatabaseError naming `what` without one."""
+    dsn = external_dsn()
+    if dsn is None:
+        raise DatabaseError(f"set DATABASE_URL (or PGHOST etc.) to run {what} from the environment")
+    return dsn
+
+
 def _server_binaries() -> Path:
     candidates = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"), reverse=True)
     if candidates:

@@ -156,9 +156,7 @@ def _declare_subsets(answer: dict) -> None:
 def create_app_from_environment() -> FastAPI:
     """The composed app for uvicorn's own processes (`serve --workers N`): the database
     from DATABASE_URL (or PG*), the rest from GLACIERFLOW_* settings."""
-    from glacierflow.catalog.database import DatabaseError, external_dsn
+    from glacierflow.catalog.database import environment_dsn
 
-    dsn = external_dsn()
-    if dsn is None:
-        raise DatabaseError("set DATABASE_URL (or PGHOST etc.) to run the app from the environment")
+    dsn = environment_dsn("the app")
     return create_app(Settings(), dsn)

@@ -723,9 +723,7 @@ def add_offline_docs(app: FastAPI) -> None:
 def create_app_from_environment() -> FastAPI:
     """The STAC API on its own (DATABASE_URL or PG* name the database):
     `uvicorn --factory glacierflow.services.stac:create_app_from_environment`."""
-    from glacierflow.catalog.database import DatabaseError, external_dsn
+    from glacierflow.catalog.database import environment_dsn
 
-    dsn = external_dsn()
-    if dsn is None:
-        raise DatabaseError("set DATABASE_URL (or PGHOST etc.) to run the STAC API on its own")
+    dsn = environment_dsn("the STAC API")
     return create_stac_app(Settings(), dsn)

@@ -108,7 +108,6 @@ _TILE_PATH = re.compile(
     r"/tiles/(?P<tms>[^/]+)/(?P<z>-?\d+)/(?P<x>-?\d+)/(?P<y>-?\d+)(?:\.(?P<ext>\w+))?$"
 )
 
-# rio-tiler's own "speed" (cmocean's, linear) gives way to ours in this server only
 # Mosaics read their items in turn (titiler's MOSAIC_CONCURRENCY, unless set): the files
 # are local, a thread pool made per tile cost 17 ms of a 29 ms tile on 2 cores, and in
 # turn the first item that covers the tile ends the read (pixel selection `first`).
@@ -130,6 +129,7 @@ TILE_MATRIX_SETS = morecantile.TileMatrixSets(
 # noisy, so level 6 makes them barely smaller (within 5 %) at 4 to 14 times the cost, most
 # of a tile's time (benchmarks/tiles.py)
 img_profiles.data["png"] = PNGProfile(zlevel=1)
+# rio-tiler's own "speed" (cmocean's, linear) gives way to ours in this server only
 COLORMAPS = default_colormaps.register({SPEED_COLORMAP_NAME: speed_colormap()}, overwrite=True)
 ColorMapParams = create_colormap_dependency(COLORMAPS)
 
@@ -572,11 +572,7 @@ async def tiles_database(app: FastAPI, settings: Settings, dsn: str) -> AsyncIte
 def create_tiles_app_from_environment() -> FastAPI:
     """The tile server alone, for uvicorn (`--factory`): the database from DATABASE_URL (or
     PG*), the rest from GLACIERFLOW_* settings."""
-    from glacierflow.catalog.database import DatabaseError, external_dsn
+    from glacierflow.catalog.database import environment_dsn
 
-    dsn = external_dsn()
-    if dsn is None:
-        raise DatabaseError(
-            "set DATABASE_URL (or PGHOST etc.) to run the tiles from the environment"
-        )
+    dsn = environment_dsn("the tiles")
     return create_tiles_app(Settings(), dsn)
