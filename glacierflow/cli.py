@@ -799,10 +799,12 @@ def _register_mosaics(products: list[MosaicProducts], composites: list[Path]) ->
 )
 @click.option(
     "--only",
-    type=click.Choice(["tiles"]),
+    type=click.Choice(["stac", "timeseries", "tiles"]),
     default=None,
-    help="Serve one part alone: `tiles`, the tile server at the root (its routes without "
-    "the /tiles prefix).",
+    help="Serve one part alone, at the root (its routes without their /stac or /tiles "
+    "prefix), so that parts run and scale as separate processes on one database: the STAC "
+    "API, the time series and profiles, or the tile server. Without it, all of them and "
+    "the dashboard.",
 )
 def serve(host: str, port: int, workers: int, only: str | None) -> None:
     """Serve the HTTP API: /stac (STAC API), /timeseries and /profile, /tiles (map tiles,
@@ -821,7 +823,7 @@ def serve(host: str, port: int, workers: int, only: str | None) -> None:
     with _exit_on_input_errors(), catalog_database(settings.data_dir) as dsn:
         init_catalog(dsn, settings.collection_ids)
         try:
-            run(settings, dsn, host, port, say=_say, workers=workers, only_tiles=only == "tiles")
+            run(settings, dsn, host, port, say=_say, workers=workers, only=only)
         except OSError as err:  # the port: in use, or not ours to take
             _say(f"error: {err.strerror}; choose another --port")
             sys.exit(2)
