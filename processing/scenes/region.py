@@ -108,6 +108,7 @@ class Region:
     )
     surge_gain: float = 1.25  # added to s(t) at the surge's height (a sin^2 bump)
     decorrelation: tuple[float, float] = (0.5, 0.2)  # texture change, rad/yr: ice, rock
+    clear_days: float = 0.35  # the share of scenes without a cloud
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -132,9 +133,11 @@ class Region:
         phase = 2 * np.pi * (years * DAYS_PER_YEAR - self.slowest_day) / DAYS_PER_YEAR
         s0, s1 = _years(self.surge[0]), _years(self.surge[1])
         inside = np.clip((years - s0) / (s1 - s0), 0, 1)
-        return 1 - self.seasonal_amplitude * np.cos(phase) + self.surge_gain * np.sin(
-            np.pi * inside
-        ) ** 2
+        return (
+            1
+            - self.seasonal_amplitude * np.cos(phase)
+            + self.surge_gain * np.sin(np.pi * inside) ** 2
+        )
 
     def flow_time(self, t: datetime | np.ndarray) -> np.ndarray:
         """tau(t) = integral of s from the epoch (years): how far along its streamline
@@ -335,9 +338,9 @@ class Region:
     def _clouds(
         self, shape: tuple[int, ...], sensor: Sensor, rng: np.random.Generator
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Soft, partly opaque cloud blobs over a random share of the scene (none on
-        about a third of days), made coarse and zoomed to the pixels."""
-        cover = 0.0 if rng.uniform() < 0.35 else rng.uniform(0.02, 0.9)
+        """Soft, partly opaque cloud blobs over a random share (2-90 %) of the scene, or
+        none (`clear_days` of the scenes), made coarse and zoomed to the pixels."""
+        cover = 0.0 if rng.uniform() < self.clear_days else rng.uniform(0.02, 0.9)
         coarse = tuple(max(8, n // 16) for n in shape)
         lumps = ndimage.gaussian_filter(rng.standard_normal(coarse), 1200 / sensor.pixel_m / 16)
         lumps = ndimage.zoom(lumps, [n / c for n, c in zip(shape, coarse, strict=True)], order=1)
@@ -425,7 +428,13 @@ class Acquisition:
                 ("L", "8", "C") if landsat else ("S", self.platform[-2:].upper(), "MSI")
             )
             grid = (self.region.epsg, self.sensor.pixel_m, self.region.origin)
-            _write_cog(band_path, dn, grid, DN_NODATA, "average", tags={
+            _write_cog(
+                band_path,
+                dn,
+                grid,
+                DN_NODATA,
+                "average",
+                tags={
                     "TIFFTAG_DATETIME": self.when.strftime("%Y:%m:%d %H:%M:%S"),
                     "ACQUISITION_TIME": self.when.isoformat(),
                     "MISSION": mission,
