@@ -9,10 +9,14 @@ acquisition time and mission in its TIFF tags) with a cloud mask COG beside it.
 The truth is separable: v(x, t) = s(t) V(x), a fixed spatial field V (m/yr; zero on the
 rock, smooth shear margins) times a scalar factor s(t): a seasonal cycle that is slowest
 in autumn, plus a surge of some months in one year. A particle then follows V's
-streamlines in "flow time" tau(t) = integral of s dt, so the image at time t is the ice's
-surface texture sampled where each pixel's ice was at the epoch: Phi_{-tau(t)}(x). The
-texture (periodic, so defined far upstream) also changes slowly, by blending in a second
-texture; each scene adds its own gain, offset, noise and clouds.
+streamlines in "flow time" tau(t) = integral of s dt: the surface seen at time t is a
+texture laid on the ice at an anchor time e and carried since, sampled at
+Phi_{tau(e) - tau(t)}(x). The ice's surface renews itself (new crevasses, snow, debris), so
+anchors follow every `renewal_days` and each scene blends the two anchors around it: short
+pairs see nearly the same surface, long pairs less and less (as on real ice), and no
+texture is strained beyond one renewal period's flow. The rock's texture stays put and
+changes slowly. Textures are periodic, so they exist far upstream. Each scene adds its own
+gain, offset, illumination ramp, noise and clouds.
 
 `Region.true_velocity(x, y, t)` is the velocity anywhere at any time, and
 `Region.pair_velocity(x, y, t1, t2)` what a pair should measure: the mean velocity along
@@ -67,6 +71,7 @@ SENTINEL2 = Sensor(
     "sentinel-2", 10.0, 5, datetime(2024, 1, 2, 21, 7, 31, tzinfo=UTC), 0.04, 0.85, 0.4
 )
 SENSORS = (LANDSAT, SENTINEL2)
+EPOCH = min(s.first_overpass for s in SENSORS)  # flow time and texture anchors start here
 WRS2_PATH_ROW = "063018"  # Landsat WRS-2 path 63, row 18: Malaspina Glacier
 MGRS_TILE = "07VCG"
 
@@ -107,7 +112,8 @@ class Region:
         datetime(2025, 7, 1, tzinfo=UTC),
     )
     surge_gain: float = 1.25  # added to s(t) at the surge's height (a sin^2 bump)
-    decorrelation: tuple[float, float] = (0.5, 0.2)  # texture change, rad/yr: ice, rock
+    renewal_days: float = 180.0  # the ice's surface texture renews over this time
+    rock_change: float = 0.2  # the rock's texture changes this many radians a year
     clear_days: float = 0.35  # the share of scenes without a cloud
     seed: int = 0
 
@@ -122,10 +128,6 @@ class Region:
     def bounds(self) -> tuple[float, float, float, float]:
         x0, y1 = self.origin
         return x0, y1 - self.height_m, x0 + self.width_m, y1
-
-    @property
-    def _epoch(self) -> float:
-        return float(_years(min(s.first_overpass for s in SENSORS)))
 
     def speed_factor(self, t: datetime | np.ndarray) -> np.ndarray:
         """s(t): 1 on average, slowest on `slowest_day`, plus the surge bump."""
@@ -155,7 +157,7 @@ class Region:
             surge = z / 2 - span / (4 * np.pi) * np.sin(2 * np.pi * z / span)
             return y - self.seasonal_amplitude * seasonal + self.surge_gain * surge
 
-        return integral(years) - integral(np.float64(self._epoch))
+        return integral(years) - integral(_years(EPOCH))
 
     def _local(self, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(across from the valley's centre line, down from the top edge), metres."""
@@ -255,8 +257,8 @@ class Region:
 
     @cached_property
     def _textures(self) -> tuple[np.ndarray, np.ndarray]:
-        """Two periodic fractal textures covering the region and a margin, so that texture
-        exists wherever any pixel's ice came from."""
+        """Two periodic fractal textures (ice, rock) at least as large as the region: texture
+        exists wherever any pixel's surface came from."""
         from scipy.fft import next_fast_len
 
         rng = np.random.default_rng(self.seed)
@@ -289,41 +291,61 @@ class Region:
         y = self.origin[1] - p * (np.arange(round(self.height_m / p)) + 0.5)
         return x, y
 
-    def _origins(self, sensor: Sensor, when: datetime, spacing: float) -> tuple:
-        """Where each pixel's surface was at the epoch, traced on a coarse grid (the flow
-        is smooth over `spacing`) and interpolated (cubic) to the sensor's pixels."""
+    def _traced(self, sensor: Sensor, flow_years: float, spacing: float) -> tuple:
+        """Where each pixel's surface is after `flow_years` of V (negative: was before),
+        traced on a coarse grid (the flow is smooth over `spacing`) and interpolated (cubic)
+        to the sensor's pixels."""
         x0, y1 = self.origin
         cx = x0 + spacing * np.arange(math.ceil(self.width_m / spacing) + 1)
         cy = y1 - spacing * np.arange(math.ceil(self.height_m / spacing) + 1)
         xx, yy = np.meshgrid(cx, cy)
-        bx, by = self.advect(xx, yy, -float(self.flow_time(when)))
+        bx, by = self.advect(xx, yy, flow_years)
         px, py = self.grid(sensor)
-        rows = (y1 - py) / spacing
-        cols = (px - x0) / spacing
-        rr, cc = np.meshgrid(rows, cols, indexing="ij")
-        coords = np.stack([rr, cc])
+        coords = np.stack(np.meshgrid((y1 - py) / spacing, (px - x0) / spacing, indexing="ij"))
         dx = ndimage.map_coordinates(bx - xx, coords, order=3, mode="nearest")
         dy = ndimage.map_coordinates(by - yy, coords, order=3, mode="nearest")
         gx, gy = np.meshgrid(px, py)
         return gx + dx, gy + dy
 
+    def _sample(self, coefficients: np.ndarray, x: np.ndarray, y: np.ndarray, k: int) -> np.ndarray:
+        """Texture at positions (x, y), shifted by the k-th of a sequence of offsets that
+        makes each anchor's texture another (the golden ratio spreads them over the period)."""
+        shape = coefficients.shape
+        golden = (math.sqrt(5) - 1) / 2
+        rows = (self.origin[1] - y) / TEXTURE_PX + (k * golden % 1) * shape[0]
+        cols = (x - self.origin[0]) / TEXTURE_PX + (k * golden * golden % 1) * shape[1]
+        return ndimage.map_coordinates(
+            coefficients, np.stack([rows, cols]), order=3, mode="grid-wrap", prefilter=False
+        )
+
+    def surface(self, sensor: Sensor, when: datetime, trace_spacing_m: float = 60.0) -> np.ndarray:
+        """The ground as the sensor sees it at `when`, before radiometry, noise and clouds."""
+        ice_texture, rock_texture = self._coefficients(sensor)
+        px, py = self.grid(sensor)
+        gx, gy = np.meshgrid(px, py)
+        elapsed = (when - EPOCH).total_seconds() / 86_400
+        k, f = divmod(elapsed / self.renewal_days, 1.0)
+        ice = np.zeros(gx.shape, np.float32)
+        for anchor, weight in (
+            (int(k), math.cos(math.pi * f / 2)),
+            (int(k) + 1, math.sin(math.pi * f / 2)),
+        ):
+            anchored = self.flow_time(EPOCH + timedelta(days=anchor * self.renewal_days))
+            x, y = self._traced(sensor, float(anchored - self.flow_time(when)), trace_spacing_m)
+            ice += weight * self._sample(ice_texture, x, y, anchor)
+        theta = self.rock_change * elapsed / DAYS_PER_YEAR
+        rock = math.cos(theta) * self._sample(rock_texture, gx, gy, 0) + math.sin(
+            theta
+        ) * self._sample(rock_texture, gx, gy, 1)
+        on_ice = self.ice(gx, gy)  # the ice region is what the flow carries ice within
+        return (1 - on_ice) * rock + on_ice * (0.8 + 0.6 * ice)  # ice: brighter, less contrast
+
     def render(
         self, acquisition: Acquisition, trace_spacing_m: float = 60.0
     ) -> tuple[np.ndarray, np.ndarray]:
         """One scene: (DN as uint16, cloud opacity 0-1) on the sensor's grid."""
-        sensor, when = acquisition.sensor, acquisition.when
-        ox, oy = self._origins(sensor, when, trace_spacing_m)
-        coords = np.stack([(self.origin[1] - oy) / TEXTURE_PX, (ox - self.origin[0]) / TEXTURE_PX])
-        first, second = (
-            ndimage.map_coordinates(c, coords, order=3, mode="grid-wrap", prefilter=False)
-            for c in self._coefficients(sensor)
-        )
-        ice = self.ice(ox, oy)  # the material at each pixel, carried with the ice
-        rate_ice, rate_rock = self.decorrelation
-        years = float(_years(when)) - self._epoch
-        theta = years * (rate_rock + (rate_ice - rate_rock) * ice)
-        texture = np.cos(theta) * first + np.sin(theta) * second
-        surface = 0.8 * ice + (1.0 - 0.4 * ice) * texture  # ice brighter, less contrasted
+        sensor = acquisition.sensor
+        surface = self.surface(sensor, acquisition.when, trace_spacing_m)
         rng = acquisition.rng()
         shape = surface.shape
         gain = sensor.gain * rng.uniform(0.85, 1.15)
