@@ -482,8 +482,7 @@ class Acquisition:
         )
         lon, lat = to_lonlat.transform(xs, ys)
         ring = [[round(float(a), 7), round(float(b), 7)] for a, b in zip(lon, lat, strict=True)]
-        ring = [p for i, p in enumerate(ring) if i == 0 or p != ring[i - 1]]
-        ring.append(ring[0])
+        ring = [p for i, p in enumerate(ring) if i == 0 or p != ring[i - 1]]  # closed
         centre_lon, centre_lat = to_lonlat.transform((x0 + x1) / 2, (y0 + y1) / 2)
         return Scene(
             id=self.id,
