@@ -28,7 +28,7 @@ from __future__ import annotations
 import math
 import zlib
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime, timedelta
 from functools import cached_property
 from pathlib import Path
@@ -122,6 +122,15 @@ class Region:
             value = getattr(self, name)
             if value < 1_200 or value % 120:
                 raise ValueError(f"{name} must be a multiple of 120 m, at least 1,200 m: {value}")
+
+    def __getstate__(self) -> dict:
+        """The fields only: the textures (tens of MB) are remade where it is unpickled,
+        so a Dask task that carries a region stays small."""
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    def __setstate__(self, state: dict) -> None:
+        for name, value in state.items():
+            object.__setattr__(self, name, value)
 
     # -- the truth ---------------------------------------------------------------------------
     @property
