@@ -520,44 +520,15 @@ def _write_cog(
     overviews: str,
     tags: dict[str, str],
 ) -> None:
-    """One single-band COG (512 px tiles, deflate, overviews), written whole or not at all."""
-    import rasterio
-    from rasterio.io import MemoryFile
+    """One single-band COG on the region's grid for a sensor (EPSG, pixel size, origin)."""
     from rasterio.transform import from_origin
-    from rio_cogeo.cogeo import cog_translate
-    from rio_cogeo.profiles import cog_profiles
 
-    from glacierflow.processing.mosaics.write import overview_levels, staged
+    from glacierflow.processing.mosaics.write import write_band_cog
 
     epsg, pixel, (x0, y0) = grid
-    height, width = values.shape
     path.parent.mkdir(parents=True, exist_ok=True)
-    profile = dict(cog_profiles.get("deflate"), blockxsize=512, blockysize=512, predictor=2)
-    with MemoryFile() as memory:
-        with memory.open(
-            driver="GTiff",
-            height=height,
-            width=width,
-            count=1,
-            dtype=values.dtype,
-            crs=rasterio.CRS.from_epsg(epsg),
-            transform=from_origin(x0, y0, pixel, pixel),
-            nodata=nodata,
-        ) as dataset:
-            dataset.write(values, 1)
-            dataset.update_tags(**tags)
-        with memory.open() as source, staged(path) as temporary:
-            cog_translate(
-                source,
-                temporary,
-                profile,
-                nodata=nodata,
-                overview_level=overview_levels(width, height),
-                overview_resampling=overviews,
-                additional_cog_metadata=tags,
-                in_memory=True,
-                quiet=True,
-            )
+    transform = from_origin(x0, y0, pixel, pixel)
+    write_band_cog(values, f"EPSG:{epsg}", transform, path, nodata, overviews, tags=tags)
 
 
 def _cloud_cover(mask_path: Path) -> float:
