@@ -300,21 +300,21 @@ class Region:
         y = self.origin[1] - p * (np.arange(round(self.height_m / p)) + 0.5)
         return x, y
 
-    def _traced(self, sensor: Sensor, flow_years: float, spacing: float) -> tuple:
-        """Where each pixel's surface is after `flow_years` of V (negative: was before),
-        traced on a coarse grid (the flow is smooth over `spacing`) and interpolated (cubic)
-        to the sensor's pixels."""
+    def _traced(
+        self, x: np.ndarray, y: np.ndarray, flow_years: float, spacing: float
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Where the surface at points (x, y) is after `flow_years` of V (negative: was
+        before), traced on a coarse grid over the region (the flow is smooth over
+        `spacing`) and interpolated (cubic) to the points."""
         x0, y1 = self.origin
         cx = x0 + spacing * np.arange(math.ceil(self.width_m / spacing) + 1)
         cy = y1 - spacing * np.arange(math.ceil(self.height_m / spacing) + 1)
         xx, yy = np.meshgrid(cx, cy)
         bx, by = self.advect(xx, yy, flow_years)
-        px, py = self.grid(sensor)
-        coords = np.stack(np.meshgrid((y1 - py) / spacing, (px - x0) / spacing, indexing="ij"))
+        coords = np.stack([(y1 - y) / spacing, (x - x0) / spacing])
         dx = ndimage.map_coordinates(bx - xx, coords, order=3, mode="nearest")
         dy = ndimage.map_coordinates(by - yy, coords, order=3, mode="nearest")
-        gx, gy = np.meshgrid(px, py)
-        return gx + dx, gy + dy
+        return x + dx, y + dy
 
     def _sample(self, coefficients: np.ndarray, x: np.ndarray, y: np.ndarray, k: int) -> np.ndarray:
         """Texture at positions (x, y), shifted by the k-th of a sequence of offsets that
@@ -327,27 +327,39 @@ class Region:
             coefficients, np.stack([rows, cols]), order=3, mode="grid-wrap", prefilter=False
         )
 
+    def _still(self, sensor: Sensor) -> tuple[np.ndarray, ...]:
+        """What does not move, on the sensor's grid, made once: pixel centres, the ice
+        fraction and the rock's two textures."""
+        cache = self.__dict__.setdefault("_still_cache", {})
+        if sensor.name not in cache:
+            gx, gy = np.meshgrid(*self.grid(sensor))
+            rock = self._coefficients(sensor)[1]
+            on_ice = self.ice(gx, gy).astype(np.float32)
+            cache[sensor.name] = (gx, gy, on_ice, *(self._sample(rock, gx, gy, k) for k in (0, 1)))
+        return cache[sensor.name]
+
     def surface(self, sensor: Sensor, when: datetime, trace_spacing_m: float = 60.0) -> np.ndarray:
-        """The ground as the sensor sees it at `when`, before radiometry, noise and clouds."""
-        ice_texture, rock_texture = self._coefficients(sensor)
-        px, py = self.grid(sensor)
-        gx, gy = np.meshgrid(px, py)
+        """The ground as the sensor sees it at `when`, before radiometry, noise and clouds:
+        the rock's slowly changing texture, and on the ice (the region the flow keeps ice
+        in) the two anchored textures around `when`, carried with the flow."""
+        gx, gy, on_ice, rock_a, rock_b = self._still(sensor)
         elapsed = (when - EPOCH).total_seconds() / 86_400
+        theta = self.rock_change * elapsed / DAYS_PER_YEAR
+        out = math.cos(theta) * rock_a + math.sin(theta) * rock_b
+        where = on_ice > 0
+        x, y, fraction = gx[where], gy[where], on_ice[where]
         k, f = divmod(elapsed / self.renewal_days, 1.0)
-        ice = np.zeros(gx.shape, np.float32)
+        ice = np.zeros(x.shape, np.float32)
         for anchor, weight in (
             (int(k), math.cos(math.pi * f / 2)),
             (int(k) + 1, math.sin(math.pi * f / 2)),
         ):
             anchored = self.flow_time(EPOCH + timedelta(days=anchor * self.renewal_days))
-            x, y = self._traced(sensor, float(anchored - self.flow_time(when)), trace_spacing_m)
-            ice += weight * self._sample(ice_texture, x, y, anchor)
-        theta = self.rock_change * elapsed / DAYS_PER_YEAR
-        rock = math.cos(theta) * self._sample(rock_texture, gx, gy, 0) + math.sin(
-            theta
-        ) * self._sample(rock_texture, gx, gy, 1)
-        on_ice = self.ice(gx, gy)  # the ice region is what the flow carries ice within
-        return (1 - on_ice) * rock + on_ice * (0.8 + 0.6 * ice)  # ice: brighter, less contrast
+            ax, ay = self._traced(x, y, float(anchored - self.flow_time(when)), trace_spacing_m)
+            ice += weight * self._sample(self._coefficients(sensor)[0], ax, ay, anchor)
+        # ice: brighter than rock, with less contrast
+        out[where] = (1 - fraction) * out[where] + fraction * (0.8 + 0.6 * ice)
+        return out
 
     def render(
         self, acquisition: Acquisition, trace_spacing_m: float = 60.0
