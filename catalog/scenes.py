@@ -195,9 +195,10 @@ def scenes_from_catalog(
     (default: the settings'), so that the tracker can open them."""
     from glacierflow.settings import get_settings
 
-    settings = get_settings()
-    collection = collection or settings.collection_id("scenes")
-    root = Path(data_dir or settings.data_dir)
+    if collection is None or data_dir is None:
+        settings = get_settings()
+        collection = collection or settings.collection_id("scenes")
+        data_dir = data_dir or settings.data_dir
     where = ["collection = %s"]
     args: list[Any] = [collection]
     if bbox is not None:
@@ -223,8 +224,8 @@ def scenes_from_catalog(
     return [
         replace(
             s,
-            href=_local(s.href, root),
-            mask_href=_local(s.mask_href, root) if s.mask_href else None,
+            href=_local(s.href, Path(data_dir)),
+            mask_href=_local(s.mask_href, Path(data_dir)) if s.mask_href else None,
         )
         for s in scenes
     ]
