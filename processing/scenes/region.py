@@ -170,9 +170,8 @@ class Region:
 
     def _local(self, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(across from the valley's centre line, down from the top edge), metres."""
-        return np.asarray(x, np.float64) - (self.origin[0] + self.width_m / 2), self.origin[
-            1
-        ] - np.asarray(y, np.float64)
+        across = np.asarray(x, np.float64) - (self.origin[0] + self.width_m / 2)
+        return across, self.origin[1] - np.asarray(y, np.float64)
 
     @cached_property
     def _shape(self) -> dict[str, float]:
@@ -183,7 +182,6 @@ class Region:
             "lobe_w": 0.4 * h,
             "lobe_centre": 0.5 * h,  # down from the top edge
             "margin": max(0.04 * w, 240.0),  # shear margins: speed 0 to full over this
-            "source": 0.0,  # the lobe spreads from here (down from the top edge)
         }
 
     def ice(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -383,12 +381,12 @@ class Region:
     ) -> tuple[np.ndarray, np.ndarray]:
         """Soft, partly opaque cloud blobs over a random share (2-90 %) of the scene, or
         none (`clear_days` of the scenes), made coarse and zoomed to the pixels."""
-        cover = 0.0 if rng.uniform() < self.clear_days else rng.uniform(0.02, 0.9)
+        if rng.uniform() < self.clear_days:
+            return np.zeros(shape, np.float32), np.zeros(shape, np.float32)
+        cover = rng.uniform(0.02, 0.9)
         coarse = tuple(max(8, n // 16) for n in shape)
         lumps = ndimage.gaussian_filter(rng.standard_normal(coarse), 1200 / sensor.pixel_m / 16)
         lumps = ndimage.zoom(lumps, [n / c for n, c in zip(shape, coarse, strict=True)], order=1)
-        if cover == 0:
-            return np.zeros(shape, np.float32), np.zeros(shape, np.float32)
         level = np.quantile(lumps, 1 - cover)
         edge = 0.3 * lumps.std()
         alpha = (0.9 * np.clip((lumps - level) / edge, 0, 1)).astype(np.float32)
