@@ -246,6 +246,56 @@ class Region:
         dt = (t2 - t1).total_seconds() / 86_400 / DAYS_PER_YEAR
         return (x2 - np.asarray(x)) / dt, (y2 - np.asarray(y)) / dt
 
+    def granule_figures(self, granule, t1: datetime, t2: datetime) -> dict[str, float]:
+        """How a granule (an xarray Dataset) of the pair (t1, t2) compares with what the
+        pair should measure, in m/yr: median and 90th percentile of the vector error inside
+        the ice (margin factor > 0.99: `ice_*`), in the shear margins (`margins_*`) and on
+        rock (`rock_*`), the length of the mean error inside the ice (`ice_bias`), the
+        fastest true speed (`truth_max`), the share of nodes with a vector and the nodes in
+        each subset (`*_nodes`)."""
+        xx, yy = np.meshgrid(granule["x"].values, granule["y"].values)
+        tx, ty = self.pair_velocity(xx, yy, t1, t2)
+        ex = granule["vx"].values.astype(np.float64) - tx
+        ey = granule["vy"].values.astype(np.float64) - ty
+        error = np.hypot(ex, ey)
+        ice = self.ice(xx, yy)
+        ok = np.isfinite(error)
+        figures = {"truth_max": float(np.hypot(tx, ty).max()), "valid_fraction": float(ok.mean())}
+        for name, where in (
+            ("ice", ok & (ice > 0.99)),
+            ("margins", ok & (ice > 0) & (ice <= 0.99)),
+            ("rock", ok & (ice == 0)),
+        ):
+            figures[f"{name}_nodes"] = int(where.sum())
+            figures[f"{name}_median"] = float(np.median(error[where])) if where.any() else np.nan
+            figures[f"{name}_p90"] = (
+                float(np.percentile(error[where], 90)) if where.any() else np.nan
+            )
+            if name == "ice":
+                figures["ice_bias"] = float(np.hypot(ex[where].mean(), ey[where].mean()))
+        return figures
+
+    def track(
+        self, ref: Scene, sec: Scene, output: Path, max_speed_m_per_yr: float = 3_000.0
+    ) -> tuple[Path, dict[str, float]]:
+        """Track two of the region's scenes as the pipeline does (default chips, the cloud
+        masks given) into a granule under `output`; returns it and its `granule_figures`."""
+        import xarray as xr
+
+        from glacierflow.processing.pipeline import TrackRequest, track_pair
+
+        request = TrackRequest(
+            ref=ref.href,
+            sec=sec.href,
+            output=output,
+            max_speed_m_per_yr=max_speed_m_per_yr,
+            ref_mask=ref.mask_href,
+            sec_mask=sec.mask_href,
+        )
+        report = track_pair(request)
+        with xr.open_dataset(report.path) as granule:
+            return report.path, self.granule_figures(granule, ref.datetime, sec.datetime)
+
     # -- the scenes ----------------------------------------------------------------------
     def acquisitions(
         self, start: datetime, end: datetime, sensors: Sequence[Sensor] = SENSORS
