@@ -149,7 +149,7 @@ def scene_item(
         band_key,
         pystac.Asset(
             href=_href(band_path, href_of),
-            title=f"The band to track ({scene.extra.get('gsd', '?')} m)",
+            title=f"The band to track ({properties['gsd']:g} m)",
             media_type=COG,
             roles=["data"],
         ),
