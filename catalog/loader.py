@@ -50,6 +50,8 @@ QUERYABLES = {
     "year": ({"type": "integer", "description": "a mosaic's year; 0: the summary"}, "to_int"),
     "region": ({"type": "string", "description": "a mosaic's region"}, "to_text"),
     "product": ({"type": "string", "enum": ["annual", "summary", "composite"]}, "to_text"),
+    "eo:cloud_cover": ({"type": "number", "minimum": 0, "maximum": 100}, "to_float"),
+    "grid:code": ({"type": "string", "description": "a scene's footprint tile"}, "to_text"),
 }
 
 

@@ -7,6 +7,7 @@ Each test works on catalog databases of its own in the session's private cluster
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -122,6 +123,19 @@ def test_loaded_scenes_come_back_from_the_catalog(new_catalog, region_scenes) ->
     assert [s.id for s in early + late] == [s.id for s in scenes]
     assert all(s.datetime <= middle for s in early) and all(s.datetime >= middle for s in late)
     assert scenes_from_catalog(dsn, collection="granules") == []
+
+    # cloud cover filters and sorts as a number, and clients find it among the queryables
+    with psycopg.connect(dsn, options="-c search_path=pgstac,public") as conn:
+        search = {"collections": ["scenes"], "limit": 1000,
+                  "sortby": [{"field": "eo:cloud_cover", "direction": "asc"}],
+                  "filter-lang": "cql2-json",
+                  "filter": {"op": "<", "args": [{"property": "eo:cloud_cover"}, 10]}}  # fmt: skip
+        answer = conn.execute("SELECT search(%s::jsonb)", (json.dumps(search),)).fetchone()[0]
+        queryables = conn.execute("SELECT get_queryables('scenes')").fetchone()[0]
+    assert queryables["properties"]["eo:cloud_cover"]["type"] == "number"
+    clear = [feature["properties"]["eo:cloud_cover"] for feature in answer["features"]]
+    assert clear == sorted(s.cloud_cover for s in scenes if s.cloud_cover < 10)
+    assert clear and len(clear) < len(scenes)
 
     # ready for pairing: Landsat with Landsat, Sentinel-2 with Sentinel-2
     pairs = find_pairs(found, PairRules(max_cloud=100))
