@@ -38,11 +38,12 @@ export function profileLayout(answer, spacing) {
     bands[i] = [times[i] - Math.min(before, HALF_BAND_S), times[i] + Math.min(after, HALF_BAND_S)];
   });
   const slotOf = answer.distance_m.map((d) => Math.round(d / spacing));
-  const slots = (slotOf.length ? Math.max(...slotOf) : 0) + 1;
+  const slots = slotOf.reduce((most, slot) => Math.max(most, slot), 0) + 1;
   const columnOf = new Array(slots).fill(-1);
   slotOf.forEach((slot, j) => { columnOf[slot] = j; });
-  const start = times.length ? Math.min(...bands.map((b) => b[0])) : 0;
-  const end = times.length ? Math.max(...bands.map((b) => b[1])) : 1;
+  // (no spread of the bands into Math.min: a long cube has more layers than call arguments)
+  const start = bands.reduce((low, band) => Math.min(low, band[0]), Infinity);
+  const end = bands.reduce((high, band) => Math.max(high, band[1]), -Infinity);
   return { times, order, bands, slotOf, slots, columnOf, start, end, spacing };
 }
 

@@ -328,7 +328,6 @@ async function start() {
   const shared = readShared(location.hash, $("filters").elements, state.maxPoints);
   state.map = createMap($("map"), state.config, shared.view);
   state.map.on("moveend", saveState);
-  state.profile = initProfile(state.map, { say, filters, save: saveState });
   state.map.on("click", (event) => state.profile.drawing || addPoint(event.lngLat.lng, event.lngLat.lat));
   $("goto").addEventListener("submit", (event) => {
     event.preventDefault();
@@ -349,6 +348,7 @@ async function start() {
   $("share").addEventListener("click", copyShareLink);
   $("footprints").addEventListener("click", footprints);
   $("import-csv").addEventListener("change", (event) => importCsv(event.target));
+  state.profile = initProfile(state.map, { say, filters, save: saveState }); // before any moveend
   let width = 0;
   const redraw = debounce(render, 150);
   new ResizeObserver(([entry]) => {
@@ -363,7 +363,8 @@ async function start() {
   } catch (err) {
     say(`The cube outlines could not be read from the STAC API: ${err.message}`);
   }
-  await Promise.all([...shared.points.map(([lon, lat]) => addPoint(lon, lat)), state.profile.restore()]);
+  await Promise.all(shared.points.map(([lon, lat]) => addPoint(lon, lat)));
+  await state.profile.restore();
   state.ready = true;
   performance.mark("dashboard-ready");
 }

@@ -97,6 +97,7 @@ export function initProfile(map, { say, filters, save }) {
   };
   let rubberTo = null;
   let hovered = null;
+  let zoomBack = null;
   // the map was made a moment ago: its style loads after this
   const ready = new Promise((resolve) => map.once("load", () => { addLayers(map); resolve(); }));
 
@@ -132,6 +133,7 @@ export function initProfile(map, { say, filters, save }) {
     profile.drawing = true;
     profile.vertices = [];
     rubberTo = null;
+    clearTimeout(zoomBack);
     map.doubleClickZoom.disable();
     status(`Click the map to add vertices (up to ${MAX_VERTICES}); double-click, Enter or Finish ends the line, Escape cancels.`);
     showControls();
@@ -142,7 +144,7 @@ export function initProfile(map, { say, filters, save }) {
     profile.drawing = false;
     rubberTo = null;
     // the double-click that ends a line must not zoom: zooming comes back after it
-    setTimeout(() => map.doubleClickZoom.enable(), 400);
+    zoomBack = setTimeout(() => map.doubleClickZoom.enable(), 400);
   }
 
   function cancel() {
@@ -157,8 +159,8 @@ export function initProfile(map, { say, filters, save }) {
     const last = profile.vertices.at(-1);
     if (last && map.project(last).dist(point) < SNAP_PX) return;
     if (profile.vertices.length >= MAX_VERTICES) {
-      status(`At most ${MAX_VERTICES} vertices: the line ends here.`, "error");
       finish();
+      say(`At most ${MAX_VERTICES} vertices: the line ended there.`, "info");
       return;
     }
     profile.vertices.push([round(lngLat.lng), round(lngLat.lat)]);
@@ -298,7 +300,8 @@ export function initProfile(map, { say, filters, save }) {
           points: { show: true, size: 5, fill: "#d62728" }, value: (u, v) => (v == null ? "–" : `${v} m/yr`),
         },
       ],
-      hooks: { setCursor: [(u) => hover(u.cursor.idx ?? -1)] },
+      legend: { show: false }, // the readout above says the value pointed at
+      hooks: { setCursor: [(u) => pointAt(profile.chosen, u.cursor.idx ?? -1)] },
     }, [km, speeds], container);
   }
 
@@ -308,6 +311,21 @@ export function initProfile(map, { say, filters, save }) {
     if (String(next) === String(hovered)) return;
     hovered = next;
     showOnMap();
+  }
+
+  /** Say the value of (row, column) under the heatmap, and show the sample on the map. */
+  function pointAt(row, column) {
+    const answer = profile.answer;
+    const out = $("profile-hover");
+    if (row < 0 || column < 0) {
+      out.value = "";
+      hover(-1);
+      return;
+    }
+    const v = answer.values.v[row][column];
+    const km = (answer.distance_m[column] / 1000).toFixed(2);
+    out.value = `${answer.mid_date[row].slice(0, 10)}, ${km} km: ${v == null ? "no observation" : `${v} m/yr`}`;
+    hover(column);
   }
 
   function readout(event) {
@@ -346,26 +364,17 @@ export function initProfile(map, { say, filters, save }) {
       return;
     }
     if (profile.drawing) stopDrawing();
+    const lons = vertices.map((v) => v[0]);
+    const lats = vertices.map((v) => v[1]);
+    map.fitBounds([[Math.min(...lons), Math.min(...lats)], [Math.max(...lons), Math.max(...lats)]], { padding: 60, maxZoom: 14, duration: 0 });
     setLine(vertices, null);
   });
   const heatmap = $("profile-heatmap");
   heatmap.addEventListener("mousemove", (event) => {
     const cell = readout(event);
-    const out = $("profile-hover");
-    if (!cell || cell.row < 0 || cell.column < 0) {
-      out.value = "";
-      hover(-1);
-      return;
-    }
-    const answer = profile.answer;
-    const v = answer.values.v[cell.row][cell.column];
-    out.value = `${answer.mid_date[cell.row].slice(0, 10)}, ${(answer.distance_m[cell.column] / 1000).toFixed(2)} km: ${v == null ? "no observation" : `${v} m/yr`}`;
-    hover(cell.column);
+    pointAt(cell?.row ?? -1, cell?.column ?? -1);
   });
-  heatmap.addEventListener("mouseleave", () => {
-    $("profile-hover").value = "";
-    hover(-1);
-  });
+  heatmap.addEventListener("mouseleave", () => pointAt(-1, -1));
   heatmap.addEventListener("click", (event) => {
     const cell = readout(event);
     if (cell && cell.row >= 0) {
