@@ -173,6 +173,9 @@ def test_the_share_link_restores_the_line_and_date(
         assert restored["line"] == drawn["line"] and restored["chosen"] == chosen
         assert restored["answer"] == drawn["answer"] and restored["features"] == 4
         assert other.evaluate(CELL_PIXELS) == page.evaluate(CELL_PIXELS)
+        # the line over the cubes' outlines, which are drawn too
+        layers = other.evaluate("window.glacierflow.map.getLayersOrder()")
+        assert "cube-outline" in layers and layers[-1] == "profile-hover"
         other.screenshot(path=screenshots / "dashboard_profile_shared.png")
         # out of range in a link: left out, as for the rest (one vertex left: no line)
         other.goto(f"{front_end_server}/#profile=999,0;-48.8,69.1;10,95&profile_date=yesterday")

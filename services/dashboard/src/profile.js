@@ -98,11 +98,19 @@ export function initProfile(map, { say, filters, save }) {
   let rubberTo = null;
   let hovered = null;
   let zoomBack = null;
-  // the map was made a moment ago: its style loads after this
-  const ready = new Promise((resolve) => map.once("load", () => { addLayers(map); resolve(); }));
+  // the map was made a moment ago: its style loads after this. The layers are added when
+  // first needed, not before: a source more makes isStyleLoaded() false while it loads
+  let loaded = false;
+  map.once("load", () => { loaded = true; });
+  let layersReady = null;
+  const ready = () => (layersReady ??= new Promise((resolve) => {
+    const add = () => { addLayers(map); resolve(); };
+    if (loaded) add();
+    else map.once("load", add);
+  }));
 
   async function showOnMap() {
-    await ready;
+    await ready();
     if (map.getLayersOrder().at(-1) !== LAYERS.at(-1)) LAYERS.forEach((id) => map.moveLayer(id)); // over the cubes
     const vertices = profile.drawing ? profile.vertices : (profile.line ?? []);
     const features = vertices.map((v) => feature("vertex", "Point", v));
