@@ -122,6 +122,11 @@ def test_a_drawn_line_draws_the_apis_profile(
     page.mouse.move(box["x"] + x / ratio, box["y"] + y / ratio)
     hover = page.locator("#profile-hover").inner_text()
     assert answer["mid_date"][3][:10] in hover and f"{answer['values']['v'][3][2]} m/yr" in hover
+    marked = page.evaluate(
+        "window.glacierflow.map.getSource('profile').serialize().data.features"
+        ".filter((f) => f.properties.kind === 'hover').map((f) => f.geometry.coordinates)"
+    )
+    assert marked == [[answer["lon"][2], answer["lat"][2]]]  # the sample, on the map
     page.mouse.click(box["x"] + x / ratio, box["y"] + y / ratio)
     assert page.evaluate("window.glacierflow.profile.chosen") == 3
     date = answer["mid_date"][3]
