@@ -18,14 +18,23 @@ from __future__ import annotations
 
 import argparse
 import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
+import httpx
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from cube_timeseries import WINDOW, lonlat
-from dashboard import served_cube, timed_gets
-from support import chromium_browser
+from cube_timeseries import TILE, WINDOW, build, lonlat, synthetic_layers
+from dashboard import SERVE
+from support import catalog_server, chromium_browser, fresh_catalog, serve
+
+from glacierflow.catalog.loader import load_cubes
+from glacierflow.processing.cubes.layout import CUBE_LAYOUT
+from glacierflow.settings import Settings
 
 TIMED = """() => {
   const [asked] = performance.getEntriesByName("profile-asked");
@@ -71,6 +80,37 @@ def in_the_page(browser, base: str, asked: list) -> tuple[list, list, list, list
     return totals[1:], requests[1:], shapes[1:], queries[1:]  # the first: warm-up
 
 
+def timed_gets(base: str, paths: list[str]) -> list[float]:
+    """Milliseconds for each GET of `paths` (with their queries) from one httpx client."""
+    times = []
+    with httpx.Client(base_url=base, timeout=120) as http:
+        for path in paths:
+            t0 = time.perf_counter()
+            answer = http.get(path)
+            times.append((time.perf_counter() - t0) * 1000)
+            assert answer.status_code == 200, answer.text
+    return times
+
+
+@contextmanager
+def served_cube(layers: int) -> Iterator[str]:
+    """cube_timeseries.py's synthetic cube, catalogued, under `glacierflow serve` (one
+    worker) with the built dashboard; yields its URL."""
+    with tempfile.TemporaryDirectory() as tmp, catalog_server(Path(tmp)) as dsn:
+        settings = Settings(data_dir=Path(tmp) / "data")
+        seconds = build(settings.cube_store, synthetic_layers(layers), CUBE_LAYOUT)
+        print(f"{layers} layers written in {seconds:.1f} s")
+        own = fresh_catalog(dsn, "bench_dashboard_profile")
+        load_cubes(own, [settings.cube_store / TILE.name], "cubes", settings.data_href)
+        process, base = serve(
+            SERVE.format(dsn=own), {"GLACIERFLOW_DATA_DIR": str(settings.data_dir)}
+        )
+        try:
+            yield base
+        finally:
+            process.terminate()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -78,7 +118,7 @@ def main() -> None:
     parser.add_argument("--layers", type=int, default=20_000)
     parser.add_argument("--lines", type=int, default=5)
     args = parser.parse_args()
-    with served_cube(args.layers, "bench_dashboard_profile") as base:
+    with served_cube(args.layers) as base:
         with chromium_browser() as browser:
             totals, requests, shapes, queries = in_the_page(browser, base, lines(args.lines))
         python = timed_gets(base, [f"/{query}" for query in queries])
