@@ -129,12 +129,24 @@ def test_a_drawn_line_draws_the_apis_profile(
     assert marked == [[answer["lon"][2], answer["lat"][2]]]  # the sample, on the map
     page.mouse.click(box["x"] + x / ratio, box["y"] + y / ratio)
     assert page.evaluate("window.glacierflow.profile.chosen") == 3
+    assert page.locator("#profile-hover").inner_text() == hover  # still said after the redraw
     date = answer["mid_date"][3]
     that_day = api(front_end_server, shown["query"], start=date, end=date).json()
     assert that_day["mid_date"] == [date]
     drawn = page.evaluate("window.glacierflow.profile.chart.data[1].filter((v) => v != null)")
     assert drawn == [v for v in that_day["values"]["v"][0] if v is not None]
     assert page.locator("#profile-date-label").inner_text() == date[:10]
+    # pointing at the chart says the value too
+    x, y = page.evaluate(
+        """(j) => { const u = window.glacierflow.profile.chart;
+          const box = u.over.getBoundingClientRect();
+          return [box.left + u.valToPos(u.data[0][j], "x"),
+            box.top + u.valToPos(u.data[1][j], "y")]; }""",
+        5,
+    )
+    page.mouse.move(x, y)
+    said_there = page.locator("#profile-hover").inner_text()
+    assert date[:10] in said_there and f"{answer['values']['v'][3][5]} m/yr" in said_there
     page.screenshot(path=screenshots / "dashboard_profile_date.png")
     # the date slider (keyboard): the next date
     page.focus("#profile-date")

@@ -294,12 +294,14 @@ export function initProfile(map, { say, filters, save }) {
     profile.chart?.destroy();
     container.replaceChildren();
     const km = answer.distance_m.map((d) => d / 1000);
+    const half = profile.spacing / 2000;
     const speeds = answer.values.v[profile.chosen];
     const width = Math.max(container.clientWidth, 300);
     profile.chart = new uPlot({
       width,
       height: 220,
-      scales: { x: { time: false } },
+      // the heatmap's distances, so that the two read alike
+      scales: { x: { time: false, range: [-half, (profile.layout.slots - 1) * profile.spacing / 1000 + half] } },
       axes: [{ label: "distance along the line [km]" }, { label: "v [m/yr]", size: 60 }],
       series: [
         { label: "km", value: (u, v) => (v == null ? "–" : `${v.toFixed(2)} km`) },
@@ -309,7 +311,7 @@ export function initProfile(map, { say, filters, save }) {
         },
       ],
       legend: { show: false }, // the readout above says the value pointed at
-      hooks: { setCursor: [(u) => pointAt(profile.chosen, u.cursor.idx ?? -1)] },
+      hooks: { setCursor: [(u) => u.cursor.left >= 0 && pointAt(profile.chosen, u.cursor.idx ?? -1)] },
     }, [km, speeds], container);
   }
 
@@ -338,9 +340,10 @@ export function initProfile(map, { say, filters, save }) {
 
   function readout(event) {
     if (!profile.heatmap) return;
-    const ratio = window.devicePixelRatio || 1;
-    const box = event.target.getBoundingClientRect();
-    return profile.heatmap.at((event.clientX - box.left) * ratio, (event.clientY - box.top) * ratio);
+    const canvas = event.target; // its pixels per CSS pixel: the device's, unless CSS shrank it
+    const box = canvas.getBoundingClientRect();
+    const [x, y] = [(event.clientX - box.left) * (canvas.width / box.width), (event.clientY - box.top) * (canvas.height / box.height)];
+    return profile.heatmap.at(x, y);
   }
 
   // -- the page's controls ----------------------------------------------------------------
@@ -383,6 +386,7 @@ export function initProfile(map, { say, filters, save }) {
     pointAt(cell?.row ?? -1, cell?.column ?? -1);
   });
   heatmap.addEventListener("mouseleave", () => pointAt(-1, -1));
+  $("profile-chart").addEventListener("mouseleave", () => pointAt(-1, -1));
   heatmap.addEventListener("click", (event) => {
     const cell = readout(event);
     if (cell && cell.row >= 0) {
