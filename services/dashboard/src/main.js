@@ -5,6 +5,7 @@ import { ApiError, getJson, request } from "./api.js";
 import { chartData, drawChart } from "./chart.js";
 import { MAX_CSV_BYTES, parsePointsCsv } from "./csv.js";
 import { addMarker, createMap, showCubes, showFootprints } from "./map.js";
+import { initProfile } from "./profile.js";
 import { readShared, shareParams } from "./share.js";
 
 const MAX_DT_DAYS = 546; // the slider's top: no upper limit on days between images
@@ -327,7 +328,7 @@ async function start() {
   const shared = readShared(location.hash, $("filters").elements, state.maxPoints);
   state.map = createMap($("map"), state.config, shared.view);
   state.map.on("moveend", saveState);
-  state.map.on("click", (event) => addPoint(event.lngLat.lng, event.lngLat.lat));
+  state.map.on("click", (event) => state.profile.drawing || addPoint(event.lngLat.lng, event.lngLat.lat));
   $("goto").addEventListener("submit", (event) => {
     event.preventDefault();
     const form = event.target.elements;
@@ -347,6 +348,7 @@ async function start() {
   $("share").addEventListener("click", copyShareLink);
   $("footprints").addEventListener("click", footprints);
   $("import-csv").addEventListener("change", (event) => importCsv(event.target));
+  state.profile = initProfile(state.map, { say, filters, save: saveState }); // before any moveend
   let width = 0;
   const redraw = debounce(render, 150);
   new ResizeObserver(([entry]) => {
@@ -362,6 +364,7 @@ async function start() {
     say(`The cube outlines could not be read from the STAC API: ${err.message}`);
   }
   await Promise.all(shared.points.map(([lon, lat]) => addPoint(lon, lat)));
+  await state.profile.restore();
   state.ready = true;
   performance.mark("dashboard-ready");
 }

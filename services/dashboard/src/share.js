@@ -15,10 +15,24 @@ export function shareParams(map, points, form) {
     if (form[name].value) query.set(name, form[name].value);
   }
   query.set("fit", form.fit.checked ? "1" : "0");
+  for (const params of extras) for (const [name, value] of params()) query.set(name, value);
   return query;
 }
 
+const extras = [];
+
+/** Another tool's part of the link: `params()` → [[name, value], ...], read back by itself. */
+export function shareAlso(params) {
+  extras.push(params);
+}
+
 const inRange = (value, low, high) => Number.isFinite(value) && value >= low && value <= high;
+
+/** "lon,lat;lon,lat;..." → the [lon, lat] pairs in range (the others left out). */
+const lonLats = (text) => (text ?? "")
+  .split(";")
+  .map((pair) => pair.split(",").map(Number))
+  .filter((pair) => pair.length === 2 && inRange(pair[0], -180, 180) && inRange(pair[1], -90, 90));
 
 /**
  * Apply a shared URL's filters to the form; returns the view ({zoom, center} or null) and
@@ -42,10 +56,19 @@ export function readShared(hash, form, maxPoints) {
   const view = inRange(zoom, 0, 24) && inRange(lat, -90, 90) && inRange(lon, -180, 180)
     ? { zoom, center: [lon, lat] }
     : null;
-  const points = (query.get("points") ?? "")
-    .split(";")
-    .map((pair) => pair.split(",").map(Number))
-    .filter((pair) => pair.length === 2 && inRange(pair[0], -180, 180) && inRange(pair[1], -90, 90))
-    .slice(0, maxPoints);
+  const points = lonLats(query.get("points")).slice(0, maxPoints);
   return { view, points };
+}
+
+const MID_DATE = /^\d{4}-\d{2}-\d{2}(T\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?)?$/;
+
+/**
+ * The profile a shared URL names: `line` ([lon, lat] vertices in range, at most
+ * `maxVertices`; null unless two are left) and `date` (a mid_date, or null).
+ */
+export function readSharedProfile(hash, maxVertices) {
+  const query = new URLSearchParams(hash.replace(/^#/, ""));
+  const vertices = lonLats(query.get("profile")).slice(0, maxVertices);
+  const date = query.get("profile_date") ?? "";
+  return { line: vertices.length >= 2 ? vertices : null, date: MID_DATE.test(date) ? date : null };
 }
