@@ -1,0 +1,205 @@
+"""Scenes from a public STAC API into the catalog's `scenes` collection.
+
+A search (collection, box, dates, cloud cover) against Earth Search, the Planetary
+Computer, USGS LandsatLook or any API serving the same item shapes; each item found is
+turned into our scene item by the table of `scene_sources` (remote hrefs kept: the images
+stay where they are and are read window by window when tracked). Items that cannot be
+scenes are reported with the reason and left out; the rest are loaded together, upserted by
+id, so a second import of the same search changes nothing.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import Any
+
+import pystac
+import requests
+from pystac_client import Client
+from pystac_client.conformance import ConformanceClasses
+from pystac_client.errors import ClientTypeError
+from pystac_client.exceptions import APIError
+
+from glacierflow.catalog.loader import load_items
+from glacierflow.catalog.scene_sources import (
+    NotASceneError,
+    known_collections,
+    scene_item,
+    source_for,
+    sources_of,
+)
+
+MAX_ITEMS = 10_000  # the most one import may bring in
+PAGE = 100  # items per page asked of the API
+
+
+class SceneImportError(Exception):
+    """The search cannot be made: the API is down, answers what is not STAC, or the
+    request names what the importer does not know. The message names the URL."""
+
+
+@dataclass(frozen=True)
+class SceneSearch:
+    """What to import: the API, its collection and the search's bounds."""
+
+    api_url: str
+    collection: str
+    bbox: tuple[float, float, float, float] | None = None
+    start: date | datetime | None = None
+    end: date | datetime | None = None
+    max_cloud: float | None = None  # percent; radar scenes have no cloud cover to filter
+    max_items: int = 500
+    timeout_s: float = 30.0
+
+
+@dataclass
+class ImportReport:
+    """Items turned into scene items, those skipped with the reason, and whether the
+    search found more than `max_items` (the rest left for a narrower search)."""
+
+    items: list[dict[str, Any]] = field(default_factory=list)
+    skipped: dict[str, str] = field(default_factory=dict)
+    truncated: bool = False
+
+    @property
+    def imported(self) -> list[str]:
+        return [item["id"] for item in self.items]
+
+
+def _datetime(search: SceneSearch) -> str | None:
+    if search.start is None and search.end is None:
+        return None
+
+    def text(when: date | datetime | None, end: bool) -> str:
+        if when is None:
+            return ".."
+        if isinstance(when, datetime):
+            return when.isoformat().replace("+00:00", "Z") if when.tzinfo else f"{when}Z"
+        return f"{when.isoformat()}T{'23:59:59' if end else '00:00:00'}Z"
+
+    return f"{text(search.start, False)}/{text(search.end, True)}"
+
+
+def _cloud_filter(client: Client, search: SceneSearch) -> dict[str, Any]:
+    """The cloud-cover condition in the API's own language, where it speaks one; items are
+    checked here again (an API without `query` or `filter` returns them all)."""
+    if search.max_cloud is None or any(s.cloud is None for s in sources_of(search.collection)):
+        return {}
+    if client.conforms_to(ConformanceClasses.QUERY):
+        return {"query": {"eo:cloud_cover": {"lte": search.max_cloud}}}
+    if client.conforms_to(ConformanceClasses.FILTER):
+        return {
+            "filter": {"op": "<=", "args": [{"property": "eo:cloud_cover"}, search.max_cloud]},
+            "filter_lang": "cql2-json",
+        }
+    return {}
+
+
+def _found(search: SceneSearch) -> Iterator[dict[str, Any]]:
+    """The search's items as the API gives them, at most `max_items` + 1 (the one more says
+    that there were more)."""
+    client = Client.open(search.api_url, timeout=search.timeout_s)
+    results = client.search(
+        collections=[search.collection],
+        bbox=search.bbox,
+        datetime=_datetime(search),
+        max_items=search.max_items + 1,
+        limit=min(PAGE, search.max_items + 1),
+        **_cloud_filter(client, search),
+    )
+    yield from results.items_as_dicts()
+
+
+def _too_cloudy(item: dict[str, Any], search: SceneSearch) -> str | None:
+    cloud = (item.get("properties") or {}).get("eo:cloud_cover")
+    if search.max_cloud is None or not isinstance(cloud, int | float):
+        return None
+    if cloud > search.max_cloud:
+        return f"cloud cover {cloud:g} % is over --max-cloud {search.max_cloud:g} %"
+    return None
+
+
+def search_scenes(search: SceneSearch, collection_id: str = "scenes") -> ImportReport:
+    """Search the API and turn what it finds into scene items of `collection_id`; nothing
+    is written. `SceneImportError` when the API cannot be searched."""
+    if not sources_of(search.collection):
+        raise SceneImportError(
+            f"collection {search.collection!r} is not one this importer knows; it reads "
+            f"{', '.join(known_collections())}"
+        )
+    report = ImportReport()
+    seen: set[str] = set()
+    try:
+        for count, item in enumerate(_found(search)):
+            if count == search.max_items:
+                report.truncated = True
+                break
+            if not isinstance(item, dict):
+                raise SceneImportError(
+                    f"{search.api_url}: answered a feature that is not a JSON object"
+                )
+            name = str(item.get("id") or f"#{count + 1} (no id)")
+            try:
+                source = source_for(item, search.collection, search.api_url)
+                made = scene_item(item, source, collection_id, search.api_url)
+            except NotASceneError as err:
+                report.skipped[name] = str(err)
+                continue
+            except (KeyError, TypeError, ValueError, AttributeError) as err:
+                report.skipped[name] = f"malformed item ({type(err).__name__}: {err})"
+                continue
+            if reason := _too_cloudy(made, search):
+                report.skipped[name] = reason
+            elif name not in seen:
+                seen.add(name)
+                report.items.append(made)
+    except SceneImportError:
+        raise
+    except _API_FAILURES as err:
+        raise _api_error(search, err) from err
+    return report
+
+
+# what talking to something that is not (or not now) a STAC API raises
+_API_FAILURES = (
+    requests.RequestException,
+    APIError,
+    json.JSONDecodeError,
+    ClientTypeError,
+    pystac.STACError,
+    KeyError,
+    TypeError,
+)
+
+
+def _api_error(search: SceneSearch, err: Exception) -> SceneImportError:
+    """The failure in words, naming the API's URL."""
+    url = search.api_url
+    if isinstance(err, requests.Timeout):
+        return SceneImportError(f"{url}: no answer within {search.timeout_s:g} s")
+    if isinstance(err, requests.ConnectionError):
+        return SceneImportError(f"{url}: cannot connect ({_first_line(err)})")
+    if isinstance(err, APIError):
+        return SceneImportError(f"{url}: the API answered an error: {_first_line(err)}")
+    if isinstance(err, requests.RequestException):
+        return SceneImportError(f"{url}: {_first_line(err)}")
+    return SceneImportError(
+        f"{url}: does not answer as a STAC API ({type(err).__name__}: {_first_line(err)})"
+    )
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip().splitlines()
+    return (text[0] if text else type(err).__name__)[:300]
+
+
+def import_scenes(dsn: str, search: SceneSearch, collection_id: str = "scenes") -> ImportReport:
+    """Search, then load the scene items in one go (upserted by id: a re-import duplicates
+    nothing). A search that fails loads nothing."""
+    report = search_scenes(search, collection_id)
+    if report.items:
+        load_items(dsn, report.items)
+    return report
