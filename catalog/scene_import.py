@@ -10,7 +10,7 @@ id, so a second import of the same search changes nothing.
 
 from __future__ import annotations
 
-import json
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -22,6 +22,8 @@ from pystac_client import Client
 from pystac_client.conformance import ConformanceClasses
 from pystac_client.errors import ClientTypeError
 from pystac_client.exceptions import APIError
+from pystac_client.stac_api_io import StacApiIO
+from urllib3.util.retry import Retry
 
 from glacierflow.catalog.loader import load_items
 from glacierflow.catalog.scene_sources import (
@@ -53,15 +55,18 @@ class SceneSearch:
     max_cloud: float | None = None  # percent; radar scenes have no cloud cover to filter
     max_items: int = 500
     timeout_s: float = 30.0
+    retries: int = 3  # of a refused connection or a 429/5xx answer, with backoff
 
 
 @dataclass
 class ImportReport:
-    """Items turned into scene items, those skipped with the reason, and whether the
-    search found more than `max_items` (the rest left for a narrower search)."""
+    """Items turned into scene items, those that cannot be scenes with the reason, how many
+    were over the cloud cover asked for (an API without a cloud filter returns them), and
+    whether the search found more than `max_items` (the rest left for a narrower search)."""
 
     items: list[dict[str, Any]] = field(default_factory=list)
     skipped: dict[str, str] = field(default_factory=dict)
+    cloudy: int = 0
     truncated: bool = False
 
     @property
@@ -101,7 +106,15 @@ def _cloud_filter(client: Client, search: SceneSearch) -> dict[str, Any]:
 def _found(search: SceneSearch) -> Iterator[dict[str, Any]]:
     """The search's items as the API gives them, at most `max_items` + 1 (the one more says
     that there were more)."""
-    client = Client.open(search.api_url, timeout=search.timeout_s)
+    retry = Retry(
+        total=search.retries,
+        backoff_factor=0.5,
+        status_forcelist=(429, 500, 502, 503, 504),
+        allowed_methods=None,  # searches are POSTs, and safe to repeat
+        raise_on_status=False,  # the last answer, for its status and text
+    )
+    io = StacApiIO(timeout=search.timeout_s, max_retries=retry)
+    client = Client.open(search.api_url, stac_io=io, timeout=search.timeout_s)
     results = client.search(
         collections=[search.collection],
         bbox=search.bbox,
@@ -113,13 +126,27 @@ def _found(search: SceneSearch) -> Iterator[dict[str, Any]]:
     yield from results.items_as_dicts()
 
 
-def _too_cloudy(item: dict[str, Any], search: SceneSearch) -> str | None:
+def _answered(search: SceneSearch) -> Iterator[dict[str, Any]]:
+    """The search's items; whatever goes wrong talking to the API as a SceneImportError."""
+    found = _found(search)
+    while True:
+        try:
+            item = next(found, None)
+        except _API_FAILURES as err:
+            raise _api_error(search, err) from err
+        if item is None:
+            return
+        if not isinstance(item, dict):
+            raise SceneImportError(f"{search.api_url}: answered a feature that is not an object")
+        yield item
+
+
+def _too_cloudy(item: dict[str, Any], search: SceneSearch) -> bool:
+    """Over the cloud cover asked for; a scene that does not say is kept."""
     cloud = (item.get("properties") or {}).get("eo:cloud_cover")
-    if search.max_cloud is None or not isinstance(cloud, int | float):
-        return None
-    if cloud > search.max_cloud:
-        return f"cloud cover {cloud:g} % is over --max-cloud {search.max_cloud:g} %"
-    return None
+    return (
+        search.max_cloud is not None and isinstance(cloud, int | float) and cloud > search.max_cloud
+    )
 
 
 def search_scenes(search: SceneSearch, collection_id: str = "scenes") -> ImportReport:
@@ -132,34 +159,25 @@ def search_scenes(search: SceneSearch, collection_id: str = "scenes") -> ImportR
         )
     report = ImportReport()
     seen: set[str] = set()
-    try:
-        for count, item in enumerate(_found(search)):
-            if count == search.max_items:
-                report.truncated = True
-                break
-            if not isinstance(item, dict):
-                raise SceneImportError(
-                    f"{search.api_url}: answered a feature that is not a JSON object"
-                )
-            name = str(item.get("id") or f"#{count + 1} (no id)")
-            try:
-                source = source_for(item, search.collection, search.api_url)
-                made = scene_item(item, source, collection_id, search.api_url)
-            except NotASceneError as err:
-                report.skipped[name] = str(err)
-                continue
-            except (KeyError, TypeError, ValueError, AttributeError) as err:
-                report.skipped[name] = f"malformed item ({type(err).__name__}: {err})"
-                continue
-            if reason := _too_cloudy(made, search):
-                report.skipped[name] = reason
-            elif name not in seen:
-                seen.add(name)
-                report.items.append(made)
-    except SceneImportError:
-        raise
-    except _API_FAILURES as err:
-        raise _api_error(search, err) from err
+    for count, item in enumerate(_answered(search)):
+        if count == search.max_items:
+            report.truncated = True
+            break
+        name = str(item.get("id") or f"#{count + 1} (no id)")
+        try:
+            source = source_for(item, search.collection, search.api_url)
+            made = scene_item(item, source, collection_id, search.api_url)
+        except NotASceneError as err:
+            report.skipped[name] = str(err)
+            continue
+        except (KeyError, TypeError, ValueError, AttributeError) as err:
+            report.skipped[name] = f"malformed item ({type(err).__name__}: {err})"
+            continue
+        if _too_cloudy(made, search):
+            report.cloudy += 1
+        elif name not in seen:
+            seen.add(name)
+            report.items.append(made)
     return report
 
 
@@ -167,25 +185,36 @@ def search_scenes(search: SceneSearch, collection_id: str = "scenes") -> ImportR
 _API_FAILURES = (
     requests.RequestException,
     APIError,
-    json.JSONDecodeError,
     ClientTypeError,
     pystac.STACError,
-    KeyError,
+    ValueError,  # invalid JSON
+    KeyError,  # JSON, but not STAC's
     TypeError,
+    AttributeError,
 )
 
 
 def _api_error(search: SceneSearch, err: Exception) -> SceneImportError:
-    """The failure in words, naming the API's URL."""
+    """The failure in words, naming the API's URL. pystac-client wraps what requests
+    raised in an APIError: the original is its context."""
     url = search.api_url
-    if isinstance(err, requests.Timeout):
+    cause = err.__context__ if isinstance(err, APIError) and err.__context__ else err
+    if isinstance(cause, requests.Timeout):
         return SceneImportError(f"{url}: no answer within {search.timeout_s:g} s")
-    if isinstance(err, requests.ConnectionError):
-        return SceneImportError(f"{url}: cannot connect ({_first_line(err)})")
+    if isinstance(cause, requests.ConnectionError):
+        refused = re.search(r"\[Errno -?\d+\] ([^'\")]+)", str(cause))
+        return SceneImportError(
+            f"{url}: cannot connect ({refused.group(1) if refused else _first_line(cause)})"
+        )
+    if isinstance(cause, requests.RequestException):
+        return SceneImportError(f"{url}: {_first_line(cause)}")
     if isinstance(err, APIError):
-        return SceneImportError(f"{url}: the API answered an error: {_first_line(err)}")
-    if isinstance(err, requests.RequestException):
-        return SceneImportError(f"{url}: {_first_line(err)}")
+        status = getattr(err, "status_code", None)
+        return SceneImportError(
+            f"{url}: the API answered an error"
+            + (f" (HTTP {status})" if status else "")
+            + f": {_first_line(err)}"
+        )
     return SceneImportError(
         f"{url}: does not answer as a STAC API ({type(err).__name__}: {_first_line(err)})"
     )

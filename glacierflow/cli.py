@@ -371,6 +371,165 @@ def catalog_load(paths: tuple[Path, ...], keep_empty: bool) -> None:
         sys.exit(1)
 
 
+def _when(ctx: click.Context, param: click.Parameter, value: str | None) -> object:
+    """A date (YYYY-MM-DD: the whole day) or an ISO 8601 time (naive: UTC)."""
+    from datetime import UTC, date, datetime
+
+    if value is None:
+        return None
+    try:
+        if len(value) == 10:
+            return date.fromisoformat(value)
+        when = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise click.BadParameter(
+            f"{value!r}: give a date (2024-07-01) or an ISO 8601 time", ctx, param
+        ) from None
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
+
+
+def _box(
+    ctx: click.Context, param: click.Parameter, value: tuple[float, ...] | None
+) -> tuple[float, ...] | None:
+    """W S E N in degrees; W > E crosses the antimeridian, S must not exceed N."""
+    if value is None:
+        return None
+    south, north = value[1], value[3]
+    if not (-90 <= south <= north <= 90):
+        raise click.BadParameter(f"latitudes run -90 to 90, S <= N; got S {south}, N {north}")
+    return value
+
+
+def _api_url(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    if not value.startswith(("http://", "https://")):
+        raise click.BadParameter(f"{value!r}: give the API's http(s):// URL", ctx, param)
+    return value
+
+
+def _instant(when: object, end: bool) -> object:
+    """A date as the first (or last) instant of its day, in UTC."""
+    from datetime import UTC, date, datetime, time
+
+    if isinstance(when, date) and not isinstance(when, datetime):
+        return datetime.combine(when, time.max if end else time.min, UTC)
+    return when
+
+
+@main.group()
+def scenes() -> None:
+    """Scenes: the images pairs are made from (the catalog's `scenes` collection)."""
+
+
+@scenes.command("import")
+@click.option(
+    "--from",
+    "api_url",
+    required=True,
+    metavar="STAC_API_URL",
+    callback=_api_url,
+    help="The STAC API, e.g. https://earth-search.aws.element84.com/v1.",
+)
+@click.option(
+    "--collection",
+    required=True,
+    help="Its collection: sentinel-2-c1-l2a, sentinel-2-l2a, landsat-c2-l2, landsat-c2l1 "
+    "or sentinel-1-rtc (README: Real scenes).",
+)
+@click.option(
+    "--bbox",
+    nargs=4,
+    type=_Number(-180, 180),
+    metavar="W S E N",
+    callback=_box,
+    help="Longitude/latitude box the scenes must touch.",
+)
+@click.option("--start", callback=_when, help="Earliest acquisition: YYYY-MM-DD or ISO 8601.")
+@click.option(
+    "--end", callback=_when, help="Latest acquisition: YYYY-MM-DD (the whole day) or ISO 8601."
+)
+@click.option(
+    "--max-cloud",
+    type=_Number(0, 100),
+    help="Most cloud cover, percent (radar scenes have none and are all kept).",
+)
+@click.option(
+    "--max-items",
+    type=click.IntRange(1, 10_000),
+    default=500,
+    show_default=True,
+    help="Most scenes one import brings in; a search that finds more says so.",
+)
+@click.option(
+    "--timeout",
+    type=_Number(1, 600),
+    default=30.0,
+    show_default=True,
+    help="Seconds to wait for each answer of the API.",
+)
+def scenes_import(
+    api_url: str,
+    collection: str,
+    bbox: tuple[float, float, float, float] | None,
+    start: object,
+    end: object,
+    max_cloud: float | None,
+    max_items: int,
+    timeout: float,
+) -> None:
+    """Copy the items a STAC API finds into the `scenes` collection, as scene items that
+    keep their remote image hrefs (nothing is downloaded: tracking reads the COGs window by
+    window over HTTP(S) or S3). Re-importing changes nothing.
+
+    Items that cannot be scenes (unknown shape, no CRS or acquisition time) are named with
+    the reason and left out; the rest are imported, and the command then exits 1. An API
+    that is down or does not answer as a STAC API: exit 2, nothing imported.
+    """
+    from glacierflow.catalog.database import catalog_database
+    from glacierflow.catalog.loader import init_catalog, load_items
+    from glacierflow.catalog.scene_import import SceneImportError, SceneSearch, search_scenes
+
+    if start and end and _instant(start, end=False) > _instant(end, end=True):
+        raise click.BadParameter(f"{start} is after --end {end}", param_hint="--start")
+    settings = _settings()
+    target = settings.collection_id("scenes")
+    search = SceneSearch(
+        api_url,
+        collection,
+        bbox,
+        start,
+        end,
+        max_cloud,
+        max_items,
+        timeout,  # type: ignore[arg-type]
+    )
+    try:
+        report = search_scenes(search, target)
+    except SceneImportError as err:
+        _say(f"error: {err}")
+        sys.exit(2)
+    for name, reason in report.skipped.items():
+        _say(f"skipped {name}: {reason}")
+    if report.cloudy:
+        _say(f"left out {report.cloudy} scene(s) over --max-cloud {max_cloud:g} %")
+    if report.truncated:
+        _say(
+            f"note: the search found more than --max-items {max_items}: narrow it (--bbox, "
+            "--start/--end, --max-cloud) or raise --max-items to import the rest"
+        )
+    if report.items:
+        with _exit_on_input_errors(), catalog_database(settings.data_dir) as dsn:
+            init_catalog(dsn, settings.collection_ids)
+            load_items(dsn, report.items)
+    for name in report.imported:
+        click.echo(name)
+    _say(
+        f"imported {len(report.items)} scene item(s) into collection '{target}' from {api_url}"
+        + (f"; skipped {len(report.skipped)}" if report.skipped else "")
+    )
+    if report.skipped:
+        sys.exit(1)
+
+
 @main.group()
 def cube() -> None:
     """Datacubes: granules restructured into Zarr cubes on ITS_LIVE's 100 km tile grid."""

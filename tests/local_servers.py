@@ -73,12 +73,13 @@ def _matches(item: dict[str, Any], search: dict[str, Any], query: bool) -> bool:
 def stac_api(
     items: list[dict[str, Any]],
     conformance: tuple[str, ...] = (ITEM_SEARCH,),
-    answer: Callable[[str], tuple[int, str, bytes]] | None = None,
+    answer: Callable[[str], tuple[int, str, bytes] | None] | None = None,
 ) -> Iterator[tuple[str, list[dict[str, Any]]]]:
     """A STAC API serving `items` (landing page, conformance, collections, POST/GET
     /search with `collections`, `bbox`, `datetime`, `limit`, `query` where `conformance`
     declares it, paged by a `next` link); yields its URL and the searches it received.
-    `answer(path)` -> (status, content type, body) replaces every answer (garbage tests)."""
+    `answer(path)` -> (status, content type, body) replaces the answer to a request, or
+    None to leave it be (garbage tests)."""
     searches: list[dict[str, Any]] = []
     query = QUERY in conformance
 
@@ -101,8 +102,8 @@ def stac_api(
 
         def do_GET(self) -> None:
             url = urlsplit(self.path)
-            if answer:
-                self._send(*answer(url.path))
+            if answer and (replaced := answer(url.path)):
+                self._send(*replaced)
             elif url.path in ("", "/"):
                 base = self._base()
                 self._json(
@@ -154,8 +155,8 @@ def stac_api(
 
         def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-            if answer:
-                self._send(*answer(urlsplit(self.path).path))
+            if answer and (replaced := answer(urlsplit(self.path).path)):
+                self._send(*replaced)
                 return
             self._search(json.loads(body))
 
