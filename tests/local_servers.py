@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import copy
 import json
+import multiprocessing
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -189,54 +191,89 @@ def stac_api(
         yield url, searches
 
 
-@contextmanager
-def file_server(folder: Path) -> Iterator[tuple[str, list[tuple[str, str | None]]]]:
-    """Files of `folder` over HTTP with single byte-range requests (what GDAL's /vsicurl/
-    needs); yields the URL and the log of (path, Range header) asked for."""
-    asked: list[tuple[str, str | None]] = []
+class _RangeFiles(BaseHTTPRequestHandler):
+    """Files of `folder` with single byte-range requests, each request logged to `log`."""
 
-    class Handler(BaseHTTPRequestHandler):
-        def log_message(self, *args: object) -> None:
-            pass
+    folder: Path
+    log: Path
 
-        def _file(self) -> Path | None:
-            path = (folder / urlsplit(self.path).path.lstrip("/")).resolve()
-            return path if path.is_file() and folder.resolve() in path.parents else None
+    def log_message(self, *args: object) -> None:
+        pass
 
-        def do_HEAD(self) -> None:
-            path = self._file()
-            asked.append((urlsplit(self.path).path, None))
-            if path is None:
-                self.send_error(404)
+    def _file(self, wanted: str | None) -> Path | None:
+        with self.log.open("a") as log:
+            log.write(f"{self.command}\t{urlsplit(self.path).path}\t{wanted or ''}\n")
+        path = (self.folder / urlsplit(self.path).path.lstrip("/")).resolve()
+        return path if path.is_file() and self.folder.resolve() in path.parents else None
+
+    def do_HEAD(self) -> None:
+        path = self._file(None)
+        if path is None:
+            self.send_error(404)
+            return
+        self.send_response(200)
+        self.send_header("Content-Length", str(path.stat().st_size))
+        self.send_header("Accept-Ranges", "bytes")
+        self.end_headers()
+
+    def do_GET(self) -> None:
+        wanted = self.headers.get("Range")
+        path = self._file(wanted)
+        if path is None:
+            self.send_error(404)
+            return
+        data = path.read_bytes()
+        if wanted and wanted.startswith("bytes="):
+            first, _, last = wanted[6:].split(",")[0].partition("-")
+            start, end = int(first), min(int(last or len(data) - 1), len(data) - 1)
+            if start >= len(data):
+                self.send_error(416)
                 return
+            self.send_response(206)
+            self.send_header("Content-Range", f"bytes {start}-{end}/{len(data)}")
+            data = data[start : end + 1]
+        else:
             self.send_response(200)
-            self.send_header("Content-Length", str(path.stat().st_size))
-            self.send_header("Accept-Ranges", "bytes")
-            self.end_headers()
+        self.send_header("Content-Length", str(len(data)))
+        self.send_header("Accept-Ranges", "bytes")
+        self.end_headers()
+        self.wfile.write(data)
 
-        def do_GET(self) -> None:
-            path = self._file()
-            wanted = self.headers.get("Range")
-            asked.append((urlsplit(self.path).path, wanted))
-            if path is None:
-                self.send_error(404)
-                return
-            data = path.read_bytes()
-            if wanted and wanted.startswith("bytes="):
-                first, _, last = wanted[6:].split(",")[0].partition("-")
-                start, end = int(first), min(int(last or len(data) - 1), len(data) - 1)
-                if start >= len(data):
-                    self.send_error(416)
-                    return
-                self.send_response(206)
-                self.send_header("Content-Range", f"bytes {start}-{end}/{len(data)}")
-                data = data[start : end + 1]
-            else:
-                self.send_response(200)
-            self.send_header("Content-Length", str(len(data)))
-            self.send_header("Accept-Ranges", "bytes")
-            self.end_headers()
-            self.wfile.write(data)
 
-    with _serve(Handler) as url:
-        yield url, asked
+def _serve_files(folder: Path, log: Path, ports: multiprocessing.Queue) -> None:
+    handler = type("Handler", (_RangeFiles,), {"folder": folder, "log": log})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    ports.put(server.server_address[1])
+    server.serve_forever()
+
+
+@dataclass
+class FileServer:
+    """A running file server: its URL and what it was asked."""
+
+    url: str
+    log: Path
+
+    def requests(self) -> list[tuple[str, str, str]]:
+        """(method, path, Range header or "") of every request so far."""
+        if not self.log.exists():
+            return []
+        return [tuple(line.split("\t")) for line in self.log.read_text().splitlines()]  # type: ignore[misc]
+
+
+@contextmanager
+def file_server(folder: Path) -> Iterator[FileServer]:
+    """Files of `folder` over HTTP with byte-range requests (what GDAL's /vsicurl/ needs),
+    as object stores serve COGs. It runs in a process of its own: GDAL holds the GIL while
+    it waits for an answer, so a server thread of this process would never answer it."""
+    log = folder.parent / f"{folder.name}.requests.log"
+    ports: multiprocessing.Queue = multiprocessing.Queue()
+    process = multiprocessing.get_context("fork").Process(
+        target=_serve_files, args=(folder, log, ports), daemon=True
+    )
+    process.start()
+    try:
+        yield FileServer(f"http://127.0.0.1:{ports.get(timeout=10)}", log)
+    finally:
+        process.terminate()
+        process.join(5)
