@@ -243,6 +243,14 @@ def _interrupt(signum: int, frame: object) -> None:
     default=None,
     help="Worker threads [default: GLACIERFLOW_THREADS or 2].",
 )
+@click.option(
+    "--preset",
+    type=_EnumChoice("glacierflow.processing.tracking.presets", "Preset"),
+    default="optical",
+    show_default=True,
+    help="Kind of scenes. 'radar' (Sentinel-1 backscatter, linear power): tracked in dB, "
+    "chips 480-1920 m unless --chip-min/--chip-max say otherwise.",
+)
 def track(
     ref: str,
     sec: str,
@@ -262,12 +270,14 @@ def track(
     ref_mask: str | None,
     sec_mask: str | None,
     threads: int | None,
+    preset: str,
 ) -> None:
     """Track features between REF and SEC (single-band GeoTIFFs, paths or URLs) and write a
     velocity granule. SEC (and the masks) on another grid or CRS are resampled onto REF's
     grid."""
     from glacierflow.processing.pipeline import TrackRequest, track_pair
     from glacierflow.processing.tracking.preprocess import ImageFilter
+    from glacierflow.processing.tracking.presets import PRESETS, Preset
     from glacierflow.processing.tracking.tracker import SubpixelMethod
     from glacierflow.processing.tracking.velocity import StableShift
 
@@ -277,6 +287,12 @@ def track(
     if (prior_vx is None) != (prior_vy is None):
         raise click.UsageError("give both --prior-vx and --prior-vy, or neither")
     settings = _settings()
+    values = PRESETS[Preset(preset)]
+    given = click.get_current_context().get_parameter_source
+    if given("chip_min") is click.core.ParameterSource.DEFAULT:
+        chip_min = values.chip_min_m
+    if given("chip_max") is click.core.ParameterSource.DEFAULT:
+        chip_max = max(values.chip_max_m, chip_min)
     request = TrackRequest(
         ref=ref,
         sec=sec,
@@ -298,6 +314,7 @@ def track(
         threads=threads or settings.threads,
         wisdom=settings.fftw_wisdom,
         memory_budget_bytes=settings.track_memory_budget_mb * 2**20,
+        amplitude_db=values.amplitude_db,
     )
     with _exit_on_input_errors():
         report = track_pair(request, progress=_say)
