@@ -91,9 +91,7 @@ def test_decibels_apply_the_files_scale_and_offset(tmp_path: Path) -> None:
 def _accuracy(pair: synthetic.SyntheticPair, request: TrackRequest) -> synthetic.Accuracy:
     report = track_pair(request)
     with xr.open_dataset(report.path) as ds:
-        assert ds.attrs["parameter_amplitude"] == (
-            "dB" if request.amplitude_db else "as read"
-        )
+        assert ds.attrs["parameter_amplitude"] == ("dB" if request.amplitude_db else "as read")
         return synthetic.granule_accuracy(ds, pair)
 
 
