@@ -14,8 +14,10 @@ from typing import Any
 
 import psycopg
 import pytest
+import xarray as xr
 from conftest import free_port
-from local_servers import QUERY, stac_api, stac_item
+from local_servers import QUERY, file_server, stac_api, stac_item
+from rasterio.shutil import copy as copy_raster
 
 from glacierflow.catalog.scene_import import (
     SceneImportError,
@@ -24,6 +26,11 @@ from glacierflow.catalog.scene_import import (
     search_scenes,
 )
 from glacierflow.catalog.scenes import scene_from_item
+from glacierflow.processing import synthetic
+from glacierflow.processing.pipeline import pair_request, track_pair
+from glacierflow.processing.scenes import Pair
+
+SMALL_CHIPS = {"chip_min_m": 120.0, "chip_max_m": 480.0, "max_speed_m_per_yr": 2000.0}
 
 S2 = "earth-search_sentinel-2-c1-l2a"
 
@@ -220,3 +227,35 @@ def test_the_command_imports_reports_and_exits_by_what_happened(
     unknown = _cli("--from", url, "--collection", "modis", dsn=dsn, tmp_path=tmp_path)
     assert unknown.returncode == 2 and "'modis' is not one this importer knows" in unknown.stderr
     assert len(_scene_items(dsn)) == 3
+
+
+def test_imported_scenes_are_tracked_from_their_remote_cogs(
+    new_catalog: Callable[[str], str], tmp_path: Path
+) -> None:
+    """Earth Search's shape end to end: items from the STAC API, COGs from a file server,
+    scenes from the catalog, the pair tracked over HTTP with the granule named by the ids."""
+    dsn = new_catalog("scene_import_track")
+    pair = synthetic.make_pair((300, 300), synthetic.uniform(0.4, -0.6), seed=45)
+    pair.epsg, pair.origin = 32607, (420_000.0, 6_680_000.0)
+    served = tmp_path / "cogs"
+    tiffs = synthetic.write_geotiffs(pair, tmp_path / "tiffs", "s2")
+    served.mkdir()
+    for tiff in tiffs:
+        copy_raster(tiff, served / tiff.name, driver="COG", blocksize=128)
+    with file_server(served) as files:
+        items = _series(S2, 2, start=date(2024, 7, 1))
+        for item, tiff, when in zip(items, tiffs, (pair.ref_time, pair.sec_time), strict=True):
+            item["assets"]["nir"]["href"] = f"{files.url}/{tiff.name}"
+            item["properties"]["datetime"] = f"{when.isoformat()}Z"
+        with stac_api(items) as (url, _):
+            import_scenes(dsn, SceneSearch(url, "sentinel-2-c1-l2a"))
+        stored = _scene_items(dsn)
+        ref, sec = sorted((scene_from_item(i) for i in stored.values()), key=lambda s: s.datetime)
+        request = pair_request(Pair(ref, sec), tmp_path / "granules", **SMALL_CHIPS)
+        report = track_pair(request)
+        assert all(wanted.startswith("bytes=") for method, _, wanted in files.requests()
+                   if method == "GET")  # fmt: skip
+    assert report.path.name.startswith(f"{items[0]['id']}_X_{items[1]['id']}_G0120")
+    with xr.open_dataset(report.path) as ds:
+        assert synthetic.granule_accuracy(ds, pair).rmse_px < 0.05
+        assert ds["img_pair_info"].attrs["satellite_img1"] == "2B"
