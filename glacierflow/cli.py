@@ -238,6 +238,15 @@ def _interrupt(signum: int, frame: object) -> None:
 )
 @click.option("--sec-mask", type=_Raster(), help="Raster, non-zero where a SEC pixel is unusable.")
 @click.option(
+    "--mask-kind",
+    type=_EnumChoice("glacierflow.processing.io.scenes", "MaskKind"),
+    default="nonzero",
+    show_default=True,
+    help="What the masks' values mean: 'nonzero' (non-zero is unusable), 'scl' (Sentinel-2 "
+    "SCL classes: no data, saturated, cloud shadow, cloud, cirrus) or 'qa_pixel' (Landsat "
+    "QA_PIXEL bits: fill, dilated cloud, cirrus, cloud, cloud shadow).",
+)
+@click.option(
     "--threads",
     type=click.IntRange(1, 64),
     default=None,
@@ -269,12 +278,14 @@ def track(
     stable_shift: str,
     ref_mask: str | None,
     sec_mask: str | None,
+    mask_kind: str,
     threads: int | None,
     preset: str,
 ) -> None:
     """Track features between REF and SEC (single-band GeoTIFFs, paths or URLs) and write a
     velocity granule. SEC (and the masks) on another grid or CRS are resampled onto REF's
     grid."""
+    from glacierflow.processing.io.scenes import MaskKind
     from glacierflow.processing.pipeline import TrackRequest, track_pair
     from glacierflow.processing.tracking.preprocess import ImageFilter
     from glacierflow.processing.tracking.presets import PRESETS, Preset
@@ -311,6 +322,7 @@ def track(
         stable_shift=StableShift(stable_shift),
         ref_mask=ref_mask,
         sec_mask=sec_mask,
+        mask_kind=MaskKind(mask_kind),
         threads=threads or settings.threads,
         wisdom=settings.fftw_wisdom,
         memory_budget_bytes=settings.track_memory_budget_mb * 2**20,

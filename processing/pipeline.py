@@ -25,7 +25,14 @@ from glacierflow.processing.io.granule import (
     granule_name,
     write_granule,
 )
-from glacierflow.processing.io.scenes import SceneError, describe, open_pair, remote_reading
+from glacierflow.processing.io.scenes import (
+    MaskKind,
+    SceneError,
+    describe,
+    open_pair,
+    qa_mask_kind,
+    remote_reading,
+)
 from glacierflow.processing.scenes import Pair
 from glacierflow.processing.tracking.correlation import load_wisdom, save_wisdom
 from glacierflow.processing.tracking.grid import NodeGrid, node_grid
@@ -62,6 +69,7 @@ class TrackRequest:
     stable_shift: StableShift = StableShift.AUTO
     ref_mask: str | None = None  # non-zero where a REF pixel is unusable (cloud, shadow...)
     sec_mask: str | None = None
+    mask_kind: MaskKind = MaskKind.NONZERO  # or a provider's QA band: Sentinel-2 SCL, QA_PIXEL
     threads: int = 1
     wisdom: Path | None = None
     memory_budget_bytes: int = 2 * 1024**3
@@ -72,9 +80,12 @@ class TrackRequest:
 
 def pair_request(pair: Pair, output: Path, **options: object) -> TrackRequest:
     """The request that tracks a pair of scenes (from the catalog or a generator): their
-    hrefs, times and ids, and the preset their sensor wants (radar: amplitude in dB and
-    larger chips); `options` set any other field, or override the preset's."""
+    hrefs, times and ids, their QA bands as masks (Sentinel-2 SCL, Landsat QA_PIXEL: clouds
+    and shadows take no part), and the preset their sensor wants (radar: amplitude in dB
+    and larger chips); `options` set any other field, or override these."""
     preset = PRESETS[preset_for(pair.ref.platform, pair.ref.instrument)]
+    kind = qa_mask_kind(pair.ref.platform)
+    masks = (pair.ref.mask_href, pair.sec.mask_href) if kind else (None, None)
     request = TrackRequest(
         ref=pair.ref.href,
         sec=pair.sec.href,
@@ -86,6 +97,9 @@ def pair_request(pair: Pair, output: Path, **options: object) -> TrackRequest:
         amplitude_db=preset.amplitude_db,
         ref_id=pair.ref.id,
         sec_id=pair.sec.id,
+        ref_mask=masks[0],
+        sec_mask=masks[1],
+        mask_kind=kind or MaskKind.NONZERO,
     )
     return replace(request, **options)
 
@@ -165,7 +179,9 @@ def _track_pair(req: TrackRequest, progress: Callable[[str], None]) -> GranuleRe
         )
     if req.wisdom:
         load_wisdom(req.wisdom)
-    with open_pair(req.ref, req.sec, req.ref_mask, req.sec_mask, req.amplitude_db) as reader:
+    with open_pair(
+        req.ref, req.sec, req.ref_mask, req.sec_mask, req.amplitude_db, req.mask_kind
+    ) as reader:
         geo = reader.geometry
         pixel = (abs(geo.transform.a), abs(geo.transform.e))
         if req.spacing_m < max(pixel):
@@ -261,6 +277,7 @@ def _track_pair(req: TrackRequest, progress: Callable[[str], None]) -> GranuleRe
                 name for name, path in (("ref", req.ref_mask), ("sec", req.sec_mask)) if path
             )
             or "none",
+            "mask_kind": str(req.mask_kind),
         },
     )
     ds = granule_dataset(vel, inputs)

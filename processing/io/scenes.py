@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from enum import StrEnum
 from pathlib import Path
 
 import numpy as np
@@ -190,6 +191,42 @@ class PairGeometry:
     shape: tuple[int, int]
 
 
+class MaskKind(StrEnum):
+    """What a mask raster's values mean: which of them make a pixel unusable."""
+
+    NONZERO = "nonzero"  # a mask made for the purpose: non-zero is unusable
+    SCL = "scl"  # Sentinel-2 L2A scene classification (the `scl`/`SCL` asset)
+    QA_PIXEL = "qa_pixel"  # Landsat Collection 2 QA_PIXEL bit flags
+
+
+# SCL classes that hide the ground: no data, saturated or defective, cloud shadow, cloud of
+# medium and high probability, thin cirrus (snow and ice, class 11, is what we track)
+_SCL_UNUSABLE = (0, 1, 3, 8, 9, 10)
+# QA_PIXEL bits 0-4: fill, dilated cloud, cirrus, cloud, cloud shadow
+_QA_PIXEL_UNUSABLE = 0b11111
+
+
+def unusable(values: np.ndarray, kind: MaskKind = MaskKind.NONZERO) -> np.ndarray:
+    """Where a mask's values (NaN beyond its extent) mark a pixel unusable."""
+    outside = ~np.isfinite(values)
+    if kind is MaskKind.NONZERO:
+        return outside | (values != 0)
+    codes = np.where(outside, 0, values).astype(np.int64)
+    if kind is MaskKind.SCL:
+        return outside | np.isin(codes, _SCL_UNUSABLE)
+    return outside | (codes & _QA_PIXEL_UNUSABLE != 0)
+
+
+def qa_mask_kind(platform: str) -> MaskKind | None:
+    """The kind of a platform's QA band, as STAC imports keep it (None: it has none)."""
+    name = platform.lower()
+    if name.startswith("sentinel-2"):
+        return MaskKind.SCL
+    if name.startswith("landsat"):
+        return MaskKind.QA_PIXEL
+    return None
+
+
 def to_decibels(values: np.ndarray, scale: float = 1.0, offset: float = 0.0) -> np.ndarray:
     """Radar backscatter (linear power, as digital numbers with their scale and offset) in
     dB: speckle's multiplicative noise becomes additive, and bright targets no longer
@@ -216,8 +253,10 @@ class PairReader:
         | None = None,
         mask_paths: tuple[str | None, str | None] = (None, None),
         decibels: tuple[tuple[float, float], tuple[float, float]] | None = None,
+        mask_kind: MaskKind = MaskKind.NONZERO,
     ):
         self._ref = ref
+        self._mask_kind = mask_kind
         self._decibels = decibels
         self._sec = sec
         self._paths = paths
@@ -254,9 +293,9 @@ class PairReader:
                 )
             for image, mask, path in zip(images, self._masks, self._mask_paths, strict=True):
                 if mask is not None:
-                    # non-zero, and beyond the mask's extent (NaN): unusable
+                    # as its kind says, and beyond the mask's extent (NaN): unusable
                     hidden = self._read(mask, path, r0, r1, c0, c1, masked=False)
-                    image[~(hidden == 0)] = np.nan
+                    image[unusable(hidden, self._mask_kind)] = np.nan
             return images
 
 
@@ -336,10 +375,12 @@ def open_pair(
     ref_mask: str | None = None,
     sec_mask: str | None = None,
     amplitude_db: bool = False,
+    mask_kind: MaskKind = MaskKind.NONZERO,
 ) -> Iterator[PairReader]:
     """Open both scenes; SEC on another grid or CRS is warped onto REF's grid (cubic).
     South-up images are read as their north-up flip. `amplitude_db`: the scenes are radar
-    backscatter, read in dB (their GeoTIFF scale and offset applied first).
+    backscatter, read in dB (their GeoTIFF scale and offset applied first). `mask_kind`:
+    what the masks' values mean (non-zero unusable, or a provider's QA band).
 
     ref_mask, sec_mask: optional rasters, non-zero where a pixel of that image is unusable
     (cloud, shadow, no data, as QA bands mark them); on another grid or CRS they are
@@ -376,4 +417,6 @@ def open_pair(
                 (ref_file.scales[0], ref_file.offsets[0]),
                 (sec_file.scales[0], sec_file.offsets[0]),
             )
-        yield PairReader(ref, sec, (ref_path, sec_path), masks, (ref_mask, sec_mask), decibels)
+        yield PairReader(
+            ref, sec, (ref_path, sec_path), masks, (ref_mask, sec_mask), decibels, mask_kind
+        )
