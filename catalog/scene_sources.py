@@ -18,6 +18,9 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+from shapely.errors import GEOSException
+from shapely.geometry import shape
+
 from glacierflow.catalog.scenes import BAND_PROPERTY, MASK_PROPERTY, NotASceneError, scene_from_item
 
 SOURCE_COLLECTION = "glacierflow:source_collection"  # the collection id the item came from
@@ -27,6 +30,7 @@ PLANETARY_COMPUTER = "planetarycomputer.microsoft.com"
 LANDSATLOOK = "landsatlook.usgs.gov"
 
 Properties = dict[str, Any]
+MAX_ID_LENGTH = 256
 
 
 def mgrs_tile(properties: Properties) -> str | None:
@@ -218,8 +222,14 @@ def scene_item(
     out = copy.deepcopy(item)
     props: Properties = out.setdefault("properties", {})
     assets = out.get("assets") or {}
-    if not out.get("id") or not isinstance(out.get("geometry"), dict):
-        raise NotASceneError(f"item {item.get('id')!r}: no id or no footprint geometry")
+    if not isinstance(out.get("id"), str) or not 0 < len(out["id"]) <= MAX_ID_LENGTH:
+        raise NotASceneError(f"item {item.get('id')!r}: its id is not a string of 1-256 characters")
+    try:
+        footprint = shape(out["geometry"])
+    except (KeyError, TypeError, ValueError, AttributeError, GEOSException):
+        raise NotASceneError(f"item {item['id']!r}: no footprint geometry") from None
+    if footprint.is_empty:
+        raise NotASceneError(f"item {item['id']!r}: its footprint geometry is empty")
     if not props.get("datetime"):
         raise NotASceneError(f"item {item.get('id')!r}: no acquisition datetime")
     band = assets[source.band]

@@ -128,9 +128,25 @@ def test_tile_keys_in_every_spelling() -> None:
         (lambda i: i["properties"].pop("proj:epsg"), NotASceneError, "no CRS"),
         (lambda i: i["properties"].pop("datetime"), NotASceneError, "no acquisition datetime"),
         (lambda i: i.pop("geometry"), NotASceneError, "no footprint"),
+        (
+            lambda i: i.update(geometry={"type": "Polygon", "coordinates": "x"}),
+            NotASceneError,
+            "no footprint",
+        ),
+        (lambda i: i.update(id=17), NotASceneError, "not a string"),
+        (lambda i: i.update(id="x" * 300), NotASceneError, "not a string"),
         (lambda i: i["properties"].update({"proj:epsg": "32607"}), NotASceneError, "no CRS"),
     ],
-    ids=["no-band", "no-crs", "no-time", "no-geometry", "crs-not-an-integer"],
+    ids=[
+        "no-band",
+        "no-crs",
+        "no-time",
+        "no-geometry",
+        "bad-geometry",
+        "id-a-number",
+        "id-too-long",
+        "crs-not-an-integer",
+    ],
 )
 def test_an_item_that_cannot_be_a_scene_says_why(damage, error, reason: str) -> None:
     item = stac_item("earth-search_sentinel-2-c1-l2a")
