@@ -4,12 +4,18 @@ read window by window, giving the granule the local files give."""
 from __future__ import annotations
 
 import os
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 import rasterio
 import xarray as xr
+from conftest import free_port
 from local_servers import file_server
 from rasterio.shutil import copy as copy_raster
 
@@ -109,3 +115,64 @@ def test_remote_reading_sets_gdal_up_where_the_environment_does_not(
     assert os.environ["GDAL_HTTP_MAX_RETRY"] == "9"
     assert (options["AWS_S3_ENDPOINT"], options["AWS_HTTPS"]) == ("127.0.0.1:9000", "NO")
     assert options["AWS_VIRTUAL_HOSTING"] == "FALSE"
+
+
+@pytest.fixture
+def s3_endpoint(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """An S3-compatible store on loopback (moto's server), named by AWS_ENDPOINT_URL."""
+    server = shutil.which("moto_server")
+    if server is None:
+        pytest.skip("moto_server (an S3-compatible test server) is not installed")
+    port = free_port()
+    process = subprocess.Popen(
+        [server, "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline or process.poll() is not None:
+                    raise RuntimeError("moto_server did not start") from None
+                time.sleep(0.1)
+        for name, value in {
+            "AWS_ENDPOINT_URL": url,
+            "AWS_ACCESS_KEY_ID": "test",
+            "AWS_SECRET_ACCESS_KEY": "test",
+            "AWS_REGION": "us-east-1",
+        }.items():
+            monkeypatch.setenv(name, value)
+        monkeypatch.delenv("AWS_S3_ENDPOINT", raising=False)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+def test_a_pair_in_an_s3_store_gives_the_granule_of_the_local_files(
+    tmp_path: Path, s3_endpoint: str
+) -> None:
+    import boto3
+
+    pair = synthetic.make_pair((300, 300), synthetic.uniform(-0.3, 0.5), seed=46)
+    ref, sec = _cogs(pair, tmp_path / "cogs", "s3")
+    store = boto3.client("s3", endpoint_url=s3_endpoint)
+    store.create_bucket(Bucket="scenes")
+    for path in (ref, sec):
+        store.upload_file(str(path), "scenes", f"2024/{path.name}")
+    local = track_pair(TrackRequest(str(ref), str(sec), tmp_path / "local.nc", **SMALL))
+    remote = track_pair(
+        TrackRequest(
+            f"s3://scenes/2024/{ref.name}", f"s3://scenes/2024/{sec.name}", tmp_path / "s3.nc",
+            **SMALL,
+        )
+    )  # fmt: skip
+    with xr.open_dataset(local.path) as a, xr.open_dataset(remote.path) as b:
+        xr.testing.assert_equal(a[["vx", "vy"]], b[["vx", "vy"]])
+    with pytest.raises(SceneError, match=r"s3://scenes/2024/missing\.tif: cannot read"):
+        track_pair(TrackRequest("s3://scenes/2024/missing.tif", str(sec), tmp_path / "x.nc"))
