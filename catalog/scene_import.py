@@ -157,6 +157,8 @@ def search_scenes(search: SceneSearch, collection_id: str = "scenes") -> ImportR
             f"collection {search.collection!r} is not one this importer knows; it reads "
             f"{', '.join(known_collections())}"
         )
+    if not 1 <= search.max_items <= MAX_ITEMS:
+        raise SceneImportError(f"max_items is {search.max_items}; give 1 to {MAX_ITEMS:,}")
     report = ImportReport()
     seen: set[str] = set()
     for count, item in enumerate(_answered(search)):

@@ -174,9 +174,11 @@ def test_a_search_that_breaks_half_way_imports_nothing(new_catalog: Callable[[st
     assert _scene_items(dsn) == {}
 
 
-def test_an_unknown_collection_is_refused_before_asking_the_api() -> None:
+def test_an_unknown_collection_or_an_unbounded_search_is_refused_before_asking() -> None:
     with pytest.raises(SceneImportError, match=r"'sentinel-3-olci'.*not one this importer knows"):
         search_scenes(SceneSearch("http://127.0.0.1:9/", "sentinel-3-olci"))
+    with pytest.raises(SceneImportError, match="give 1 to 10,000"):
+        search_scenes(SceneSearch("http://127.0.0.1:9/", "landsat-c2l1", max_items=10**6))
 
 
 def _cli(*args: str, dsn: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
