@@ -12,9 +12,12 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import psycopg
 import pytest
+import rasterio
 import xarray as xr
+from affine import Affine
 from conftest import free_port
 from local_servers import QUERY, file_server, stac_api, stac_item
 from rasterio.shutil import copy as copy_raster
@@ -244,10 +247,21 @@ def test_imported_scenes_are_tracked_from_their_remote_cogs(
     served.mkdir()
     for tiff in tiffs:
         copy_raster(tiff, served / tiff.name, driver="COG", blocksize=128)
+    cloud = np.full((150, 150), 11, np.uint8)  # SCL at twice the pixel: snow and ice
+    cloud[40:70, 50:90] = 9  # a cloud, high probability, in the second scene
+    for name, classes in (("ref", np.full_like(cloud, 11)), ("sec", cloud)):
+        with rasterio.open(
+            served / f"{name}_SCL.tif", "w", driver="GTiff", width=150, height=150, count=1,
+            dtype="uint8", crs="EPSG:32607", transform=pair.transform * Affine.scale(2),
+        ) as dst:  # fmt: skip
+            dst.write(classes, 1)
     with file_server(served) as files:
         items = _series(S2, 2, start=date(2024, 7, 1))
-        for item, tiff, when in zip(items, tiffs, (pair.ref_time, pair.sec_time), strict=True):
+        for item, tiff, when, name in zip(
+            items, tiffs, (pair.ref_time, pair.sec_time), ("ref", "sec"), strict=True
+        ):
             item["assets"]["nir"]["href"] = f"{files.url}/{tiff.name}"
+            item["assets"]["scl"]["href"] = f"{files.url}/{name}_SCL.tif"
             item["properties"]["datetime"] = f"{when.isoformat()}Z"
         with stac_api(items) as (url, _):
             import_scenes(dsn, SceneSearch(url, "sentinel-2-c1-l2a"))
@@ -261,3 +275,8 @@ def test_imported_scenes_are_tracked_from_their_remote_cogs(
     with xr.open_dataset(report.path) as ds:
         assert synthetic.granule_accuracy(ds, pair).rmse_px < 0.05
         assert ds["img_pair_info"].attrs["satellite_img1"] == "2B"
+        assert (ds.attrs["parameter_masks"], ds.attrs["parameter_mask_kind"]) == ("ref sec", "scl")
+        # under the cloud (SEC rows 80-140, columns 100-180 at 7.5 m): no vector measured
+        covered = ds["vx"].sel(x=slice(420_000 + 7.5 * 110, 420_000 + 7.5 * 170),
+                               y=slice(6_680_000 - 7.5 * 90, 6_680_000 - 7.5 * 130))  # fmt: skip
+        assert covered.size and covered.isnull().all()
