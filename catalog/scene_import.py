@@ -74,18 +74,14 @@ class ImportReport:
         return [item["id"] for item in self.items]
 
 
-def _datetime(search: SceneSearch) -> str | None:
+def _interval(search: SceneSearch) -> list[str | datetime | None] | None:
+    """The acquisition interval for pystac-client, which reads a date as its whole day."""
     if search.start is None and search.end is None:
         return None
-
-    def text(when: date | datetime | None, end: bool) -> str:
-        if when is None:
-            return ".."
-        if isinstance(when, datetime):
-            return when.isoformat().replace("+00:00", "Z") if when.tzinfo else f"{when}Z"
-        return f"{when.isoformat()}T{'23:59:59' if end else '00:00:00'}Z"
-
-    return f"{text(search.start, False)}/{text(search.end, True)}"
+    return [
+        when.isoformat() if isinstance(when, date) and not isinstance(when, datetime) else when
+        for when in (search.start, search.end)
+    ]
 
 
 def _cloud_filter(client: Client, search: SceneSearch) -> dict[str, Any]:
@@ -118,7 +114,7 @@ def _found(search: SceneSearch) -> Iterator[dict[str, Any]]:
     results = client.search(
         collections=[search.collection],
         bbox=search.bbox,
-        datetime=_datetime(search),
+        datetime=_interval(search),
         max_items=search.max_items + 1,
         limit=min(PAGE, search.max_items + 1),
         **_cloud_filter(client, search),
