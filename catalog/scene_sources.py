@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -86,25 +86,31 @@ class SceneSource:
     offset: Callable[[Properties], float] = lambda properties: 0.0
 
 
+_EARTH_SEARCH_S2 = SceneSource(
+    "Earth Search, Sentinel-2 L2A (Collection 1)",
+    "sentinel-2-c1-l2a",
+    (EARTH_SEARCH,),
+    band="nir",
+    mask="scl",
+    tile=mgrs_tile,
+    instrument="msi",
+)
+# USGS's Level-2 surface reflectance, as Earth Search and the Planetary Computer both list it
+_LANDSAT_L2 = SceneSource(
+    "Earth Search, Landsat Collection 2 Level-2",
+    "landsat-c2-l2",
+    (EARTH_SEARCH,),
+    band="nir08",
+    mask="qa_pixel",
+    tile=wrs2_tile,
+    instrument="oli",
+    scale=2.75e-05,
+    offset=lambda properties: -0.2,
+)
+
 SOURCES: tuple[SceneSource, ...] = (
-    SceneSource(
-        "Earth Search, Sentinel-2 L2A (Collection 1)",
-        "sentinel-2-c1-l2a",
-        (EARTH_SEARCH,),
-        band="nir",
-        mask="scl",
-        tile=mgrs_tile,
-        instrument="msi",
-    ),
-    SceneSource(
-        "Earth Search, Sentinel-2 L2A",
-        "sentinel-2-l2a",
-        (EARTH_SEARCH,),
-        band="nir",
-        mask="scl",
-        tile=mgrs_tile,
-        instrument="msi",
-    ),
+    _EARTH_SEARCH_S2,
+    replace(_EARTH_SEARCH_S2, name="Earth Search, Sentinel-2 L2A", collection="sentinel-2-l2a"),
     SceneSource(
         "Planetary Computer, Sentinel-2 L2A",
         "sentinel-2-l2a",
@@ -116,27 +122,11 @@ SOURCES: tuple[SceneSource, ...] = (
         scale=0.0001,
         offset=s2_offset,
     ),
-    SceneSource(
-        "Earth Search, Landsat Collection 2 Level-2",
-        "landsat-c2-l2",
-        (EARTH_SEARCH,),
-        band="nir08",
-        mask="qa_pixel",
-        tile=wrs2_tile,
-        instrument="oli",
-        scale=2.75e-05,
-        offset=lambda properties: -0.2,
-    ),
-    SceneSource(
-        "Planetary Computer, Landsat Collection 2 Level-2",
-        "landsat-c2-l2",
-        (PLANETARY_COMPUTER,),
-        band="nir08",
-        mask="qa_pixel",
-        tile=wrs2_tile,
-        instrument="oli",
-        scale=2.75e-05,
-        offset=lambda properties: -0.2,
+    _LANDSAT_L2,
+    replace(
+        _LANDSAT_L2,
+        name="Planetary Computer, Landsat Collection 2 Level-2",
+        hosts=(PLANETARY_COMPUTER,),
     ),
     SceneSource(
         "USGS LandsatLook, Landsat Collection 2 Level-1 (panchromatic, 15 m)",

@@ -233,10 +233,10 @@ def _interrupt(signum: int, frame: object) -> None:
 @click.option(
     "--ref-mask",
     type=_Raster(),
-    help="Raster, non-zero where a REF pixel is unusable (cloud, shadow, no data): those "
-    "pixels take no part in the correlation.",
+    help="Raster, non-zero (or as --mask-kind reads it) where a REF pixel is unusable "
+    "(cloud, shadow, no data): those pixels take no part in the correlation.",
 )
-@click.option("--sec-mask", type=_Raster(), help="Raster, non-zero where a SEC pixel is unusable.")
+@click.option("--sec-mask", type=_Raster(), help="The same for SEC.")
 @click.option(
     "--mask-kind",
     type=_EnumChoice("glacierflow.processing.io.scenes", "MaskKind"),
