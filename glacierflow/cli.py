@@ -233,15 +233,32 @@ def _interrupt(signum: int, frame: object) -> None:
 @click.option(
     "--ref-mask",
     type=_Raster(),
-    help="Raster, non-zero where a REF pixel is unusable (cloud, shadow, no data): those "
-    "pixels take no part in the correlation.",
+    help="Raster, non-zero (or as --mask-kind reads it) where a REF pixel is unusable "
+    "(cloud, shadow, no data): those pixels take no part in the correlation.",
 )
-@click.option("--sec-mask", type=_Raster(), help="Raster, non-zero where a SEC pixel is unusable.")
+@click.option("--sec-mask", type=_Raster(), help="The same for SEC.")
+@click.option(
+    "--mask-kind",
+    type=_EnumChoice("glacierflow.processing.io.scenes", "MaskKind"),
+    default="nonzero",
+    show_default=True,
+    help="What the masks' values mean: 'nonzero' (non-zero is unusable), 'scl' (Sentinel-2 "
+    "SCL classes: no data, saturated, cloud shadow, cloud, cirrus) or 'qa_pixel' (Landsat "
+    "QA_PIXEL bits: fill, dilated cloud, cirrus, cloud, cloud shadow).",
+)
 @click.option(
     "--threads",
     type=click.IntRange(1, 64),
     default=None,
     help="Worker threads [default: GLACIERFLOW_THREADS or 2].",
+)
+@click.option(
+    "--preset",
+    type=_EnumChoice("glacierflow.processing.tracking.presets", "Preset"),
+    default="optical",
+    show_default=True,
+    help="Kind of scenes. 'radar' (Sentinel-1 backscatter, linear power): tracked in dB, "
+    "chips 480-1920 m unless --chip-min/--chip-max say otherwise.",
 )
 def track(
     ref: str,
@@ -261,13 +278,17 @@ def track(
     stable_shift: str,
     ref_mask: str | None,
     sec_mask: str | None,
+    mask_kind: str,
     threads: int | None,
+    preset: str,
 ) -> None:
     """Track features between REF and SEC (single-band GeoTIFFs, paths or URLs) and write a
     velocity granule. SEC (and the masks) on another grid or CRS are resampled onto REF's
     grid."""
+    from glacierflow.processing.io.scenes import MaskKind
     from glacierflow.processing.pipeline import TrackRequest, track_pair
     from glacierflow.processing.tracking.preprocess import ImageFilter
+    from glacierflow.processing.tracking.presets import PRESETS, Preset
     from glacierflow.processing.tracking.tracker import SubpixelMethod
     from glacierflow.processing.tracking.velocity import StableShift
 
@@ -277,6 +298,12 @@ def track(
     if (prior_vx is None) != (prior_vy is None):
         raise click.UsageError("give both --prior-vx and --prior-vy, or neither")
     settings = _settings()
+    values = PRESETS[Preset(preset)]
+    given = click.get_current_context().get_parameter_source
+    if given("chip_min") is click.core.ParameterSource.DEFAULT:
+        chip_min = values.chip_min_m
+    if given("chip_max") is click.core.ParameterSource.DEFAULT:
+        chip_max = max(values.chip_max_m, chip_min)
     request = TrackRequest(
         ref=ref,
         sec=sec,
@@ -295,9 +322,11 @@ def track(
         stable_shift=StableShift(stable_shift),
         ref_mask=ref_mask,
         sec_mask=sec_mask,
+        mask_kind=MaskKind(mask_kind),
         threads=threads or settings.threads,
         wisdom=settings.fftw_wisdom,
         memory_budget_bytes=settings.track_memory_budget_mb * 2**20,
+        amplitude_db=values.amplitude_db,
     )
     with _exit_on_input_errors():
         report = track_pair(request, progress=_say)
@@ -418,6 +447,165 @@ def catalog_export(out: Path, collections: tuple[str, ...], base_url: str | None
     _say(f"exported {report.items:,} item(s) ({per}) to {report.path}")
     if base is None:
         _say("note: data files' hrefs are relative to the data directory (--base-url for URLs)")
+
+
+def _when(ctx: click.Context, param: click.Parameter, value: str | None) -> object:
+    """A date (YYYY-MM-DD: the whole day) or an ISO 8601 time (naive: UTC)."""
+    from datetime import UTC, date, datetime
+
+    if value is None:
+        return None
+    try:
+        if len(value) == 10:
+            return date.fromisoformat(value)
+        when = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise click.BadParameter(
+            f"{value!r}: give a date (2024-07-01) or an ISO 8601 time", ctx, param
+        ) from None
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
+
+
+def _box(
+    ctx: click.Context, param: click.Parameter, value: tuple[float, ...] | None
+) -> tuple[float, ...] | None:
+    """W S E N in degrees; W > E crosses the antimeridian, S must not exceed N."""
+    if value is None:
+        return None
+    south, north = value[1], value[3]
+    if not (-90 <= south <= north <= 90):
+        raise click.BadParameter(f"latitudes run -90 to 90, S <= N; got S {south}, N {north}")
+    return value
+
+
+def _api_url(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    if not value.startswith(("http://", "https://")):
+        raise click.BadParameter(f"{value!r}: give the API's http(s):// URL", ctx, param)
+    return value
+
+
+def _instant(when: object, end: bool) -> object:
+    """A date as the first (or last) instant of its day, in UTC."""
+    from datetime import UTC, date, datetime, time
+
+    if isinstance(when, date) and not isinstance(when, datetime):
+        return datetime.combine(when, time.max if end else time.min, UTC)
+    return when
+
+
+@main.group()
+def scenes() -> None:
+    """Scenes: the images pairs are made from (the catalog's `scenes` collection)."""
+
+
+@scenes.command("import")
+@click.option(
+    "--from",
+    "api_url",
+    required=True,
+    metavar="STAC_API_URL",
+    callback=_api_url,
+    help="The STAC API, e.g. https://earth-search.aws.element84.com/v1.",
+)
+@click.option(
+    "--collection",
+    required=True,
+    help="Its collection: sentinel-2-c1-l2a, sentinel-2-l2a, landsat-c2-l2, landsat-c2l1 "
+    "or sentinel-1-rtc (README: Real scenes).",
+)
+@click.option(
+    "--bbox",
+    nargs=4,
+    type=_Number(-180, 180),
+    metavar="W S E N",
+    callback=_box,
+    help="Longitude/latitude box the scenes must touch.",
+)
+@click.option("--start", callback=_when, help="Earliest acquisition: YYYY-MM-DD or ISO 8601.")
+@click.option(
+    "--end", callback=_when, help="Latest acquisition: YYYY-MM-DD (the whole day) or ISO 8601."
+)
+@click.option(
+    "--max-cloud",
+    type=_Number(0, 100),
+    help="Most cloud cover, percent (radar scenes have none and are all kept).",
+)
+@click.option(
+    "--max-items",
+    type=click.IntRange(1, 10_000),
+    default=500,
+    show_default=True,
+    help="Most scenes one import brings in; a search that finds more says so.",
+)
+@click.option(
+    "--timeout",
+    type=_Number(1, 600),
+    default=30.0,
+    show_default=True,
+    help="Seconds to wait for each answer of the API.",
+)
+def scenes_import(
+    api_url: str,
+    collection: str,
+    bbox: tuple[float, float, float, float] | None,
+    start: object,
+    end: object,
+    max_cloud: float | None,
+    max_items: int,
+    timeout: float,
+) -> None:
+    """Copy the items a STAC API finds into the `scenes` collection, as scene items that
+    keep their remote image hrefs (nothing is downloaded: tracking reads the COGs window by
+    window over HTTP(S) or S3). Re-importing changes nothing.
+
+    Items that cannot be scenes (unknown shape, no CRS or acquisition time) are named with
+    the reason and left out; the rest are imported, and the command then exits 1. An API
+    that is down or does not answer as a STAC API: exit 2, nothing imported.
+    """
+    from glacierflow.catalog.database import catalog_database
+    from glacierflow.catalog.loader import init_catalog, load_items
+    from glacierflow.catalog.scene_import import SceneImportError, SceneSearch, search_scenes
+
+    if start and end and _instant(start, end=False) > _instant(end, end=True):
+        raise click.BadParameter(f"{start} is after --end {end}", param_hint="--start")
+    settings = _settings()
+    target = settings.collection_id("scenes")
+    search = SceneSearch(
+        api_url,
+        collection,
+        bbox,
+        start,
+        end,
+        max_cloud,
+        max_items,
+        timeout,  # type: ignore[arg-type]
+    )
+    try:
+        report = search_scenes(search, target)
+    except SceneImportError as err:
+        _say(f"error: {err}")
+        sys.exit(2)
+    for name, reason in report.skipped.items():
+        _say(f"skipped {name}: {reason}")
+    if report.cloudy:
+        _say(f"left out {report.cloudy} scene(s) over --max-cloud {max_cloud:g} %")
+    if report.truncated:
+        _say(
+            f"note: the search found more than --max-items {max_items}: narrow it (--bbox, "
+            "--start/--end, --max-cloud) or raise --max-items to import the rest"
+        )
+    if report.items:
+        with _exit_on_input_errors(), catalog_database(settings.data_dir) as dsn:
+            init_catalog(dsn, settings.collection_ids)
+            load_items(dsn, report.items)
+    for name in report.imported:
+        click.echo(name)
+    _say(
+        f"imported {len(report.items)} scene item(s) into collection '{target}' from {api_url}"
+        + (f"; skipped {len(report.skipped)}" if report.skipped else "")
+    )
+    if report.skipped:
+        sys.exit(1)
 
 
 @main.group()

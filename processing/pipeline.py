@@ -25,10 +25,19 @@ from glacierflow.processing.io.granule import (
     granule_name,
     write_granule,
 )
-from glacierflow.processing.io.scenes import SceneError, describe, open_pair
+from glacierflow.processing.io.scenes import (
+    MaskKind,
+    SceneError,
+    describe,
+    open_pair,
+    qa_mask_kind,
+    remote_reading,
+)
+from glacierflow.processing.scenes import Pair
 from glacierflow.processing.tracking.correlation import load_wisdom, save_wisdom
 from glacierflow.processing.tracking.grid import NodeGrid, node_grid
 from glacierflow.processing.tracking.preprocess import ImageFilter
+from glacierflow.processing.tracking.presets import PRESETS, preset_for
 from glacierflow.processing.tracking.tracker import (
     Reason,
     SubpixelMethod,
@@ -60,9 +69,39 @@ class TrackRequest:
     stable_shift: StableShift = StableShift.AUTO
     ref_mask: str | None = None  # non-zero where a REF pixel is unusable (cloud, shadow...)
     sec_mask: str | None = None
+    mask_kind: MaskKind = MaskKind.NONZERO  # or a provider's QA band: Sentinel-2 SCL, QA_PIXEL
     threads: int = 1
     wisdom: Path | None = None
     memory_budget_bytes: int = 2 * 1024**3
+    amplitude_db: bool = False  # radar backscatter: tracked in dB (the radar preset)
+    ref_id: str | None = None  # the scenes' product names, where the files' are not them
+    sec_id: str | None = None  # (a STAC asset's "B08.tif"): they name the granule
+
+
+def pair_request(pair: Pair, output: Path, **options: object) -> TrackRequest:
+    """The request that tracks a pair of scenes (from the catalog or a generator): their
+    hrefs, times and ids, their QA bands as masks (Sentinel-2 SCL, Landsat QA_PIXEL: clouds
+    and shadows take no part), and the preset their sensor wants (radar: amplitude in dB
+    and larger chips); `options` set any other field, or override these."""
+    preset = PRESETS[preset_for(pair.ref.platform, pair.ref.instrument)]
+    kind = qa_mask_kind(pair.ref.platform)
+    masks = (pair.ref.mask_href, pair.sec.mask_href) if kind else (None, None)
+    request = TrackRequest(
+        ref=pair.ref.href,
+        sec=pair.sec.href,
+        output=output,
+        ref_time=pair.ref.datetime.isoformat(),
+        sec_time=pair.sec.datetime.isoformat(),
+        chip_min_m=preset.chip_min_m,
+        chip_max_m=preset.chip_max_m,
+        amplitude_db=preset.amplitude_db,
+        ref_id=pair.ref.id,
+        sec_id=pair.sec.id,
+        ref_mask=masks[0],
+        sec_mask=masks[1],
+        mask_kind=kind or MaskKind.NONZERO,
+    )
+    return replace(request, **options)
 
 
 @dataclass
@@ -122,10 +161,16 @@ def _sample_on_grid(path: str, crs: CRS, grid: NodeGrid, resampling: Resampling)
 def track_pair(
     req: TrackRequest, progress: Callable[[str], None] = lambda _: None
 ) -> GranuleReport:
-    """Track one pair and write its granule; raises SceneError for unusable input."""
+    """Track one pair and write its granule; raises SceneError for unusable input. Scenes
+    may be remote (http(s)://, s3://): they are read window by window."""
+    with remote_reading():
+        return _track_pair(req, progress)
+
+
+def _track_pair(req: TrackRequest, progress: Callable[[str], None]) -> GranuleReport:
     clock = {"start": time.perf_counter()}
-    ref_info = describe(req.ref, req.ref_time)
-    sec_info = describe(req.sec, req.sec_time)
+    ref_info = describe(req.ref, req.ref_time, req.ref_id)
+    sec_info = describe(req.sec, req.sec_time, req.sec_id)
     dt_days = (sec_info.acquired - ref_info.acquired).total_seconds() / 86400
     if dt_days <= 0:
         raise SceneError(
@@ -134,7 +179,9 @@ def track_pair(
         )
     if req.wisdom:
         load_wisdom(req.wisdom)
-    with open_pair(req.ref, req.sec, req.ref_mask, req.sec_mask) as reader:
+    with open_pair(
+        req.ref, req.sec, req.ref_mask, req.sec_mask, req.amplitude_db, req.mask_kind
+    ) as reader:
         geo = reader.geometry
         pixel = (abs(geo.transform.a), abs(geo.transform.e))
         if req.spacing_m < max(pixel):
@@ -224,11 +271,13 @@ def track_pair(
             "search_radius_clipped_by": limit.clipped_by or "none",
             "image_filter": str(req.image_filter),
             "subpixel": str(req.subpixel),
+            "amplitude": "dB" if req.amplitude_db else "as read",
             "stable_shift": str(req.stable_shift),
             "masks": " ".join(
                 name for name, path in (("ref", req.ref_mask), ("sec", req.sec_mask)) if path
             )
             or "none",
+            "mask_kind": str(req.mask_kind),
         },
     )
     ds = granule_dataset(vel, inputs)

@@ -17,6 +17,7 @@ so the displacement of every reference point is exactly the field's value there.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -558,3 +559,20 @@ def granule_copy(
     )
     percent = int(100 * valid.mean())
     return write_granule(ds, folder / f"{ids[0]}_X_{ids[1]}_G0120V02_P{percent:03d}.nc")
+
+
+def radar_amplitude(
+    pair: SyntheticPair, looks: float = 4.4, contrast_db: float = 3.0, seed: int = 0
+) -> SyntheticPair:
+    """The pair as radar backscatter (linear power, Sentinel-1 RTC's gamma0): the images'
+    texture is the surface's backscatter in dB around -12 dB with `contrast_db` spread,
+    times speckle drawn anew for each image (Gamma, mean 1, `looks` looks: RTC's
+    equivalent number of looks is 4.4), as between two acquisitions days apart."""
+    rng = np.random.default_rng(seed)
+
+    def backscatter(texture: np.ndarray) -> np.ndarray:
+        power = 10.0 ** ((-12.0 + contrast_db * texture) / 10.0)
+        speckle = rng.gamma(looks, 1.0 / looks, texture.shape)
+        return (power * speckle).astype(np.float32)
+
+    return dataclasses.replace(pair, ref=backscatter(pair.ref), sec=backscatter(pair.sec))

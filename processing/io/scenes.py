@@ -2,16 +2,22 @@
 
 Everything a user can get wrong about an input is checked here, before any work, and
 reported as a `SceneError` that names the file and the problem.
+
+Remote scenes (http(s):// and s3:// hrefs, as STAC imports keep them) are read by GDAL's
+/vsicurl/ and /vsis3/ with range requests, a window at a time: nothing is downloaded
+whole. `remote_reading()` sets GDAL up for that.
 """
 
 from __future__ import annotations
 
+import os
 import re
 import threading
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from enum import StrEnum
 from pathlib import Path
 
 import numpy as np
@@ -43,7 +49,38 @@ class SceneInfo:
 
 # Landsat Collection-2 and Sentinel-2 product names carry the platform.
 _LANDSAT = re.compile(r"^L([COTEM])0?(\d)_")
-_SENTINEL2 = re.compile(r"^S2([AB])_")
+_SENTINEL2 = re.compile(r"^S2([ABC])_")
+_SENTINEL1 = re.compile(r"^S1([ABC])_")
+
+# GDAL's settings for reading COGs over HTTP(S) and S3, where the environment does not
+# set them: no directory listing on open (a COG is one file), ranges merged into as few
+# requests as may be, retries of a failed request, and a block cache of what was fetched
+REMOTE_GDAL_OPTIONS = {
+    "GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR",
+    "GDAL_HTTP_MULTIRANGE": "YES",
+    "GDAL_HTTP_MERGE_CONSECUTIVE_RANGES": "YES",
+    "GDAL_HTTP_MAX_RETRY": "3",
+    "GDAL_HTTP_RETRY_DELAY": "1",
+    "VSI_CACHE": "TRUE",
+}
+
+
+@contextmanager
+def remote_reading() -> Iterator[None]:
+    """GDAL set up for remote scenes (REMOTE_GDAL_OPTIONS, where the environment leaves them
+    unset); an S3-compatible store named by the standard AWS_ENDPOINT_URL (MinIO, Ceph)
+    becomes GDAL's AWS_S3_ENDPOINT, path-style."""
+    options = {k: v for k, v in REMOTE_GDAL_OPTIONS.items() if k not in os.environ}
+    endpoint = os.environ.get("AWS_ENDPOINT_URL")
+    if endpoint and "AWS_S3_ENDPOINT" not in os.environ:
+        scheme, _, host = endpoint.partition("://")
+        options |= {
+            "AWS_S3_ENDPOINT": host.rstrip("/"),
+            "AWS_HTTPS": "NO" if scheme == "http" else "YES",
+            "AWS_VIRTUAL_HOSTING": "FALSE",
+        }
+    with rasterio.Env(**options):
+        yield
 
 
 def _platform(scene_id: str, tags: dict[str, str]) -> tuple[str, str, str]:
@@ -52,6 +89,8 @@ def _platform(scene_id: str, tags: dict[str, str]) -> tuple[str, str, str]:
         return "L", m.group(2), m.group(1)
     if m := _SENTINEL2.match(scene_id):
         return "S", f"2{m.group(1)}", "MSI"
+    if m := _SENTINEL1.match(scene_id):
+        return "S", f"1{m.group(1)}", "C"
     return (
         tags.get("MISSION", "unknown"),
         tags.get("SATELLITE", "unknown"),
@@ -118,8 +157,9 @@ def _has_texture(samples: list[np.ma.MaskedArray]) -> bool:
     return finite.size > 0 and np.ptp(finite) > 0
 
 
-def describe(path: str, time_override: str | None = None) -> SceneInfo:
-    """Open and check one scene; read its acquisition time from the flag or its tags."""
+def describe(path: str, time_override: str | None = None, scene_id: str | None = None) -> SceneInfo:
+    """Open and check one scene; read its acquisition time from the flag or its tags.
+    `scene_id`: the product's name where the file's is not it (a STAC asset "B08.tif")."""
     with _open(path) as ds:
         if ds.count != 1:
             raise SceneError(f"{path}: has {ds.count} bands; give a single-band image")
@@ -137,7 +177,7 @@ def describe(path: str, time_override: str | None = None) -> SceneInfo:
         acquired = parse_time(when)
     except SceneError as err:
         raise SceneError(f"{path}: {err}") from err
-    scene_id = Path(path.split("?")[0]).name.rsplit(".", 1)[0]
+    scene_id = scene_id or Path(path.split("?")[0]).name.rsplit(".", 1)[0]
     mission, satellite, sensor = _platform(scene_id, tags)
     return SceneInfo(path, scene_id, acquired, mission, satellite, sensor)
 
@@ -151,10 +191,58 @@ class PairGeometry:
     shape: tuple[int, int]
 
 
+class MaskKind(StrEnum):
+    """What a mask raster's values mean: which of them make a pixel unusable."""
+
+    NONZERO = "nonzero"  # a mask made for the purpose: non-zero is unusable
+    SCL = "scl"  # Sentinel-2 L2A scene classification (the `scl`/`SCL` asset)
+    QA_PIXEL = "qa_pixel"  # Landsat Collection 2 QA_PIXEL bit flags
+
+
+# SCL classes that hide the ground: no data, saturated or defective, cloud shadow, cloud of
+# medium and high probability, thin cirrus (snow and ice, class 11, is what we track)
+_SCL_UNUSABLE = (0, 1, 3, 8, 9, 10)
+# QA_PIXEL bits 0-4: fill, dilated cloud, cirrus, cloud, cloud shadow
+_QA_PIXEL_UNUSABLE = 0b11111
+
+
+def unusable(values: np.ndarray, kind: MaskKind = MaskKind.NONZERO) -> np.ndarray:
+    """Where a mask's values (NaN beyond its extent) mark a pixel unusable."""
+    outside = ~np.isfinite(values)
+    if kind is MaskKind.NONZERO:
+        return outside | (values != 0)
+    codes = np.where(outside, 0, values).astype(np.int64)
+    if kind is MaskKind.SCL:
+        return outside | np.isin(codes, _SCL_UNUSABLE)
+    return outside | (codes & _QA_PIXEL_UNUSABLE != 0)
+
+
+def qa_mask_kind(platform: str) -> MaskKind | None:
+    """The kind of a platform's QA band, as STAC imports keep it (None: it has none)."""
+    name = platform.lower()
+    if name.startswith("sentinel-2"):
+        return MaskKind.SCL
+    if name.startswith("landsat"):
+        return MaskKind.QA_PIXEL
+    return None
+
+
+def to_decibels(values: np.ndarray, scale: float = 1.0, offset: float = 0.0) -> np.ndarray:
+    """Radar backscatter (linear power, as digital numbers with their scale and offset) in
+    dB: speckle's multiplicative noise becomes additive, and bright targets no longer
+    outweigh the rest of a chip. Zero or negative power has no dB: NaN, unusable."""
+    linear = values.astype(np.float64) * scale + offset
+    with np.errstate(divide="ignore", invalid="ignore"):
+        db = 10.0 * np.log10(linear)
+    db[~(linear > 0)] = np.nan
+    return db.astype(np.float32)
+
+
 class PairReader:
     """Reads matching windows of REF and of SEC resampled onto REF's grid, NaN where
     a pixel has no data or its image's mask marks it unusable. Callable as the tracker's
-    `BlockReader`."""
+    `BlockReader`. `decibels`: (scale, offset) of REF's and SEC's digital numbers, to read
+    radar amplitude in dB; None reads the values as they are."""
 
     def __init__(
         self,
@@ -164,8 +252,12 @@ class PairReader:
         masks: tuple[rasterio.io.DatasetReaderBase | None, rasterio.io.DatasetReaderBase | None]
         | None = None,
         mask_paths: tuple[str | None, str | None] = (None, None),
+        decibels: tuple[tuple[float, float], tuple[float, float]] | None = None,
+        mask_kind: MaskKind = MaskKind.NONZERO,
     ):
         self._ref = ref
+        self._mask_kind = mask_kind
+        self._decibels = decibels
         self._sec = sec
         self._paths = paths
         self._masks = masks or (None, None)
@@ -194,11 +286,16 @@ class PairReader:
                 self._read(self._ref, self._paths[0], r0, r1, c0, c1),
                 self._read(self._sec, self._paths[1], r0, r1, c0, c1),
             )
+            if self._decibels:
+                images = tuple(
+                    to_decibels(image, *linear)
+                    for image, linear in zip(images, self._decibels, strict=True)
+                )
             for image, mask, path in zip(images, self._masks, self._mask_paths, strict=True):
                 if mask is not None:
-                    # non-zero, and beyond the mask's extent (NaN): unusable
+                    # as its kind says, and beyond the mask's extent (NaN): unusable
                     hidden = self._read(mask, path, r0, r1, c0, c1, masked=False)
-                    image[~(hidden == 0)] = np.nan
+                    image[unusable(hidden, self._mask_kind)] = np.nan
             return images
 
 
@@ -273,24 +370,33 @@ def _north_up(ds: rasterio.DatasetReader, stack: ExitStack) -> rasterio.io.Datas
 
 @contextmanager
 def open_pair(
-    ref_path: str, sec_path: str, ref_mask: str | None = None, sec_mask: str | None = None
+    ref_path: str,
+    sec_path: str,
+    ref_mask: str | None = None,
+    sec_mask: str | None = None,
+    amplitude_db: bool = False,
+    mask_kind: MaskKind = MaskKind.NONZERO,
 ) -> Iterator[PairReader]:
     """Open both scenes; SEC on another grid or CRS is warped onto REF's grid (cubic).
-    South-up images are read as their north-up flip.
+    South-up images are read as their north-up flip. `amplitude_db`: the scenes are radar
+    backscatter, read in dB (their GeoTIFF scale and offset applied first). `mask_kind`:
+    what the masks' values mean (non-zero unusable, or a provider's QA band).
 
     ref_mask, sec_mask: optional rasters, non-zero where a pixel of that image is unusable
     (cloud, shadow, no data, as QA bands mark them); on another grid or CRS they are
     warped onto REF's grid too (nearest). Their values count as they are (a declared
     nodata value is not special); REF pixels beyond a mask's extent count as unusable."""
     with ExitStack() as stack:
-        ref = _north_up(stack.enter_context(_open(ref_path)), stack)
+        ref_file = stack.enter_context(_open(ref_path))
+        ref = _north_up(ref_file, stack)
         t = ref.transform
         if t.b != 0 or t.d != 0 or t.a <= 0 or t.e >= 0:
             raise SceneError(
                 f"{ref_path}: the image is rotated or flipped east-west (geotransform "
                 f"{tuple(t)[:6]}); give a north-up or south-up image"
             )
-        sec = _north_up(stack.enter_context(_open(sec_path)), stack)
+        sec_file = stack.enter_context(_open(sec_path))
+        sec = _north_up(sec_file, stack)
         sec = _on_ref_grid(stack, ref, sec, (ref_path, sec_path), Resampling.cubic, sec.nodata)
         masks = tuple(
             None
@@ -305,4 +411,12 @@ def open_pair(
             )
             for path, what in ((ref_mask, "--ref-mask"), (sec_mask, "--sec-mask"))
         )
-        yield PairReader(ref, sec, (ref_path, sec_path), masks, (ref_mask, sec_mask))
+        decibels = None
+        if amplitude_db:
+            decibels = (
+                (ref_file.scales[0], ref_file.offsets[0]),
+                (sec_file.scales[0], sec_file.offsets[0]),
+            )
+        yield PairReader(
+            ref, sec, (ref_path, sec_path), masks, (ref_mask, sec_mask), decibels, mask_kind
+        )

@@ -799,3 +799,17 @@ def test_an_interrupted_mosaic_build_leaves_only_whole_files(tmp_path: Path) -> 
         else:
             with rasterio.open(path) as cog:
                 cog.read()
+
+
+def test_track_with_the_radar_preset_reads_db_with_larger_chips(tmp_path: Path) -> None:
+    motion = synthetic.make_pair((300, 300), synthetic.uniform(0.5, -0.8), noise=0.0, seed=44)
+    radar = synthetic.radar_amplitude(motion, seed=44)
+    ref, sec = synthetic.write_geotiffs(radar, tmp_path / "scenes", "s1")
+    out = tmp_path / "radar.nc"
+    run = _run(tmp_path, "track", str(ref), str(sec), "-o", str(out), "--preset", "radar")
+    assert run.returncode == 0, run.stderr
+    with xr.open_dataset(out) as ds:
+        assert ds.attrs["parameter_amplitude"] == "dB"
+        assert ds.attrs["parameter_chip_sizes_px"] == "64 128 256"  # 480-1920 m of 7.5 m
+    refused = _run(tmp_path, "track", str(ref), str(sec), "-o", str(out), "--preset", "sonar")
+    assert refused.returncode == 2 and "--preset" in refused.stderr
