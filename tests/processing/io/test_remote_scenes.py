@@ -4,9 +4,9 @@ read window by window, giving the granule the local files give."""
 from __future__ import annotations
 
 import os
-import shutil
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -120,12 +120,9 @@ def test_remote_reading_sets_gdal_up_where_the_environment_does_not(
 @pytest.fixture
 def s3_endpoint(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     """An S3-compatible store on loopback (moto's server), named by AWS_ENDPOINT_URL."""
-    server = shutil.which("moto_server")
-    if server is None:
-        pytest.skip("moto_server (an S3-compatible test server) is not installed")
     port = free_port()
     process = subprocess.Popen(
-        [server, "-H", "127.0.0.1", "-p", str(port)],
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
