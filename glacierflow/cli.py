@@ -16,6 +16,7 @@ import sys
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -735,6 +736,128 @@ def _register_mosaics(products: list[MosaicProducts], composites: list[Path]) ->
         f"catalog: {len(mosaics)} mosaic item(s) and {len(made)} composite item(s) updated in "
         f"collection '{collection}'"
     )
+
+
+@main.command("run")
+@click.option(
+    "--bbox",
+    nargs=4,
+    type=_Number(-180, 180),
+    metavar="W S E N",
+    help="Longitude/latitude box: the catalog's scenes that touch it [default: all].",
+)
+@click.option("--start", type=click.DateTime(), help="Scenes acquired from (ISO 8601 date).")
+@click.option("--end", type=click.DateTime(), help="Scenes acquired until (ISO 8601 date).")
+@click.option(
+    "--max-pairs",
+    type=click.IntRange(1),
+    help="Process at most this many pairs (the first ones found).",
+)
+@click.option(
+    "--region",
+    default="custom",
+    show_default=True,
+    help="Name of the region in the mosaics' file names and items.",
+)
+@click.option(
+    "--scheduler",
+    help="tcp://host:port of a running Dask scheduler [default: GLACIERFLOW_DASK_SCHEDULER, "
+    "else a local cluster].",
+)
+@click.option(
+    "--workers",
+    type=click.IntRange(1, 256),
+    help="Processes of the local cluster [default: GLACIERFLOW_DASK_WORKERS or one per core].",
+)
+@click.option(
+    "--spacing",
+    type=_Number(0, 100_000, min_open=True),
+    default=120.0,
+    show_default=True,
+    help="Granules' grid posting, metres.",
+)
+@click.option(
+    "--chip-min",
+    type=_Number(0, 100_000, min_open=True),
+    default=240.0,
+    show_default=True,
+    callback=_chips_in_order,
+    help="Smallest chip, metres.",
+)
+@click.option(
+    "--chip-max",
+    type=_Number(0, 100_000, min_open=True),
+    default=960.0,
+    show_default=True,
+    callback=_chips_in_order,
+    help="Largest chip, metres.",
+)
+@click.option(
+    "--max-speed",
+    type=_Number(0, 1_000_000, min_open=True),
+    default=10_000.0,
+    show_default=True,
+    help="Fastest expected motion, m/yr.",
+)
+def run_command(
+    bbox: tuple[float, float, float, float] | None,
+    start: datetime | None,
+    end: datetime | None,
+    max_pairs: int | None,
+    region: str,
+    scheduler: str | None,
+    workers: int | None,
+    spacing: float,
+    chip_min: float,
+    chip_max: float,
+    max_speed: float,
+) -> None:
+    """The whole pipeline on Dask: the catalog's scenes -> pairs -> granules -> cubes ->
+    composites -> mosaics, each catalogued as it is made.
+
+    Resumable and idempotent: what is done is known by its files (a pair's granule, a
+    cube's layers, a composite newer than its cube), so a run killed anywhere is finished
+    by running it again, which duplicates nothing. A pair that fails is retried once, then
+    named with its reason in the summary; the others go on. Progress bars per stage go to
+    stderr, the summary table to stdout. Files under GLACIERFLOW_DATA_DIR (granules/,
+    cubes/, composites/, mosaics/), which every worker must reach.
+
+    Exit status: 0 when everything was done, 1 when a pair or a stage failed (the rest is
+    done and a re-run retries what failed), 2 for bad input.
+    """
+    from dataclasses import replace
+
+    from glacierflow.catalog.database import catalog_database
+    from glacierflow.catalog.loader import init_catalog
+    from glacierflow.run import TRACK_DEFAULTS, run_pipeline
+
+    settings = _settings()
+    overrides = {"dask_scheduler": scheduler, "dask_workers": workers}
+    settings = settings.model_copy(update={k: v for k, v in overrides.items() if v})
+    template = replace(
+        TRACK_DEFAULTS,
+        spacing_m=spacing,
+        chip_min_m=chip_min,
+        chip_max_m=chip_max,
+        max_speed_m_per_yr=max_speed,
+    )
+    utc = {"tzinfo": UTC}
+    with _exit_on_input_errors(), catalog_database(settings.data_dir) as dsn:
+        init_catalog(dsn, settings.collection_ids)
+        report = run_pipeline(
+            settings,
+            dsn,
+            bbox=bbox,
+            start=start.replace(**utc) if start else None,
+            end=end.replace(**utc) if end else None,
+            max_pairs=max_pairs,
+            template=template,
+            region=region,
+            say=_say,
+        )
+    click.echo(report.table())
+    if not report.ok:
+        sys.exit(1)
 
 
 @main.command()

@@ -32,6 +32,7 @@ from tqdm import tqdm
 from glacierflow.processing.composites.build import open_cube
 from glacierflow.processing.composites.fit import Options
 from glacierflow.processing.cubes.ingest import ingest_cube, plan, record_skipped
+from glacierflow.processing.io.scenes import SceneError
 from glacierflow.processing.mosaics import MosaicError, MosaicProducts
 from glacierflow.processing.mosaics.build import (
     DEFAULT_REGION,
@@ -149,7 +150,13 @@ def track_task(pair: Pair, granules: Path, template: TrackRequest) -> Path:
         sec_time=pair.sec.datetime.isoformat(),
         output=folder,
     )
-    return track_pair(request).path
+    try:
+        return track_pair(request).path
+    except SceneError as err:
+        reason = str(err)
+    # raised again bare: the cause (a rasterio error) does not unpickle on the client,
+    # which would turn the message into an Exception's repr
+    raise SceneError(reason)
 
 
 @contextlib.contextmanager
@@ -200,8 +207,6 @@ def _gather(
 
 def _reason(err: BaseException) -> str:
     """An error as one line: the message of our own errors, the type of others."""
-    from glacierflow.processing.io.scenes import SceneError
-
     text = " ".join(str(err).split()) or repr(err)
     return text if isinstance(err, SceneError) else f"{type(err).__name__}: {text}"
 
