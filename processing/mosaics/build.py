@@ -127,7 +127,10 @@ def _is_current(composite: Path, cube: Path, options: Options) -> bool:
 def _composite_task(cube: Path, out: Path, options: Options) -> str | None:
     """Build and write one cube's composite; the reason when it cannot be."""
     try:
-        data, _ = build_composite(open_cube(cube), options, workers=1)
+        # the cube's blocks read here, not as tasks sent back to the cluster: on a worker
+        # whose threads are all busy (this task holds one) those would wait forever
+        with dask.config.set(scheduler="synchronous"):
+            data, _ = build_composite(open_cube(cube), options, workers=1)
     except (CompositeError, OSError) as err:
         reason = str(err)
         return reason if reason.startswith(cube.name) else f"{cube.name}: {reason}"
