@@ -25,6 +25,7 @@ import click
 
 if TYPE_CHECKING:
     from glacierflow.processing.mosaics import MosaicProducts
+    from glacierflow.processing.pipeline import TrackRequest
     from glacierflow.settings import Settings
 
 
@@ -738,80 +739,110 @@ def _register_mosaics(products: list[MosaicProducts], composites: list[Path]) ->
     )
 
 
-@main.command("run")
-@click.option(
-    "--bbox",
-    nargs=4,
-    type=_Number(-180, 180),
-    metavar="W S E N",
-    help="Longitude/latitude box: the catalog's scenes that touch it [default: all].",
-)
-@click.option("--start", type=click.DateTime(), help="Scenes acquired from (ISO 8601 date).")
-@click.option("--end", type=click.DateTime(), help="Scenes acquired until (ISO 8601 date).")
-@click.option(
-    "--max-pairs",
-    type=click.IntRange(1),
-    help="Process at most this many pairs (the first ones found).",
-)
-@click.option(
-    "--region",
-    default="custom",
-    show_default=True,
-    help="Name of the region in the mosaics' file names and items.",
-)
-@click.option(
-    "--scheduler",
-    help="tcp://host:port of a running Dask scheduler [default: GLACIERFLOW_DASK_SCHEDULER, "
-    "else a local cluster].",
-)
-@click.option(
-    "--workers",
-    type=click.IntRange(1, 256),
-    help="Processes of the local cluster [default: GLACIERFLOW_DASK_WORKERS or one per core].",
-)
-@click.option(
-    "--spacing",
-    type=_Number(0, 100_000, min_open=True),
-    default=120.0,
-    show_default=True,
-    help="Granules' grid posting, metres.",
-)
-@click.option(
-    "--chip-min",
-    type=_Number(0, 100_000, min_open=True),
-    default=240.0,
-    show_default=True,
-    callback=_chips_in_order,
-    help="Smallest chip, metres.",
-)
-@click.option(
-    "--chip-max",
-    type=_Number(0, 100_000, min_open=True),
-    default=960.0,
-    show_default=True,
-    callback=_chips_in_order,
-    help="Largest chip, metres.",
-)
-@click.option(
-    "--max-speed",
-    type=_Number(0, 1_000_000, min_open=True),
-    default=10_000.0,
-    show_default=True,
-    help="Fastest expected motion, m/yr.",
-)
-def run_command(
-    bbox: tuple[float, float, float, float] | None,
-    start: datetime | None,
-    end: datetime | None,
-    max_pairs: int | None,
-    region: str,
+# what `run` and `watch` share: which scenes, where the work runs, the tracker's grid
+_PIPELINE_OPTIONS = [
+    click.option(
+        "--bbox",
+        nargs=4,
+        type=_Number(-180, 180),
+        metavar="W S E N",
+        help="Longitude/latitude box: the catalog's scenes that touch it [default: all].",
+    ),
+    click.option("--start", type=click.DateTime(), help="Scenes acquired from (ISO 8601 date)."),
+    click.option("--end", type=click.DateTime(), help="Scenes acquired until (ISO 8601 date)."),
+    click.option(
+        "--max-pairs",
+        type=click.IntRange(1),
+        help="Process at most this many pairs (the first ones found).",
+    ),
+    click.option(
+        "--region",
+        default="custom",
+        show_default=True,
+        help="Name of the region in the mosaics' file names and items.",
+    ),
+    click.option(
+        "--scheduler",
+        help="tcp://host:port of a running Dask scheduler [default: GLACIERFLOW_DASK_SCHEDULER, "
+        "else a local cluster].",
+    ),
+    click.option(
+        "--workers",
+        type=click.IntRange(1, 256),
+        help="Processes of the local cluster [default: GLACIERFLOW_DASK_WORKERS or one per core].",
+    ),
+    click.option(
+        "--spacing",
+        type=_Number(0, 100_000, min_open=True),
+        default=120.0,
+        show_default=True,
+        help="Granules' grid posting, metres.",
+    ),
+    click.option(
+        "--chip-min",
+        type=_Number(0, 100_000, min_open=True),
+        default=240.0,
+        show_default=True,
+        callback=_chips_in_order,
+        help="Smallest chip, metres.",
+    ),
+    click.option(
+        "--chip-max",
+        type=_Number(0, 100_000, min_open=True),
+        default=960.0,
+        show_default=True,
+        callback=_chips_in_order,
+        help="Largest chip, metres.",
+    ),
+    click.option(
+        "--max-speed",
+        type=_Number(0, 1_000_000, min_open=True),
+        default=10_000.0,
+        show_default=True,
+        help="Fastest expected motion, m/yr.",
+    ),
+]
+
+
+def _pipeline_options(command):
+    for option in reversed(_PIPELINE_OPTIONS):
+        command = option(command)
+    return command
+
+
+def _pipeline_job(
     scheduler: str | None,
     workers: int | None,
     spacing: float,
     chip_min: float,
     chip_max: float,
     max_speed: float,
-) -> None:
+    **scenes: object,
+) -> tuple[Settings, TrackRequest, dict[str, object]]:
+    """The settings with --scheduler/--workers, the tracking template, and the scene
+    selection (bbox, start, end as UTC, max_pairs, region) of `run` and `watch`."""
+    from dataclasses import replace
+
+    from glacierflow.run import TRACK_DEFAULTS
+
+    overrides = {"dask_scheduler": scheduler, "dask_workers": workers}
+    settings = _settings().model_copy(update={k: v for k, v in overrides.items() if v})
+    template = replace(
+        TRACK_DEFAULTS,
+        spacing_m=spacing,
+        chip_min_m=chip_min,
+        chip_max_m=chip_max,
+        max_speed_m_per_yr=max_speed,
+    )
+    for key in ("start", "end"):
+        if isinstance(when := scenes[key], datetime):
+            scenes[key] = when.replace(tzinfo=UTC)
+    return settings, template, scenes
+
+
+@main.command("run")
+@_pipeline_options
+def run_command(**options: object) -> None:
     """The whole pipeline on Dask: the catalog's scenes -> pairs -> granules -> cubes ->
     composites -> mosaics, each catalogued as it is made.
 
@@ -825,39 +856,58 @@ def run_command(
     Exit status: 0 when everything was done, 1 when a pair or a stage failed (the rest is
     done and a re-run retries what failed), 2 for bad input.
     """
-    from dataclasses import replace
-
     from glacierflow.catalog.database import catalog_database
     from glacierflow.catalog.loader import init_catalog
-    from glacierflow.run import TRACK_DEFAULTS, run_pipeline
+    from glacierflow.run import run_pipeline
 
-    settings = _settings()
-    overrides = {"dask_scheduler": scheduler, "dask_workers": workers}
-    settings = settings.model_copy(update={k: v for k, v in overrides.items() if v})
-    template = replace(
-        TRACK_DEFAULTS,
-        spacing_m=spacing,
-        chip_min_m=chip_min,
-        chip_max_m=chip_max,
-        max_speed_m_per_yr=max_speed,
-    )
-    utc = {"tzinfo": UTC}
+    settings, template, scenes = _pipeline_job(**options)
     with _exit_on_input_errors(), catalog_database(settings.data_dir) as dsn:
         init_catalog(dsn, settings.collection_ids)
-        report = run_pipeline(
-            settings,
-            dsn,
-            bbox=bbox,
-            start=start.replace(**utc) if start else None,
-            end=end.replace(**utc) if end else None,
-            max_pairs=max_pairs,
-            template=template,
-            region=region,
-            say=_say,
-        )
+        report = run_pipeline(settings, dsn, template=template, say=_say, **scenes)
     click.echo(report.table())
     if not report.ok:
         sys.exit(1)
+
+
+@main.command("watch")
+@_pipeline_options
+@click.option(
+    "--interval",
+    type=_Number(1, 86_400),
+    default=60.0,
+    show_default=True,
+    help="Seconds between two looks at the catalog's scenes.",
+)
+def watch_command(interval: float, **options: object) -> None:
+    """`run`, kept up to date: polls the catalog's scenes and processes only what is new.
+
+    New scene items (from `glacierflow scenes import`, or POSTed to the STAC API's
+    /stac/collections/scenes/items with GLACIERFLOW_STAC_TRANSACTIONS_API_KEY) are paired;
+    new pairs are tracked, their layers appended to the cubes (readers see them at once),
+    the composites and mosaics of the cubes they changed refreshed, and all of it
+    catalogued. Runs until Ctrl-C or SIGTERM.
+    """
+    from glacierflow.catalog.database import catalog_database
+    from glacierflow.catalog.loader import init_catalog
+    from glacierflow.run import catalog_pairs
+    from glacierflow.watch import watch
+
+    settings, template, scenes = _pipeline_job(**options)
+    region = str(scenes.pop("region"))
+    with _exit_on_input_errors(), catalog_database(settings.data_dir) as dsn:
+        init_catalog(dsn, settings.collection_ids)
+        try:
+            watch(
+                settings,
+                dsn,
+                lambda: catalog_pairs(dsn, **scenes),
+                interval_s=interval,
+                template=template,
+                region=region,
+                say=_say,
+            )
+        except KeyboardInterrupt:
+            _say("watch: stopped")
 
 
 @main.command()

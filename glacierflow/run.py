@@ -48,8 +48,6 @@ from glacierflow.settings import Settings
 if TYPE_CHECKING:
     from distributed import Client, Future
 
-    from glacierflow.processing.scenes import Scene
-
 Say = Callable[[str], None]
 
 # the tracker's defaults; ref, sec, times and output are each pair's
@@ -229,17 +227,27 @@ def run_pairs(
     *,
     template: TrackRequest = TRACK_DEFAULTS,
     region: str = DEFAULT_REGION,
+    consolidate: bool = True,
     client: Client | None = None,
     say: Say = print,
 ) -> RunReport:
     """Run the pipeline on `pairs`: track what is not done, catalog the granules (when
-    `dsn` names a catalog), ingest them into the cubes, refresh the cubes' composites and
-    the region's mosaics, catalog those. On `client`'s cluster, else on the one the
-    settings name (`dask_client`)."""
+    `dsn` names a catalog), ingest them into the cubes (`consolidate`: folded into each
+    cube's history at the end, else left as recent segments until the cube has
+    GLACIERFLOW_CUBE_CONSOLIDATE_AFTER of them), refresh the cubes' composites and the
+    region's mosaics, catalog those. On `client`'s cluster, else on the one the settings
+    name (`dask_client`)."""
     if client is None:
         with dask_client(settings.dask_scheduler, settings.dask_workers) as own:
             return run_pairs(
-                settings, pairs, dsn, template=template, region=region, client=own, say=say
+                settings,
+                pairs,
+                dsn,
+                template=template,
+                region=region,
+                consolidate=consolidate,
+                client=own,
+                say=say,
             )
     report = RunReport(pairs=len(pairs))
     granules_dir = settings.data_dir / "granules"
@@ -271,7 +279,7 @@ def run_pairs(
     report.seconds["track"] = time.perf_counter() - clock
     if dsn and report.granules:
         _catalog(report, "granules", lambda: _load_granules(dsn, settings, report.granules))
-    cubes = _ingest(settings, report, client, say)
+    cubes = _ingest(settings, report, consolidate, client, say)
     if dsn and cubes:
         _catalog(report, "cubes", lambda: _load_cubes(dsn, settings, cubes))
     if cubes:
@@ -281,7 +289,9 @@ def run_pairs(
     return report
 
 
-def _ingest(settings: Settings, report: RunReport, client: Client, say: Say) -> list[Path]:
+def _ingest(
+    settings: Settings, report: RunReport, consolidate: bool, client: Client, say: Say
+) -> list[Path]:
     """The run's granules into every cube they reach (a task per cube); the cubes."""
     clock = time.perf_counter()
     store = settings.cube_store
@@ -293,7 +303,7 @@ def _ingest(settings: Settings, report: RunReport, client: Client, say: Say) -> 
             name,
             files,
             settings.cube_consolidate_after,
-            True,  # consolidated: a point's whole history in one chunk once the batch is in
+            consolidate,
             settings.public_href,
             key=f"ingest-{name}",
             retries=1,
@@ -384,10 +394,23 @@ def _load_mosaics(dsn: str, settings: Settings, report: RunReport) -> int:
     return len(made)
 
 
+def catalog_pairs(
+    dsn: str,
+    bbox: tuple[float, float, float, float] | None = None,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    max_pairs: int | None = None,
+) -> list[Pair]:
+    """The pairs of the catalog's scenes (in the box and time span), by the pairing rules."""
+    from glacierflow.catalog.scenes import scenes_from_catalog
+    from glacierflow.processing.scenes.pairing import find_pairs
+
+    return find_pairs(scenes_from_catalog(dsn, bbox=bbox, start=start, end=end))[:max_pairs]
+
+
 def run_pipeline(
     settings: Settings,
     dsn: str,
-    scenes: Sequence[Scene] | None = None,
     *,
     bbox: tuple[float, float, float, float] | None = None,
     start: datetime | None = None,
@@ -397,13 +420,6 @@ def run_pipeline(
     region: str = DEFAULT_REGION,
     say: Say = print,
 ) -> RunReport:
-    """The whole pipeline from the catalog's scenes (or `scenes`): pairs found by the
-    pairing rules, then `run_pairs`."""
-    from glacierflow.catalog.scenes import scenes_from_catalog
-    from glacierflow.processing.scenes.pairing import find_pairs
-
-    if scenes is None:
-        scenes = scenes_from_catalog(dsn, bbox=bbox, start=start, end=end)
-    pairs = find_pairs(scenes)
-    say(f"scenes: {len(scenes)}, pairs: {len(pairs)}")
-    return run_pairs(settings, pairs[:max_pairs], dsn, template=template, region=region, say=say)
+    """The whole pipeline from the catalog's scenes: their pairs, then `run_pairs`."""
+    pairs = catalog_pairs(dsn, bbox, start, end, max_pairs)
+    return run_pairs(settings, pairs, dsn, template=template, region=region, say=say)

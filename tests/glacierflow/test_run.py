@@ -34,6 +34,7 @@ from glacierflow.run import (
     run_pairs,
 )
 from glacierflow.settings import Settings
+from glacierflow.watch import watch
 
 GOOD_PAIRS = 8
 # small scenes: 300 x 300 px at 7.5 m, chips and search to match
@@ -302,3 +303,48 @@ def test_run_help_documents_the_options_and_exit_status(tmp_path: Path) -> None:
     for option in ("--bbox", "--start", "--end", "--scheduler", "--workers", "--max-pairs"):
         assert option in run.stdout
     assert "Exit status" in run.stdout
+
+
+def test_watch_processes_only_the_new_pair_and_refreshes_the_composite(
+    pairs: list[Pair], tmp_path: Path, new_catalog
+) -> None:
+    settings = Settings(data_dir=tmp_path / "data", dask_workers=1)
+    dsn = _catalog(new_catalog, "run_watch", settings.data_dir)
+    available = list(pairs[:3])
+    reports: list[RunReport] = []
+    stop = threading.Event()
+    arrived: list[float] = []
+
+    def next_round(report: RunReport) -> None:
+        reports.append(report)
+        if len(reports) == 1:  # a new scene arrives: one more pair
+            available.append(pairs[3])
+            arrived.append(time.monotonic())
+        else:
+            stop.set()
+
+    rounds = watch(
+        settings,
+        dsn,
+        lambda: available,
+        interval_s=0.2,
+        stop=stop,
+        template=TEMPLATE,
+        region="TEST",
+        on_round=next_round,
+        say=lambda _: None,
+    )
+    latency = time.monotonic() - arrived[0]
+    assert rounds == 2
+    first, second = reports
+    assert first.tracked == sorted(p.id for p in pairs[:3])
+    assert second.done_before == first.tracked and second.tracked == [pairs[3].id]
+    assert list(second.cubes.values()) == [1]  # appended, not rebuilt
+    cube = _cube(settings)
+    assert cube.sizes["mid_date"] == 4
+    (name,) = cube_names(settings.cube_store)
+    assert LivingCube(settings.cube_store, name).snapshot().segments  # not consolidated
+    with xr.open_dataset(second.composites[0]) as composite:
+        assert int(composite["count0"].max()) == 4  # the composite has the new layer
+    assert len(_items(dsn)["granules"]) == 4
+    assert latency < 300, f"the new pair took {latency:.0f} s to reach the cube"
