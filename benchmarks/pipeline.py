@@ -31,7 +31,7 @@ from support import catalog_server, fresh_catalog
 
 from glacierflow.processing import synthetic
 from glacierflow.processing.scenes import Pair, Scene
-from glacierflow.run import TRACK_DEFAULTS, dask_client, run_pairs
+from glacierflow.run import TRACK_DEFAULTS, dask_client, run_pairs, track_task
 from glacierflow.settings import Settings
 
 TEMPLATE = replace(
@@ -58,19 +58,9 @@ def make_pairs(folder: Path, count: int, size: int) -> list[Pair]:
 
 
 def tracking_alone(pairs: list[Pair], out: Path) -> float:
-    from glacierflow.processing.pipeline import track_pair
-
     start = time.perf_counter()
     for pair in pairs:
-        request = replace(
-            TEMPLATE,
-            ref=pair.ref.href,
-            sec=pair.sec.href,
-            ref_time=pair.ref.datetime.isoformat(),
-            sec_time=pair.sec.datetime.isoformat(),
-            output=out / pair.id,
-        )
-        track_pair(request)
+        track_task(pair, out, TEMPLATE)
     return time.perf_counter() - start
 
 
@@ -78,7 +68,9 @@ def pipeline(pairs: list[Pair], data_dir: Path, dsn: str, workers: int) -> dict[
     settings = Settings(data_dir=data_dir, dask_workers=workers)
     with dask_client(None, workers) as client:
         start = time.perf_counter()
-        report = run_pairs(settings, pairs, dsn, template=TEMPLATE, client=client, say=lambda _: None)
+        report = run_pairs(
+            settings, pairs, dsn, template=TEMPLATE, client=client, say=lambda _: None
+        )
         total = time.perf_counter() - start
     assert report.ok and len(report.tracked) == len(pairs), report.table()
     return {**report.seconds, "total": total}

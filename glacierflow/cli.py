@@ -14,7 +14,7 @@ import math
 import signal
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from functools import cached_property
@@ -135,6 +135,56 @@ def _writable_output(ctx: click.Context, param: click.Parameter, value: Path) ->
     return value
 
 
+# the tracker's grid, chips and search: `track`, `run` and `watch`
+_GRID_OPTIONS = [
+    click.option(
+        "--spacing",
+        type=_Number(0, 100_000, min_open=True),
+        default=120.0,
+        show_default=True,
+        help="Grid posting, metres (at least one pixel).",
+    ),
+    click.option(
+        "--chip-min",
+        type=_Number(0, 100_000, min_open=True),
+        default=240.0,
+        show_default=True,
+        callback=_chips_in_order,
+        help="Smallest chip, metres.",
+    ),
+    click.option(
+        "--chip-max",
+        type=_Number(0, 100_000, min_open=True),
+        default=960.0,
+        show_default=True,
+        callback=_chips_in_order,
+        help="Largest chip of the ladder (doubling from --chip-min), metres.",
+    ),
+    click.option(
+        "--max-speed",
+        type=_Number(0, 1_000_000, min_open=True),
+        default=10_000.0,
+        show_default=True,
+        help="Fastest expected motion, m/yr: sets the search window (clipped to the image and "
+        "to GLACIERFLOW_TRACK_MEMORY_BUDGET_MB, with a warning).",
+    ),
+]
+
+
+def _options(options: list) -> Callable:
+    """A decorator adding `options` to a command, in their order in --help."""
+
+    def add(command: Callable) -> Callable:
+        for option in reversed(options):
+            command = option(command)
+        return command
+
+    return add
+
+
+_grid_options = _options(_GRID_OPTIONS)
+
+
 _PORT = click.IntRange(1, 65535)
 
 
@@ -165,37 +215,7 @@ def _interrupt(signum: int, frame: object) -> None:
 )
 @click.option("--ref-time", help="Acquisition time of REF (ISO 8601); default: its TIFF tags.")
 @click.option("--sec-time", help="Acquisition time of SEC (ISO 8601); default: its TIFF tags.")
-@click.option(
-    "--spacing",
-    type=_Number(0, 100_000, min_open=True),
-    default=120.0,
-    show_default=True,
-    help="Grid posting, metres (at least one pixel).",
-)
-@click.option(
-    "--chip-min",
-    type=_Number(0, 100_000, min_open=True),
-    default=240.0,
-    show_default=True,
-    callback=_chips_in_order,
-    help="Smallest chip, metres.",
-)
-@click.option(
-    "--chip-max",
-    type=_Number(0, 100_000, min_open=True),
-    default=960.0,
-    show_default=True,
-    callback=_chips_in_order,
-    help="Largest chip of the ladder (doubling from --chip-min), metres.",
-)
-@click.option(
-    "--max-speed",
-    type=_Number(0, 1_000_000, min_open=True),
-    default=10_000.0,
-    show_default=True,
-    help="Fastest expected motion, m/yr: sets the search window (clipped to the image and "
-    "to GLACIERFLOW_TRACK_MEMORY_BUDGET_MB, with a warning).",
-)
+@_grid_options
 @click.option(
     "--filter",
     "image_filter",
@@ -771,43 +791,11 @@ _PIPELINE_OPTIONS = [
         type=click.IntRange(1, 256),
         help="Processes of the local cluster [default: GLACIERFLOW_DASK_WORKERS or one per core].",
     ),
-    click.option(
-        "--spacing",
-        type=_Number(0, 100_000, min_open=True),
-        default=120.0,
-        show_default=True,
-        help="Granules' grid posting, metres.",
-    ),
-    click.option(
-        "--chip-min",
-        type=_Number(0, 100_000, min_open=True),
-        default=240.0,
-        show_default=True,
-        callback=_chips_in_order,
-        help="Smallest chip, metres.",
-    ),
-    click.option(
-        "--chip-max",
-        type=_Number(0, 100_000, min_open=True),
-        default=960.0,
-        show_default=True,
-        callback=_chips_in_order,
-        help="Largest chip, metres.",
-    ),
-    click.option(
-        "--max-speed",
-        type=_Number(0, 1_000_000, min_open=True),
-        default=10_000.0,
-        show_default=True,
-        help="Fastest expected motion, m/yr.",
-    ),
+    *_GRID_OPTIONS,
 ]
 
 
-def _pipeline_options(command):
-    for option in reversed(_PIPELINE_OPTIONS):
-        command = option(command)
-    return command
+_pipeline_options = _options(_PIPELINE_OPTIONS)
 
 
 def _pipeline_job(
