@@ -94,7 +94,7 @@ def main() -> None:
     n = len(pairs)
     print(
         f"a) tracking alone, 1 process: {wall:.1f} s wall, {cpu:.1f} s CPU: "
-        f"{n / cpu * 3600:.0f} pairs/h per CPU-second-hour"
+        f"{n / cpu * 3600:.0f} pairs per CPU-hour"
     )
     rows = {}
     with catalog_server(root) as server:

@@ -137,9 +137,12 @@ def finished_granule(folder: Path) -> Path | None:
 def track_task(pair: Pair, granules: Path, template: TrackRequest) -> Path:
     """Track one pair into its folder (a Dask task: everything it needs is an argument)."""
     folder = pair_folder(granules, pair)
-    for stale in folder.glob("[!.]*.nc"):  # unreadable: a disk that failed, a copy cut short
-        if finished_granule(folder) != stale:
-            stale.unlink()
+    done = finished_granule(folder)
+    if done is not None:  # an earlier try finished, its worker lost before it could say so
+        return done
+    # what a worker killed mid-write left (temporary names), or a file that does not open
+    for stale in [*folder.glob(".*.tmp"), *folder.glob("*.nc")]:
+        stale.unlink(missing_ok=True)
     request = replace(
         template,
         ref=pair.ref.href,
@@ -161,7 +164,8 @@ def track_task(pair: Pair, granules: Path, template: TrackRequest) -> Path:
 def dask_client(scheduler: str | None = None, workers: int | None = None) -> Iterator[Client]:
     """A client of the running scheduler at `scheduler` (tcp://host:port), else of a
     `LocalCluster` of `workers` single-threaded processes (default: one per core), which
-    closes with it. Processes, not threads: tracking's Python parts hold the GIL."""
+    closes with it: processes, so that the tracker's Python glue (outlier filters, I/O)
+    runs in parallel too, not only its pyfftw/numpy parts that release the GIL."""
     from distributed import Client, LocalCluster
 
     if scheduler:
