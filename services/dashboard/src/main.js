@@ -6,6 +6,7 @@ import { chartData, drawChart } from "./chart.js";
 import { MAX_CSV_BYTES, parsePointsCsv } from "./csv.js";
 import { addMarker, createMap, showCubes, showFootprints } from "./map.js";
 import { readShared, shareParams } from "./share.js";
+import { SpeedLayer } from "./speed.js";
 
 const MAX_DT_DAYS = 546; // the slider's top: no upper limit on days between images
 // 20 colours that stay apart and show on white
@@ -215,7 +216,9 @@ async function pickObservation(layer, time, value) {
 /** The page's URL carries the state, so that it can be shared (and survives a reload). */
 function saveState() {
   if (!state.map) return;
-  history.replaceState(null, "", `#${shareParams(state.map, state.points, $("filters").elements)}`);
+  const query = shareParams(state.map, state.points, $("filters").elements);
+  state.speed?.share(query);
+  history.replaceState(null, "", `#${query}`);
 }
 
 async function copyShareLink() {
@@ -327,6 +330,9 @@ async function start() {
   const shared = readShared(location.hash, $("filters").elements, state.maxPoints);
   state.map = createMap($("map"), state.config, shared.view);
   state.map.on("moveend", saveState);
+  state.speed = new SpeedLayer(state.map, $("speed"), {
+    collection: state.config.mosaics_collection, say, changed: saveState,
+  });
   state.map.on("click", (event) => addPoint(event.lngLat.lng, event.lngLat.lat));
   $("goto").addEventListener("submit", (event) => {
     event.preventDefault();
@@ -355,12 +361,14 @@ async function start() {
   }).observe($("chart"));
   filters();
   render();
+  const speedShown = state.speed.load(); // meanwhile
   try {
     const count = await showCubes(state.map, state.config.cubes_collection, !shared.view);
     if (!count) say("The catalog has no datacubes yet: ingest granules (glacierflow cube ingest) to get time series.", "info");
   } catch (err) {
     say(`The cube outlines could not be read from the STAC API: ${err.message}`);
   }
+  await speedShown;
   await Promise.all(shared.points.map(([lon, lat]) => addPoint(lon, lat)));
   state.ready = true;
   performance.mark("dashboard-ready");
