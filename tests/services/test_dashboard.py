@@ -139,12 +139,13 @@ def api_series(server: str, lon: float, lat: float, **params) -> dict:
 
 
 def test_the_page_loads_with_no_console_errors(page, screenshots: Path) -> None:
-    page.wait_for_timeout(500)  # the cube outlines' first frame
+    page.wait_for_function(  # the cube outlines' first frame
+        "window.glacierflow.map.querySourceFeatures('cubes').length >= 1", timeout=10_000
+    )
+    speed_drawn(page)
     page.screenshot(path=screenshots / "dashboard_loaded.png")
     assert page.errors == []
     assert page.locator("#message").is_hidden()
-    outlines = page.evaluate("window.glacierflow.map.querySourceFeatures('cubes').length")
-    assert outlines >= 1
     for link in ("browser/", "stac/", "docs", "redoc", "openapi.json", "healthz"):
         assert page.locator(f'#help a[href="{link}"]').count() == 1, link
 
