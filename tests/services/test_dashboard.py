@@ -5,6 +5,7 @@ equals what the API answers. Screenshots are kept under the pytest basetemp's
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 from collections.abc import Iterator
@@ -698,3 +699,42 @@ def test_the_main_controls_are_reached_and_worked_with_the_keyboard(
     assert page.evaluate("window.glacierflow.chart.series[0].label") is not None
     assert page.locator("#filters select[name=variable]").input_value() == "vx"
     assert page.errors == []
+
+
+@pytest.fixture(scope="module")
+def broken_mosaic_server(
+    front_end_region: ServedRegion, new_catalog, tmp_path_factory
+) -> Iterator[str]:
+    """`glacierflow serve` on a catalog whose one mosaic's Web-Mercator COG was damaged after
+    it was catalogued (the tile server cannot read it: 500)."""
+    from mosaic_products import write_mosaic
+
+    from glacierflow.catalog.loader import load_mosaics
+    from glacierflow.settings import Settings
+
+    settings = Settings(data_dir=front_end_region.data_dir)
+    folder = settings.data_dir / "broken-mosaics"
+    products = write_mosaic(folder, "BROKEN", 2024, origin=FRONT_END_MOSAICS[2024][0])
+    dsn = new_catalog("front_end_broken")
+    load_mosaics(dsn, [products], "mosaics", settings.data_href)
+    products.web_mercator.write_bytes(b"not a GeoTIFF")
+    region = dataclasses.replace(front_end_region, dsn=dsn)
+    log = tmp_path_factory.mktemp("broken-mosaic-serve") / "serve.log"
+    with glacierflow_serve(region, log=log) as process:
+        yield process.url
+
+
+def test_speed_tiles_the_server_cannot_draw_are_said(
+    chromium, broken_mosaic_server: str, screenshots: Path
+) -> None:
+    context = chromium.new_context(viewport={"width": 1280, "height": 800})
+    try:
+        page = open_page(context, broken_mosaic_server + "/")
+        said(page, "The speed tiles of 2024 could not be drawn (the tile server answered 500).")
+        idle(page)  # the loading indicator goes once the map has given up
+        page.screenshot(path=screenshots / "dashboard_speed_broken.png")
+        assert page.tiles
+        # chromium's own line per failed request, nothing else
+        assert all("status of 500" in error for error in page.errors), page.errors
+    finally:
+        context.close()

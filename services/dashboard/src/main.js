@@ -361,14 +361,15 @@ async function start() {
   }).observe($("chart"));
   filters();
   render();
-  const speedShown = state.speed.load(); // meanwhile
+  const speedRead = state.speed.load(); // the mosaics' years, meanwhile
   try {
     const count = await showCubes(state.map, state.config.cubes_collection, !shared.view);
     if (!count) say("The catalog has no datacubes yet: ingest granules (glacierflow cube ingest) to get time series.", "info");
   } catch (err) {
     say(`The cube outlines could not be read from the STAC API: ${err.message}`);
   }
-  await speedShown;
+  await speedRead;
+  state.speed.apply(); // its tiles once the outlines are read: usable first, drawn under them
   await Promise.all(shared.points.map(([lon, lat]) => addPoint(lon, lat)));
   state.ready = true;
   performance.mark("dashboard-ready");

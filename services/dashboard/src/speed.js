@@ -2,11 +2,13 @@
 // tiles from the tile server (titiler-pgstac's mosaic of the mosaics collection, filtered
 // by year, Web-Mercator COGs), with the tile server's legend, an opacity and a switch.
 // Its state rides in the share link (year=YYYY|0000, opacity=0-100, speed=0 when hidden).
-import { getJson } from "./api.js";
+import { busy, getJson } from "./api.js";
 
 const MAX_MOSAIC_PAGES = 20; // of 100 items each
 // finer than the mosaics' 120 m pixels at any latitude: MapLibre enlarges the tiles beyond
 const TILES_MAXZOOM = 12;
+// a quarter of the requests 256 px tiles take (each asks the catalog, then reads the COGs)
+const TILE_SIZE = 512;
 const CLIMATOLOGY = 0;
 const SOURCE = "speed";
 
@@ -92,7 +94,21 @@ export class SpeedLayer {
       }
       if (this.tilesFailed === this.year) return;
       this.tilesFailed = this.year;
-      say(`The speed tiles of ${this.label(this.year)} could not be drawn: ${event.error?.message ?? "the tile server failed"}.`);
+      const status = event.error?.status;
+      const why = status ? `the tile server answered ${status}` : (event.error?.message ?? "no answer");
+      say(`The speed tiles of ${this.label(this.year)} could not be drawn (${why}).`);
+    });
+    // the loading indicator, from the first speed tile asked for until the map is drawn
+    this.loading = false;
+    map.on("dataloading", (event) => {
+      if (event.sourceId !== SOURCE || this.loading) return;
+      this.loading = true;
+      busy(+1);
+    });
+    map.on("idle", () => {
+      if (!this.loading) return;
+      this.loading = false;
+      busy(-1);
     });
     map.addControl({ onAdd: () => { form.hidden = false; return form; }, onRemove: () => form.remove() }, "top-left");
   }
@@ -103,14 +119,14 @@ export class SpeedLayer {
     return Array.isArray(window) ? `climatology ${window[0]}–${window[1]}` : "climatology";
   }
 
-  /** Read the legend and the mosaics' years; resolves when the control is filled in. */
+  /** Read the legend and the mosaics' years and fill the control in (`apply` draws). */
   async load() {
     const elements = this.form.elements;
     let legend;
     try {
       [legend, this.years] = await Promise.all([getJson("tiles/legend/speed"), mosaicYears(this.collection)]);
     } catch (err) {
-      this.disable("speed: not available");
+      this.disable("Not available: the mosaics could not be read.");
       this.say(`The speed mosaics could not be read: ${err.message}`);
       return;
     }
@@ -133,7 +149,6 @@ export class SpeedLayer {
     elements.show.checked = show;
     drawLegend(this.form.querySelector(".legend"), legend);
     await this.styleReady;
-    this.apply();
   }
 
   disable(text) {
@@ -150,6 +165,7 @@ export class SpeedLayer {
   tiles(year) {
     const query = new URLSearchParams({
       assets: "v_3857",
+      tilesize: String(TILE_SIZE),
       expression: "log10(b1)",
       rescale: this.legend.range.map(Math.log10).join(","),
       colormap_name: this.legend.colormap_name,
@@ -165,6 +181,7 @@ export class SpeedLayer {
     const elements = this.form.elements;
     const map = this.map;
     const year = Number(elements.year.value);
+    if (!this.years.has(year)) return; // no mosaics, or they could not be read
     const opacity = Number(elements.opacity.value) / 100;
     elements.opacity.setAttribute("aria-valuetext", `${elements.opacity.value} %`);
     if (year !== this.year && map.getSource(SOURCE)) {
@@ -177,7 +194,7 @@ export class SpeedLayer {
       map.addSource(SOURCE, {
         type: "raster",
         tiles: [this.tiles(year)],
-        tileSize: 256,
+        tileSize: TILE_SIZE,
         maxzoom: TILES_MAXZOOM,
         ...(bounds ? { bounds } : {}),
       });
