@@ -13,7 +13,8 @@ the same /timeseries request from Python in the same run.
    mosaic over the cube's tile catalogued (a Web-Mercator COG, 1 to 10,000 m/yr), and
    the moment the speed tiles in view are drawn. One page load before each, uncounted,
    warms the server (its first searches, its first tiles).
-3. Click to chart: a point typed in and added (the path a map click takes), from the
+3. Click to chart, once the map is drawn (speed tiles too): a point typed in and added
+   (the path a map click takes), from the
    handler's start to the frame that shows the chart (annual values and seasonal fit
    included, as the page asks by default); the /timeseries request inside it (Resource
    Timing) and the same request from httpx. One point at a time (removed after).
@@ -92,9 +93,15 @@ def speed_mosaic(data_dir: Path) -> dict:
     return item
 
 
-def first_loads(browser, base: str, count: int, speed: bool) -> tuple[list, list, list]:
-    """Load event, usable and (with `speed`) speed tiles drawn, ms from navigation, each."""
-    loads, usable, drawn = [], [], []
+TILES = """() => performance.getEntriesByType("resource")
+  .filter((e) => e.name.includes("/tiles/collections/"))
+  .map((e) => [e.name, e.responseEnd - e.startTime])"""
+
+
+def first_loads(browser, base: str, count: int, speed: bool) -> tuple[list, list, list, list]:
+    """Load event, usable and (with `speed`) speed tiles drawn, ms from navigation, each;
+    and the speed tiles' requests ([url, ms], Resource Timing)."""
+    loads, usable, drawn, tiles = [], [], [], []
     for _ in range(count):
         context = browser.new_context(viewport={"width": 1280, "height": 800})
         page = context.new_page()
@@ -103,10 +110,11 @@ def first_loads(browser, base: str, count: int, speed: bool) -> tuple[list, list
         page.wait_for_function("performance.getEntriesByType('navigation')[0].loadEventEnd > 0")
         if speed:
             drawn.append(page.wait_for_function(SPEED_DRAWN, timeout=30_000).json_value())
+            tiles.extend(page.evaluate(TILES))
         loads.append(page.evaluate("performance.getEntriesByType('navigation')[0].loadEventEnd"))
         usable.append(page.evaluate("performance.getEntriesByName('dashboard-ready')[0].startTime"))
         context.close()
-    return loads, usable, drawn
+    return loads, usable, drawn, tiles
 
 
 def clicks(browser, base: str, points: list[tuple[float, float]]) -> tuple[list, list, list]:
@@ -114,6 +122,7 @@ def clicks(browser, base: str, points: list[tuple[float, float]]) -> tuple[list,
     page = context.new_page()
     page.goto(base + "/")
     page.wait_for_function("performance.getEntriesByName('dashboard-ready').length > 0")
+    page.wait_for_function(SPEED_DRAWN, timeout=30_000)  # a person clicks the map they see
     totals, requests, counts = [], [], []
     for k, (lon, lat) in enumerate(points, start=1):
         page.fill("#goto input[name=lon]", f"{lon:.6f}")
@@ -171,9 +180,16 @@ def main() -> None:
                 bare = first_loads(browser, base, args.loads, speed=False)
                 load_items(own, [mosaic])
                 first_loads(browser, base, 1, speed=True)  # warm: the first tiles
-                loads, usable, speed = first_loads(browser, base, args.loads, speed=True)
+                loads, usable, speed, tiles = first_loads(browser, base, args.loads, speed=True)
                 totals, requests, counts = clicks(browser, base, points)
             python = from_python(base, points)
+            tile_urls = sorted({url for url, _ in tiles})
+            with httpx.Client(timeout=60) as http:
+                tiles_python = []
+                for url in tile_urls:
+                    t0 = time.perf_counter()
+                    assert http.get(url).status_code == 200
+                    tiles_python.append((time.perf_counter() - t0) * 1000)
         finally:
             process.terminate()
     print(
@@ -186,6 +202,11 @@ def main() -> None:
         f"{np.median(loads):.0f} ms, max {max(loads):.0f} ms; usable (cube outlines, mosaic "
         f"years) p50 {np.median(usable):.0f} ms, max {max(usable):.0f} ms; speed tiles in view "
         f"drawn p50 {np.median(speed):.0f} ms, max {max(speed):.0f} ms"
+    )
+    print(
+        f"  speed tiles: {len(tiles) / args.loads:.0f} a load, each p50 "
+        f"{np.median([ms for _, ms in tiles]):.0f} ms in the browser (6 at a time); the same "
+        f"{len(tile_urls)} one at a time from httpx: p50 {np.median(tiles_python):.0f} ms"
     )
     print(
         f"click to chart ({args.points} points, {int(np.median(counts))} observations each "
