@@ -613,6 +613,8 @@ def test_the_share_link_restores_the_speed_layer(page, chromium, front_end_serve
         assert form.locator("select[name=year]").input_value() == "2024"
         assert form.locator("input[name=opacity]").input_value() == "80"
         expect(form.locator(".note")).to_have_text("No mosaic of 1999: showing 2024.")
+        opened.select_option("#speed select[name=year]", "0000")
+        assert form.locator(".note").is_hidden()
         assert opened.errors == []
     finally:
         other.close()

@@ -84,7 +84,10 @@ export class SpeedLayer {
     this.tilesFailed = null; // the year whose tile error was said (once per year)
     form.addEventListener("submit", (event) => event.preventDefault());
     form.elements.show.addEventListener("change", () => this.apply());
-    form.elements.year.addEventListener("change", () => this.apply());
+    form.elements.year.addEventListener("change", () => {
+      form.querySelector(".note").hidden = true; // a shared link's missing year, said
+      this.apply();
+    });
     form.elements.opacity.addEventListener("input", () => this.apply());
     this.styleReady = new Promise((resolve) => map.once("load", resolve));
     map.on("error", (event) => {
