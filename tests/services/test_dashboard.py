@@ -9,6 +9,7 @@ import dataclasses
 import io
 import json
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -84,6 +85,17 @@ def open_page(context, url: str):
     page.goto(url)
     page.wait_for_function("window.glacierflow && window.glacierflow.ready", timeout=30_000)
     return page
+
+
+@contextmanager
+def fresh_page(chromium, url: str) -> Iterator:
+    """A page at `url` in a browser context of its own at 1280 x 800, ready (see
+    `open_page`); the context is closed after."""
+    context = chromium.new_context(viewport={"width": 1280, "height": 800})
+    try:
+        yield open_page(context, url)
+    finally:
+        context.close()
 
 
 @pytest.fixture
@@ -596,9 +608,7 @@ def test_the_share_link_restores_the_speed_layer(page, chromium, front_end_serve
     page.click("#share")
     said(page, "link to this view")
     link = page.url
-    other = chromium.new_context(viewport={"width": 1280, "height": 800})
-    try:
-        opened = open_page(other, link)
+    with fresh_page(chromium, link) as opened:
         speed_drawn(opened)
         form = opened.locator("#speed")
         assert form.locator("select[name=year]").input_value() == "2023"
@@ -616,24 +626,25 @@ def test_the_share_link_restores_the_speed_layer(page, chromium, front_end_serve
         opened.select_option("#speed select[name=year]", "0000")
         assert form.locator(".note").is_hidden()
         assert opened.errors == []
-    finally:
-        other.close()
+
+
+def serve_url(region: ServedRegion, tmp_path_factory, name: str) -> Iterator[str]:
+    """`glacierflow serve` over `region` (its log in a new folder `name`): its URL."""
+    log = tmp_path_factory.mktemp(name) / "serve.log"
+    with glacierflow_serve(region, log=log) as process:
+        yield process.url
 
 
 @pytest.fixture(scope="module")
 def no_mosaics_server(served_region: ServedRegion, tmp_path_factory) -> Iterator[str]:
     """`glacierflow serve` over the served region, whose catalog has no mosaics."""
-    log = tmp_path_factory.mktemp("no-mosaics-serve") / "serve.log"
-    with glacierflow_serve(served_region, log=log) as process:
-        yield process.url
+    yield from serve_url(served_region, tmp_path_factory, "no-mosaics-serve")
 
 
 def test_without_mosaics_the_control_says_so(
     chromium, no_mosaics_server: str, screenshots: Path
 ) -> None:
-    context = chromium.new_context(viewport={"width": 1280, "height": 800})
-    try:
-        page = open_page(context, no_mosaics_server + "/")
+    with fresh_page(chromium, no_mosaics_server + "/") as page:
         form = page.locator("#speed")
         expect(form.locator(".note")).to_have_text(
             "No mosaics in the catalog yet: glacierflow mosaic build makes them."
@@ -646,8 +657,6 @@ def test_without_mosaics_the_control_says_so(
         assert page.tiles == [] and page.errors == []
         assert page.locator("#message").is_hidden()
         assert "year=" not in page.url
-    finally:
-        context.close()
 
 
 def test_the_main_controls_are_reached_and_worked_with_the_keyboard(
@@ -721,22 +730,16 @@ def broken_mosaic_server(
     load_mosaics(dsn, [products], "mosaics", settings.data_href)
     products.web_mercator.write_bytes(b"not a GeoTIFF")
     region = dataclasses.replace(front_end_region, dsn=dsn)
-    log = tmp_path_factory.mktemp("broken-mosaic-serve") / "serve.log"
-    with glacierflow_serve(region, log=log) as process:
-        yield process.url
+    yield from serve_url(region, tmp_path_factory, "broken-mosaic-serve")
 
 
 def test_speed_tiles_the_server_cannot_draw_are_said(
     chromium, broken_mosaic_server: str, screenshots: Path
 ) -> None:
-    context = chromium.new_context(viewport={"width": 1280, "height": 800})
-    try:
-        page = open_page(context, broken_mosaic_server + "/")
+    with fresh_page(chromium, broken_mosaic_server + "/") as page:
         said(page, "The speed tiles of 2024 could not be drawn (the tile server answered 500).")
         idle(page)  # the loading indicator goes once the map has given up
         page.screenshot(path=screenshots / "dashboard_speed_broken.png")
         assert page.tiles
         # chromium's own line per failed request, nothing else
         assert all("status of 500" in error for error in page.errors), page.errors
-    finally:
-        context.close()
