@@ -475,11 +475,57 @@ def on_phase(value: float, phase: float) -> float:
 
 
 # -- the front ends (dashboard, STAC Browser) in Debian's chromium under Playwright ----------
+# the dashboard's mosaics (year: (origin x, y) in EPSG:3413, seed)): a glacier ellipse over the
+# served region's cube, placed differently each year so that the years draw differently
+FRONT_END_MOSAICS = {2023: ((-186_000.0, -2_262_000.0), 1), 2024: ((-192_000.0, -2_268_000.0), 2)}
+FRONT_END_MOSAIC_SHAPE = (200, 240)
+
+
+@pytest.fixture(scope="session")
+def front_end_region(
+    served_region: ServedRegion,
+    granule_files: dict[str, Path],
+    new_catalog: Callable[[str], str],
+    tmp_path_factory: pytest.TempPathFactory,
+) -> ServedRegion:
+    """The served region's cube and granules, here with their browse images, and annual
+    mosaics (2023, 2024) and a summary (year 0) over the cube, written to the mosaic
+    contract (mosaic_products.py): in a data directory and a catalog of their own."""
+    import shutil
+
+    from mosaic_products import write_mosaic
+
+    from glacierflow.catalog.loader import load_cubes, load_granules, load_mosaics
+    from glacierflow.settings import Settings
+
+    settings = Settings(data_dir=tmp_path_factory.mktemp("front-end") / "data")
+    shutil.copytree(served_region.data_dir / "cubes", settings.cube_store, symlinks=True)
+    (settings.data_dir / "granules").mkdir()
+    for granule in granule_files.values():
+        for file in granule.parent.glob(f"{granule.stem}.*"):  # the browse PNG and its sidecars
+            shutil.copy(file, settings.data_dir / "granules")
+    dsn = new_catalog("front_end")
+    load_cubes(dsn, sorted(settings.cube_store.glob("*.zarr")), "cubes", settings.data_href)
+    granules = sorted((settings.data_dir / "granules").glob("*.nc"))
+    assert not load_granules(dsn, granules, "granules", settings.data_href, True).rejected
+    folder = settings.data_dir / "mosaics"
+    shape = FRONT_END_MOSAIC_SHAPE
+    products = [
+        write_mosaic(folder, "FRONT", year, origin=origin, shape=shape, seed=seed)
+        for year, (origin, seed) in FRONT_END_MOSAICS.items()
+    ]
+    summary_origin = FRONT_END_MOSAICS[2024][0]
+    products.append(write_mosaic(folder, "FRONT", 0, origin=summary_origin, shape=shape))
+    load_mosaics(dsn, products, "mosaics", settings.data_href)
+    return dataclasses.replace(served_region, data_dir=settings.data_dir, dsn=dsn)
+
+
 @pytest.fixture(scope="session")
 def front_end_server(
-    served_region: ServedRegion, tmp_path_factory: pytest.TempPathFactory
+    front_end_region: ServedRegion, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[str]:
-    """`glacierflow serve` over the served region, with the built front ends; its URL."""
+    """`glacierflow serve` over the served region with mosaics (`front_end_region`), with the
+    built front ends; its URL."""
     from glacierflow.services.dashboard import missing_builds
 
     missing = missing_builds()
@@ -488,7 +534,7 @@ def front_end_server(
         "npm --prefix FOLDER ci && npm --prefix FOLDER run build)"
     )
     log = tmp_path_factory.mktemp("front-end-serve") / "serve.log"
-    with glacierflow_serve(served_region, log=log) as process:
+    with glacierflow_serve(front_end_region, log=log) as process:
         yield process.url
 
 

@@ -108,11 +108,13 @@ def add_front_ends(
 
     @app.get("/dashboard/config.json", include_in_schema=False)
     async def dashboard_config() -> JSONResponse:
-        """The settings the page needs: where cubes and granules are catalogued, the basemap."""
+        """The settings the page needs: where cubes, granules and mosaics are catalogued, the
+        basemap."""
         return JSONResponse(
             {
                 "cubes_collection": settings.collection_id("cubes"),
                 "granules_collection": settings.collection_id("granules"),
+                "mosaics_collection": settings.collection_id("mosaics"),
                 "basemap_url": settings.dashboard_basemap_url,
                 "basemap_attribution": settings.dashboard_basemap_attribution,
                 "max_points": settings.timeseries_max_points,

@@ -5,20 +5,35 @@ equals what the API answers. Screenshots are kept under the pytest basetemp's
 
 from __future__ import annotations
 
+import dataclasses
+import io
 import json
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
+import numpy as np
 import pytest
-from conftest import measured_pixel, serving
+from conftest import (
+    FRONT_END_MOSAIC_SHAPE,
+    FRONT_END_MOSAICS,
+    ServedRegion,
+    glacierflow_serve,
+    measured_pixel,
+    serving,
+)
 from fastapi import FastAPI
 from playwright.sync_api import expect
 from pydantic import ValidationError
 
 from glacierflow.services.dashboard import add_front_ends
 from glacierflow.settings import Settings
+
+SPEED_TILES = "/tiles/collections/mosaics/tiles/WebMercatorQuad/"
+SPEED_OPACITY = "window.glacierflow.map.getPaintProperty('speed', 'raster-opacity')"
+SPEED_VISIBILITY = "window.glacierflow.map.getLayoutProperty('speed', 'visibility')"
 
 # observations drawn in the chart, by series label (the page's uPlot instance)
 DRAWN = """() => {
@@ -57,19 +72,38 @@ def measured(granule_files: dict[str, Path]) -> tuple[float, float]:
     return Transformer.from_crs(3413, 4326, always_xy=True).transform(x, y)
 
 
-@pytest.fixture
-def page(chromium, front_end_server: str) -> Iterator:
-    """A fresh page at 1280 x 800 on the dashboard, ready (settings and cube outlines read);
-    `page.errors` collects console errors and uncaught exceptions."""
-    context = chromium.new_context(viewport={"width": 1280, "height": 800}, accept_downloads=True)
+def open_page(context, url: str):
+    """A page of `context` at `url`, ready (settings, cube outlines and mosaic years read);
+    `page.errors` collects console errors and uncaught exceptions, `page.tiles` the URLs of
+    the speed tiles it asked for."""
     page = context.new_page()
     page.errors = []
+    page.tiles = []
     page.on("console", lambda m: page.errors.append(m.text) if m.type == "error" else None)
     page.on("pageerror", lambda e: page.errors.append(f"uncaught: {e}"))
-    page.goto(front_end_server + "/")
+    page.on("request", lambda r: page.tiles.append(r.url) if SPEED_TILES in r.url else None)
+    page.goto(url)
     page.wait_for_function("window.glacierflow && window.glacierflow.ready", timeout=30_000)
+    return page
+
+
+@contextmanager
+def fresh_page(chromium, url: str) -> Iterator:
+    """A page at `url` in a browser context of its own at 1280 x 800, ready (see
+    `open_page`); the context is closed after."""
+    context = chromium.new_context(viewport={"width": 1280, "height": 800})
     try:
-        yield page
+        yield open_page(context, url)
+    finally:
+        context.close()
+
+
+@pytest.fixture
+def page(chromium, front_end_server: str) -> Iterator:
+    """A fresh page at 1280 x 800 on the dashboard, ready (see `open_page`)."""
+    context = chromium.new_context(viewport={"width": 1280, "height": 800}, accept_downloads=True)
+    try:
+        yield open_page(context, front_end_server + "/")
     finally:
         context.close()
 
@@ -118,12 +152,13 @@ def api_series(server: str, lon: float, lat: float, **params) -> dict:
 
 
 def test_the_page_loads_with_no_console_errors(page, screenshots: Path) -> None:
-    page.wait_for_timeout(500)  # the cube outlines' first frame
+    page.wait_for_function(  # the cube outlines' first frame
+        "window.glacierflow.map.querySourceFeatures('cubes').length >= 1", timeout=10_000
+    )
+    speed_drawn(page)
     page.screenshot(path=screenshots / "dashboard_loaded.png")
     assert page.errors == []
     assert page.locator("#message").is_hidden()
-    outlines = page.evaluate("window.glacierflow.map.querySourceFeatures('cubes').length")
-    assert outlines >= 1
     for link in ("browser/", "stac/", "docs", "redoc", "openapi.json", "healthz"):
         assert page.locator(f'#help a[href="{link}"]').count() == 1, link
 
@@ -252,6 +287,7 @@ def test_the_dashboards_settings_reach_the_page(front_end_server: str) -> None:
     assert config == {
         "cubes_collection": "cubes",
         "granules_collection": "granules",
+        "mosaics_collection": "mosaics",
         "basemap_url": None,
         "basemap_attribution": "",
         "max_points": 100,
@@ -421,3 +457,289 @@ def test_usable_on_a_phone_sized_viewport(
         assert page.locator(control).is_visible(), control
     page.screenshot(path=screenshots / "dashboard_phone.png")
     assert page.errors == []
+
+
+# -- the speed layer: the mosaics of a year from /tiles ----------------------------------------
+def speed_drawn(page) -> None:
+    """Until the speed tiles in view are loaded and drawn."""
+    page.wait_for_function(
+        "(() => { const m = window.glacierflow.map; return m.getSource('speed')"
+        " && m.isSourceLoaded('speed') && m.areTilesLoaded() && !m.isMoving(); })()",
+        timeout=30_000,
+    )
+    page.evaluate("new Promise((done) => requestAnimationFrame(() => requestAnimationFrame(done)))")
+
+
+def mosaic_centre(year: int) -> tuple[float, float]:
+    """(x, y) in EPSG:3413 of the centre of the front end's mosaic of `year`: the middle of
+    its glacier's fast centre line (~2,000 m/yr)."""
+    (x0, y0), _ = FRONT_END_MOSAICS[year]
+    rows, cols = FRONT_END_MOSAIC_SHAPE
+    return x0 + 120.0 * cols / 2, y0 - 120.0 * rows / 2
+
+
+def mosaic_speed(
+    region: ServedRegion, year: str, lon: float, lat: float
+) -> tuple[float, tuple[float, float]]:
+    """The speed the Web-Mercator COG of `year` ('2024', '0000') holds at (lon, lat), and
+    the (lon, lat) of that pixel's centre."""
+    import rasterio
+    from pyproj import Transformer
+
+    cog = region.data_dir / "mosaics" / f"ITS_LIVE_velocity_120m_FRONT_{year}_v02_v_3857.tif"
+    x, y = Transformer.from_crs(4326, 3857, always_xy=True).transform(lon, lat)
+    with rasterio.open(cog) as src:
+        row, col = src.index(x, y)
+        value = src.read(1, window=((row, row + 1), (col, col + 1)))[0, 0]
+        centre = src.xy(row, col)
+    return float(value), Transformer.from_crs(3857, 4326, always_xy=True).transform(*centre)
+
+
+def legend_rgb(legend: dict, speed: float) -> np.ndarray:
+    """The colour the tile server's legend gives `speed` (its stop's [min, max))."""
+    for stop in legend["stops"]:
+        if (stop["min"] is None or speed >= stop["min"]) and (
+            stop["max"] is None or speed < stop["max"]
+        ):
+            return np.array([int(stop["color"][i : i + 2], 16) for i in (1, 3, 5)])
+    raise AssertionError(f"no legend stop holds {speed}")
+
+
+def map_pixels(page, lonlats: list[tuple[float, float]], path: Path | None = None) -> list:
+    """The RGB drawn at each (lon, lat) on the map (a screenshot of its canvas; the median of
+    the 3 x 3 pixels around the point), and the screenshot (RGB array)."""
+    from PIL import Image
+
+    speed_drawn(page)
+    canvas = page.locator("#map canvas")
+    shot = np.asarray(Image.open(io.BytesIO(canvas.screenshot())).convert("RGB")).astype(int)
+    if path:
+        page.screenshot(path=path)
+    ratio = shot.shape[1] / canvas.bounding_box()["width"]
+    colours = []
+    for lon, lat in lonlats:
+        x, y = page.evaluate(
+            "([lon, lat]) => Object.values(window.glacierflow.map.project([lon, lat]))", [lon, lat]
+        )
+        r, c = round(y * ratio), round(x * ratio)
+        colours.append(np.median(shot[r - 1 : r + 2, c - 1 : c + 2].reshape(-1, 3), axis=0))
+    return colours, shot
+
+
+def to_lonlat(x: float, y: float) -> tuple[float, float]:
+    from pyproj import Transformer
+
+    return Transformer.from_crs(3413, 4326, always_xy=True).transform(x, y)
+
+
+def set_range(page, selector: str, value: int) -> None:
+    """Move a slider to `value` with the keyboard (Home, then steps to the right)."""
+    slider = page.locator(selector)
+    slider.focus()
+    page.keyboard.press("Home")
+    for _ in range(value // int(slider.get_attribute("step") or 1)):
+        page.keyboard.press("ArrowRight")
+    assert slider.input_value() == str(value)
+
+
+def test_speed_tiles_are_drawn_in_the_legends_colours(
+    page, front_end_server: str, front_end_region: ServedRegion, screenshots: Path
+) -> None:
+    legend = httpx.get(f"{front_end_server}/tiles/legend/speed").json()
+    centre = to_lonlat(*mosaic_centre(2024))
+    outside = to_lonlat(mosaic_centre(2024)[0] + 30_000, mosaic_centre(2024)[1])  # in the cube
+    speed, _ = mosaic_speed(front_end_region, "2024", *centre)
+    assert 1800 < speed < 2200
+    expected = legend_rgb(legend, speed)
+    form = page.locator("#speed")
+    assert form.locator("select[name=year]").input_value() == "2024"  # the latest year
+    options = form.locator("select[name=year] option").all_inner_texts()
+    assert options == ["2024", "2023", "climatology 2023\u20132024"]
+    assert form.locator(".ticks").inner_text().split() == ["1", "10", "100", "1,000", "10,000"]
+    assert "m/yr" in form.locator(".legend .title").inner_text()
+
+    (_, beside), shot = map_pixels(page, [centre, outside], screenshots / "dashboard_speed.png")
+    assert page.tiles and all("filter=year%3D2024" in url for url in page.tiles)
+    assert all("assets=v_3857" in url for url in page.tiles)
+    # the glacier is coloured: many pixels far from the map's background and the cube tint
+    plain = np.abs(shot - beside).sum(axis=2) > 60
+    assert plain.sum() > 5_000
+    set_range(page, "#speed input[name=opacity]", 100)
+    (opaque,), _ = map_pixels(page, [centre])
+    assert np.abs(opaque - expected).max() <= 12, (opaque, expected)
+    set_range(page, "#speed input[name=opacity]", 50)
+    (half,), _ = map_pixels(page, [centre])
+    page.check("#speed input[name=show]")
+    page.uncheck("#speed input[name=show]")
+    (hidden,), _ = map_pixels(page, [centre], screenshots / "dashboard_speed_hidden.png")
+    assert np.abs(hidden - beside).max() <= 3  # only the cube's tint where the glacier was
+    assert np.abs(half - (expected + hidden) / 2).max() <= 12, (half, expected, hidden)
+    assert "speed=0" in page.url and "opacity=50" in page.url
+    assert page.errors == []
+
+
+def test_another_year_asks_for_its_tiles_and_draws_them(
+    page, front_end_region: ServedRegion, front_end_server: str, screenshots: Path
+) -> None:
+    legend = httpx.get(f"{front_end_server}/tiles/legend/speed").json()
+    # one pixel of the 2023 mosaic, close up (a pixel ~9 screen pixels wide)
+    speed, centre = mosaic_speed(front_end_region, "2023", *to_lonlat(*mosaic_centre(2024)))
+    assert 50 < speed < 400  # the 2023 glacier lies further north: its margin is here
+    page.evaluate("(centre) => window.glacierflow.map.jumpTo({center: centre, zoom: 12})", centre)
+    set_range(page, "#speed input[name=opacity]", 100)
+    (before,), _ = map_pixels(page, [centre])
+    page.tiles.clear()
+    page.select_option("#speed select[name=year]", "2023")
+    (drawn,), _ = map_pixels(page, [centre], screenshots / "dashboard_speed_2023.png")
+    assert page.tiles and all("filter=year%3D2023" in url for url in page.tiles)
+    assert np.abs(drawn - legend_rgb(legend, speed)).max() <= 12, (drawn, speed)
+    assert np.abs(drawn - before).max() > 50  # 2024's fast centre line was here
+    page.tiles.clear()
+    page.select_option("#speed select[name=year]", "0000")
+    map_pixels(page, [centre])
+    assert page.tiles and all("filter=year%3D0" in url for url in page.tiles)
+    assert "year=0000" in page.url
+    assert page.errors == []
+
+
+def test_the_share_link_restores_the_speed_layer(page, chromium, front_end_server: str) -> None:
+    page.select_option("#speed select[name=year]", "2023")
+    set_range(page, "#speed input[name=opacity]", 40)
+    page.click("#share")
+    said(page, "link to this view")
+    link = page.url
+    with fresh_page(chromium, link) as opened:
+        speed_drawn(opened)
+        form = opened.locator("#speed")
+        assert form.locator("select[name=year]").input_value() == "2023"
+        assert form.locator("input[name=opacity]").input_value() == "40"
+        assert form.locator("input[name=show]").is_checked()
+        assert opened.evaluate(SPEED_OPACITY) == pytest.approx(0.4)
+        assert opened.tiles and all("filter=year%3D2023" in url for url in opened.tiles)
+        # a year the catalog has no mosaic of: the latest, and the control says so
+        opened.goto(link.replace("year=2023", "year=1999").replace("opacity=40", "opacity=400"))
+        opened.reload()
+        opened.wait_for_function("window.glacierflow && window.glacierflow.ready", timeout=30_000)
+        assert form.locator("select[name=year]").input_value() == "2024"
+        assert form.locator("input[name=opacity]").input_value() == "80"
+        expect(form.locator(".note")).to_have_text("No mosaic of 1999: showing 2024.")
+        opened.select_option("#speed select[name=year]", "0000")
+        assert form.locator(".note").is_hidden()
+        assert opened.errors == []
+
+
+def serve_url(region: ServedRegion, tmp_path_factory, name: str) -> Iterator[str]:
+    """`glacierflow serve` over `region` (its log in a new folder `name`): its URL."""
+    log = tmp_path_factory.mktemp(name) / "serve.log"
+    with glacierflow_serve(region, log=log) as process:
+        yield process.url
+
+
+@pytest.fixture(scope="module")
+def no_mosaics_server(served_region: ServedRegion, tmp_path_factory) -> Iterator[str]:
+    """`glacierflow serve` over the served region, whose catalog has no mosaics."""
+    yield from serve_url(served_region, tmp_path_factory, "no-mosaics-serve")
+
+
+def test_without_mosaics_the_control_says_so(
+    chromium, no_mosaics_server: str, screenshots: Path
+) -> None:
+    with fresh_page(chromium, no_mosaics_server + "/") as page:
+        form = page.locator("#speed")
+        expect(form.locator(".note")).to_have_text(
+            "No mosaics in the catalog yet: glacierflow mosaic build makes them."
+        )
+        for control in ("show", "year", "opacity"):
+            assert form.locator(f"[name={control}]").is_disabled(), control
+        assert form.locator(".legend").is_hidden()
+        page.wait_for_timeout(500)
+        page.screenshot(path=screenshots / "dashboard_no_mosaics.png")
+        assert page.tiles == [] and page.errors == []
+        assert page.locator("#message").is_hidden()
+        assert "year=" not in page.url
+
+
+def test_the_main_controls_are_reached_and_worked_with_the_keyboard(
+    page, measured: tuple[float, float]
+) -> None:
+    """Tab from the top of the page reaches every control, and each works from the keyboard."""
+    reached = []
+    page.locator("body").focus()
+    for _ in range(40):
+        page.keyboard.press("Tab")
+        reached.append(
+            page.evaluate(
+                "(() => { const e = document.activeElement; return e.name || e.id"
+                " || e.getAttribute('aria-label') || e.textContent.trim(); })()"
+            )
+        )
+    for control in (
+        "lon", "lat", "action", "footprints", "share", "Help & API", "show", "year", "opacity",
+        "Zoom in", "variable", "colour", "fit", "min_dt", "max_dt", "start", "end", "import-csv",
+    ):  # fmt: skip
+        assert control in reached, (control, reached)
+    assert reached.index("lon") < reached.index("show") < reached.index("variable")
+    # a point typed in and added, Enter on the button
+    page.locator("#goto input[name=lon]").focus()
+    page.keyboard.type(str(round(measured[0], 5)))
+    page.keyboard.press("Tab")
+    page.keyboard.type(str(round(measured[1], 5)))
+    page.keyboard.press("Tab")
+    page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.textContent") == "Add point"
+    page.keyboard.press("Enter")
+    page.wait_for_function("window.glacierflow.points.length === 1", timeout=10_000)
+    idle(page)
+    # the speed layer: another year, hidden and shown again, dimmed
+    page.locator("#speed select[name=year]").focus()
+    page.keyboard.press("ArrowDown")
+    assert page.locator("#speed select[name=year]").input_value() == "2023"
+    assert "year=2023" in page.url
+    page.keyboard.press("Shift+Tab")
+    page.keyboard.press("Space")
+    assert page.evaluate(SPEED_VISIBILITY) == "none"
+    page.keyboard.press("Space")
+    assert page.evaluate(SPEED_VISIBILITY) == "visible"
+    page.keyboard.press("Tab")
+    page.keyboard.press("Tab")
+    page.keyboard.press("Home")
+    assert page.evaluate(SPEED_OPACITY) == 0
+    # the chart's variable
+    page.locator("#filters select[name=variable]").focus()
+    page.keyboard.press("ArrowDown")
+    assert page.evaluate("window.glacierflow.chart.series[0].label") is not None
+    assert page.locator("#filters select[name=variable]").input_value() == "vx"
+    assert page.errors == []
+
+
+@pytest.fixture(scope="module")
+def broken_mosaic_server(
+    front_end_region: ServedRegion, new_catalog, tmp_path_factory
+) -> Iterator[str]:
+    """`glacierflow serve` on a catalog whose one mosaic's Web-Mercator COG was damaged after
+    it was catalogued (the tile server cannot read it: 500)."""
+    from mosaic_products import write_mosaic
+
+    from glacierflow.catalog.loader import load_mosaics
+    from glacierflow.settings import Settings
+
+    settings = Settings(data_dir=front_end_region.data_dir)
+    folder = settings.data_dir / "broken-mosaics"
+    products = write_mosaic(folder, "BROKEN", 2024, origin=FRONT_END_MOSAICS[2024][0])
+    dsn = new_catalog("front_end_broken")
+    load_mosaics(dsn, [products], "mosaics", settings.data_href)
+    products.web_mercator.write_bytes(b"not a GeoTIFF")
+    region = dataclasses.replace(front_end_region, dsn=dsn)
+    yield from serve_url(region, tmp_path_factory, "broken-mosaic-serve")
+
+
+def test_speed_tiles_the_server_cannot_draw_are_said(
+    chromium, broken_mosaic_server: str, screenshots: Path
+) -> None:
+    with fresh_page(chromium, broken_mosaic_server + "/") as page:
+        said(page, "The speed tiles of 2024 could not be drawn (the tile server answered 500).")
+        idle(page)  # the loading indicator goes once the map has given up
+        page.screenshot(path=screenshots / "dashboard_speed_broken.png")
+        assert page.tiles
+        # chromium's own line per failed request, nothing else
+        assert all("status of 500" in error for error in page.errors), page.errors

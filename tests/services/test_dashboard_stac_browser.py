@@ -1,7 +1,7 @@
 """STAC Browser at /browser/ in Debian's chromium against a real `glacierflow serve`: it
 finds the catalog at /stac by itself, lists the collections, and opens a granule item with
-its data asset (the served region's granules have no browse images, so no thumbnail).
-Screenshots under the pytest basetemp's `screenshots/`."""
+its data asset and its thumbnail (the granule's browse image). Screenshots under the pytest
+basetemp's `screenshots/`."""
 
 from __future__ import annotations
 
@@ -19,11 +19,11 @@ COLLECTION_TITLES = {
 
 
 def test_stac_browser_lists_the_collections_and_opens_a_granule(
-    chromium, front_end_server: str, served_region: ServedRegion, screenshots: Path
+    chromium, front_end_server: str, front_end_region: ServedRegion, screenshots: Path
 ) -> None:
     collections = httpx.get(f"{front_end_server}/stac/collections").json()["collections"]
     assert {c["id"]: c["title"] for c in collections} == COLLECTION_TITLES
-    item = Path(served_region.data_file).stem  # one of ours, with a browse image
+    item = Path(front_end_region.data_file).stem  # one of ours, with a browse image
     context = chromium.new_context(viewport={"width": 1280, "height": 900})
     page = context.new_page()
     errors: list[str] = []
@@ -48,6 +48,17 @@ def test_stac_browser_lists_the_collections_and_opens_a_granule(
         assert href == f"{front_end_server}/data/granules/{item}.nc"
         assert httpx.head(href).status_code == 200
         page.screenshot(path=screenshots / "stac_browser_item.png", full_page=True)
+        # the thumbnail: the granule's browse image, loaded and drawn
+        page.get_by_role("tab", name="Thumbnails").click()
+        thumbnail = page.locator("img.thumbnail")
+        thumbnail.wait_for(state="visible", timeout=30_000)
+        page.wait_for_function("document.querySelector('img.thumbnail').complete", timeout=30_000)
+        assert thumbnail.evaluate("img => img.naturalWidth") > 0
+        src = thumbnail.get_attribute("src")
+        assert src == f"{front_end_server}/data/granules/{item}.png"
+        answer = httpx.get(src)
+        assert answer.status_code == 200 and answer.headers["content-type"] == "image/png"
+        page.screenshot(path=screenshots / "stac_browser_thumbnail.png")
         assert errors == []
     finally:
         context.close()
@@ -73,7 +84,7 @@ def test_stac_browser_pages_load_from_any_path(front_end_server: str) -> None:
 
 
 def test_stac_browser_searches_items(
-    chromium, front_end_server: str, served_region: ServedRegion, screenshots: Path
+    chromium, front_end_server: str, front_end_region: ServedRegion, screenshots: Path
 ) -> None:
     """Its item search (POST /stac/search) finds the granules and the cube."""
     context = chromium.new_context(viewport={"width": 1280, "height": 900})
@@ -84,7 +95,7 @@ def test_stac_browser_searches_items(
         with page.expect_response(lambda r: r.url.endswith("/stac/search")) as searched:
             page.get_by_role("button", name="Submit").last.click()
         assert searched.value.status == 200
-        for item in (Path(served_region.data_file).stem, served_region.cube_item):
+        for item in (Path(front_end_region.data_file).stem, front_end_region.cube_item):
             page.locator("a", has_text=item).first.wait_for(timeout=30_000)
         page.screenshot(path=screenshots / "stac_browser_search.png")
     finally:

@@ -4,7 +4,8 @@
 const indicator = () => document.getElementById("loading");
 let pending = 0;
 
-function busy(delta) {
+/** One more (+1) or one fewer (-1) thing being fetched, for the loading indicator. */
+export function busy(delta) {
   pending += delta;
   indicator().hidden = pending === 0;
   document.body.setAttribute("aria-busy", String(pending > 0));

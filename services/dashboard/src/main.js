@@ -7,6 +7,7 @@ import { MAX_CSV_BYTES, parsePointsCsv } from "./csv.js";
 import { addMarker, createMap, showCubes, showFootprints } from "./map.js";
 import { initProfile } from "./profile.js";
 import { readShared, shareParams } from "./share.js";
+import { SpeedLayer } from "./speed.js";
 
 const MAX_DT_DAYS = 546; // the slider's top: no upper limit on days between images
 // 20 colours that stay apart and show on white
@@ -216,7 +217,9 @@ async function pickObservation(layer, time, value) {
 /** The page's URL carries the state, so that it can be shared (and survives a reload). */
 function saveState() {
   if (!state.map) return;
-  history.replaceState(null, "", `#${shareParams(state.map, state.points, $("filters").elements)}`);
+  const query = shareParams(state.map, state.points, $("filters").elements);
+  state.speed?.share(query);
+  history.replaceState(null, "", `#${query}`);
 }
 
 async function copyShareLink() {
@@ -328,7 +331,10 @@ async function start() {
   const shared = readShared(location.hash, $("filters").elements, state.maxPoints);
   state.map = createMap($("map"), state.config, shared.view);
   state.map.on("moveend", saveState);
-  state.map.on("click", (event) => state.profile.drawing || addPoint(event.lngLat.lng, event.lngLat.lat));
+  state.speed = new SpeedLayer(state.map, $("speed"), {
+    collection: state.config.mosaics_collection, say, changed: saveState,
+  });
+  state.map.on("click", (event) => state.profile?.drawing || addPoint(event.lngLat.lng, event.lngLat.lat));
   $("goto").addEventListener("submit", (event) => {
     event.preventDefault();
     const form = event.target.elements;
@@ -357,12 +363,15 @@ async function start() {
   }).observe($("chart"));
   filters();
   render();
+  const speedRead = state.speed.load(); // the mosaics' years, meanwhile
   try {
     const count = await showCubes(state.map, state.config.cubes_collection, !shared.view);
     if (!count) say("The catalog has no datacubes yet: ingest granules (glacierflow cube ingest) to get time series.", "info");
   } catch (err) {
     say(`The cube outlines could not be read from the STAC API: ${err.message}`);
   }
+  await speedRead;
+  state.speed.apply(); // its tiles once the outlines are read: usable first, drawn under them
   await Promise.all(shared.points.map(([lon, lat]) => addPoint(lon, lat)));
   await state.profile.restore();
   state.ready = true;

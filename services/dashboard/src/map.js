@@ -56,7 +56,7 @@ export async function showCubes(map, collection, fit) {
     map.addLayer({
       id: "cube-fill", type: "fill", source: "cubes",
       paint: { "fill-color": "#2f6fa3", "fill-opacity": 0.08 },
-    });
+    }, map.getLayer("speed") ? "speed" : undefined); // the speed layer over the tint, under the lines
     map.addLayer({
       id: "cube-outline", type: "line", source: "cubes",
       paint: { "line-color": "#2f6fa3", "line-width": 1.5 },
