@@ -96,7 +96,8 @@ def _footprint(
     outline = shapely.segmentize(outline, 10 * spacing)  # keep its shape when reprojected
     to_lonlat = Transformer.from_crs(crs, "EPSG:4326", always_xy=True)
     lonlat = shapely.transform(outline, lambda xy: np.column_stack(to_lonlat.transform(*xy.T)))
-    fixed = antimeridian.fix_shape(mapping(lonlat))
+    # a ring wound clockwise is reversed (no footprint of ours encloses a pole)
+    fixed = antimeridian.fix_shape(mapping(lonlat), fix_winding=True)
     return dict(fixed)
 
 
@@ -260,7 +261,7 @@ def cube_item(
         updated = ds.attrs.get("date_updated")  # ITS_LIVE's form; STAC: RFC 3339
     tile = cube.tile
     epsg = tile.epsg
-    footprint = antimeridian.fix_shape({"type": "Polygon", "coordinates": [geo]})
+    footprint = antimeridian.fix_shape({"type": "Polygon", "coordinates": [geo]}, fix_winding=True)
     spacing = float(x[1] - x[0])
     properties: dict[str, Any] = {
         "start_datetime": _iso(start),

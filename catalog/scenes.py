@@ -135,7 +135,7 @@ def scene_item(
         extensions.append(LANDSAT_SCHEMA)
     if scene.mask_href:
         properties[MASK_PROPERTY] = MASK_ASSET
-    geometry = _plain(antimeridian.fix_shape(scene.footprint))
+    geometry = _plain(antimeridian.fix_shape(scene.footprint, fix_winding=True))
     item = pystac.Item(
         id=scene.id,
         geometry=geometry,

@@ -185,7 +185,7 @@ def dask_client(scheduler: str | None = None, workers: int | None = None) -> Ite
         yield client
 
 
-def _gather(
+def gather_results(
     futures: dict[Future, str], what: str, unit: str, say: Say
 ) -> tuple[dict[str, Any], dict[str, str]]:
     """Results by name as they come, under a progress bar; and failures by name with the
@@ -276,7 +276,7 @@ def run_pairs(
         ): pair.id
         for pair in todo
     }
-    tracked, report.failed = _gather(futures, "track", "pair", say)
+    tracked, report.failed = gather_results(futures, "track", "pair", say)
     report.tracked = sorted(tracked)
     report.granules += [Path(p) for p in tracked.values()]
     report.granules.sort()
@@ -314,7 +314,7 @@ def _ingest(
         ): name
         for name, files in sorted(work.items())
     }
-    changes, failures = _gather(futures, "ingest", "cube", say)
+    changes, failures = gather_results(futures, "ingest", "cube", say)
     for name, reason in failures.items():
         report.problems.append(f"cube {name} not updated: {reason}")
     for name, change in changes.items():
