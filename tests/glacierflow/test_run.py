@@ -29,6 +29,7 @@ from glacierflow.processing.scenes import Pair, Scene
 from glacierflow.run import (
     TRACK_DEFAULTS,
     RunReport,
+    dask_client,
     finished_granule,
     pair_folder,
     run_pairs,
@@ -287,7 +288,16 @@ def test_a_run_killed_mid_run_and_run_again_equals_an_uninterrupted_one(
         finished_granule(pair_folder(settings.data_dir / "granules", p)) is not None for p in pairs
     )
     assert 2 <= cut_short < GOOD_PAIRS
-    report = run_pairs(settings, pairs, dsn, template=TEMPLATE, region="TEST")
+    with dask_client(None, 1) as client:
+        report = run_pairs(settings, pairs, dsn, template=TEMPLATE, region="TEST", client=client)
+        bad = f"track-{pairs[-1].id}"
+        story = client.run_on_scheduler(
+            lambda dask_scheduler: [(a, b) for _, a, b, *_ in dask_scheduler.story(bad)]
+        )
+    started = [step for step in story if step[1] == "processing"]
+    assert len(started) == 2, story  # the failing pair: retried once
+    assert story.count(("processing", "erred")) == 1, story
+    assert list(report.failed) == [pairs[-1].id]
     assert len(report.done_before) == cut_short
     assert len(report.done_before) + len(report.tracked) == GOOD_PAIRS
     assert not report.problems
