@@ -290,14 +290,14 @@ def soak(
 
 # -- the benchmark: the demo region, served by a real `glacierflow serve --workers 2` --------
 def _demo_region(folder: Path, dsn: str) -> tuple[float, float, str]:
-    """The demo's cube, granules and catalog in `folder`; a point on the centre line and a
-    line across the glacier."""
-    from glacierflow.demo import demo_point, run_demo
+    """The quick demo's cube, granules and catalog in `folder`; a point on the valley's fast
+    ice and a line across the glacier."""
+    from glacierflow.demo import QUICK, run_demo
     from glacierflow.settings import Settings
 
     os.environ["DATABASE_URL"] = dsn
-    granule = run_demo(Settings(data_dir=folder), say=lambda _: None, serve=False)
-    lon, lat = demo_point(granule)
+    outcome = run_demo(Settings(data_dir=folder), say=lambda _: None, serve=False, size=QUICK)
+    lon, lat = outcome.point
     return lon, lat, f"{lon:.5f} {lat - 0.03:.5f},{lon:.5f} {lat + 0.03:.5f}"
 
 

@@ -6,31 +6,24 @@ FFTW wisdom cache nor a stray .env of the checkout is shared with other tests.
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import re
 import resource
-import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-import httpx
-import morecantile
 import numpy as np
 import psycopg
 import pytest
 import rasterio
 import xarray as xr
 from conftest import placed_cube
-from PIL import Image
 
 from glacierflow import cli
-from glacierflow.catalog.database import FALLBACK_ROOT, cluster_directory
 from glacierflow.processing import synthetic
 from glacierflow.processing.mosaics.build import composite_path
 
@@ -218,130 +211,6 @@ def test_track_wants_both_prior_components(scenes: tuple[Path, Path], tmp_path: 
     )  # fmt: skip
     assert run.returncode == 2
     assert "--prior-vy" in run.stderr
-
-
-@pytest.mark.slow
-def test_demo_runs_then_reuses(tmp_path: Path) -> None:
-    """The demo region is 1200 x 1200 px of dead-leaves texture; building it takes seconds."""
-    first = _run(tmp_path, "demo", "--no-serve", timeout=180)
-    assert first.returncode == 0, first.stderr
-    assert re.search(r"^accuracy .*RMSE", first.stderr, re.M), first.stderr
-    assert "catalog: 1 granule item(s) in collection 'granules'" in first.stderr
-    assert re.search(r"^composite: wrote .* pixels fitted", first.stderr, re.M), first.stderr
-    assert re.search(r"/timeseries\?lon=.*&fit=true$", first.stderr, re.M)
-    (composite,) = (tmp_path / "data" / "demo" / "composites").glob("*.nc")
-    composite_stamp = composite.stat().st_mtime_ns
-    wrote = r"^mosaics: wrote 3 .*years 2023, 2024 and the summary 0000"
-    assert re.search(wrote, first.stderr, re.M), first.stderr
-    loaded = "catalog: 3 mosaic item(s) and 1 composite item(s) in collection 'mosaics'"
-    assert loaded in first.stderr
-    mosaics = tmp_path / "data" / "demo" / "mosaics"
-    assert sorted(p.name for p in mosaics.glob("*.nc")) == [
-        f"ITS_LIVE_velocity_120m_DEMO_{year}_v02.nc" for year in ("0000", "2023", "2024")
-    ]
-    mosaic_stamps = {p: p.stat().st_mtime_ns for p in mosaics.iterdir()}
-    for year in ("2023", "2024", "0000"):
-        assert re.search(
-            rf"^mosaic item: http://127.0.0.1:8000/stac/collections/mosaics/items/"
-            rf"ITS_LIVE_velocity_120m_DEMO_{year}_v02$", first.stderr, re.M,
-        )  # fmt: skip
-    tiles = (
-        "http://127.0.0.1:8000/tiles/collections/mosaics/items/ITS_LIVE_velocity_120m_DEMO_2024_v02"
-    )
-    assert f"(XYZ): {tiles}/tiles/WebMercatorQuad/{{z}}/{{x}}/{{y}}.png?assets=v&" in first.stderr
-    assert f"QGIS (WMTS): {tiles}/WMTSCapabilities.xml" in first.stderr
-    assert "legend: http://127.0.0.1:8000/tiles/legend/speed.png" in first.stderr
-    granules = list((tmp_path / "data" / "demo" / "granules").glob("*.nc"))
-    assert len(granules) == 1
-    assert sorted(p.name for p in (tmp_path / "data" / "demo" / "scenes").iterdir()) == [
-        "demo_ref.tif",
-        "demo_sec.tif",
-    ]
-    stamp = granules[0].stat().st_mtime_ns
-
-    second = _run(tmp_path, "demo", "--no-serve", timeout=180)
-    assert second.returncode == 0, second.stderr
-    assert "reusing" in second.stderr
-    assert "writing synthetic scenes" not in second.stderr
-    assert re.search(r"^accuracy ", second.stderr, re.M)
-    assert granules[0].stat().st_mtime_ns == stamp
-    assert re.search(r"^composite: reusing ", second.stderr, re.M)
-    assert composite.stat().st_mtime_ns == composite_stamp
-    assert re.search(r"^mosaics: reusing 3 ", second.stderr, re.M), second.stderr
-    assert {p: p.stat().st_mtime_ns for p in mosaics.iterdir()} == mosaic_stamps
-    assert loaded in second.stderr
-    assert list((tmp_path / "data" / "demo" / "granules").glob("*.nc")) == granules
-    cluster = cluster_directory(tmp_path / "data")
-    if cluster.is_relative_to(FALLBACK_ROOT):
-        shutil.rmtree(cluster)
-
-
-@pytest.mark.slow
-def test_demo_serves_its_granule_on_localhost(tmp_path: Path) -> None:
-    """The demo's end: the granule found through the STAC API, then a clean Ctrl-C."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    env = {**os.environ, "GLACIERFLOW_DATA_DIR": str(tmp_path / "data"), "GLACIERFLOW_THREADS": "1"}
-    env.pop("DATABASE_URL", None)
-    env.pop("PGHOST", None)
-    log = tmp_path / "demo.log"
-    with log.open("w") as output:
-        demo = subprocess.Popen(
-            [sys.executable, "-m", "glacierflow.cli", "demo", "--port", str(port)],
-            cwd=tmp_path, env=env, stderr=output, text=True,
-        )  # fmt: skip
-    try:
-        found = None
-        deadline = time.monotonic() + 240
-        while time.monotonic() < deadline and demo.poll() is None:
-            try:
-                answer = httpx.get(f"http://127.0.0.1:{port}/stac/search?collections=granules")
-                if answer.status_code == 200 and answer.json()["features"]:
-                    found = answer.json()["features"]
-                    break
-            except httpx.TransportError:
-                pass
-            time.sleep(1)
-        assert found, "the demo never served its granule"
-        assert found[0]["id"].startswith("demo_ref_X_demo_sec_G0120V02_P")
-        assert httpx.get(f"http://127.0.0.1:{port}/healthz").json()["status"] == "up"
-        _the_printed_map_urls_answer(log.read_text())
-    finally:
-        demo.send_signal(signal.SIGINT)
-        demo.wait(60)
-    stderr = log.read_text()
-    assert demo.returncode == 0, stderr
-    # the private cluster stopped with the demo (it may live outside an unreachable tmp dir)
-    cluster = cluster_directory(tmp_path / "data")
-    assert (cluster / "data" / "PG_VERSION").exists()
-    assert not (cluster / "data" / "postmaster.pid").exists()
-    if cluster.is_relative_to(FALLBACK_ROOT):
-        shutil.rmtree(cluster)
-
-
-def _the_printed_map_urls_answer(printed: str) -> None:
-    """The demo's mosaic item, a tile of its XYZ template at the glacier (speed colours,
-    opaque where the glacier is), its WMTS capabilities and the legend, as printed."""
-    (item_url,) = re.findall(r"^mosaic item: (\S+_2024_v02)$", printed, re.M)
-    item = httpx.get(item_url).json()
-    assert item["properties"]["year"] == 2024
-    with rasterio.open(f"/vsicurl/{item['assets']['v']['href']}") as cog:
-        assert np.isfinite(cog.read(1)).any()
-    (template,) = re.findall(r"\(XYZ\): (\S+)$", printed, re.M)
-    west, south, east, north = item["bbox"]
-    tile = morecantile.tms.get("WebMercatorQuad").tile((west + east) / 2, (south + north) / 2, 10)
-    url = template.format(z=tile.z, x=tile.x, y=tile.y)
-    answer = httpx.get(url, timeout=60)
-    assert answer.status_code == 200, answer.text
-    assert answer.headers["content-type"] == "image/png"
-    rgba = np.asarray(Image.open(io.BytesIO(answer.content)).convert("RGBA"))
-    assert (rgba[..., 3] == 255).any(), "the glacier is drawn"
-    (wmts,) = re.findall(r"^QGIS \(WMTS\): (\S+)$", printed, re.M)
-    capabilities = httpx.get(wmts, timeout=60)
-    assert capabilities.status_code == 200 and "<Capabilities" in capabilities.text
-    (legend,) = re.findall(r"^legend: (\S+\.png)", printed, re.M)
-    assert httpx.get(legend).headers["content-type"] == "image/png"
 
 
 def test_catalog_load_names_bad_files_loads_the_rest_and_exits_non_zero(
