@@ -358,3 +358,37 @@ def test_watch_processes_only_the_new_pair_and_refreshes_the_composite(
         assert int(composite["count0"].max()) == 4  # the composite has the new layer
     assert len(_items(dsn)["granules"]) == 4
     assert latency < 300, f"the new pair took {latency:.0f} s to reach the cube"
+
+
+def test_glacierflow_run_pairs_the_catalogued_scenes_and_prints_its_table(
+    new_catalog: Callable[[str], str], tmp_path: Path
+) -> None:
+    """The command from the catalog's scene items (the demo region's, relative hrefs) to
+    catalogued mosaics: pairs by the rules, a summary table on stdout, exit 0; run again,
+    it tracks nothing."""
+    from glacierflow.catalog.scenes import load_scenes, scene_item
+    from glacierflow.processing.scenes.region import Region
+
+    data = tmp_path / "data"
+    dsn = _catalog(new_catalog, "run_cli", data)
+    settings = Settings(data_dir=data)
+    region = Region(width_m=2_400, height_m=1_920, clear_days=1.0)
+    scenes = region.write_scenes(
+        data / "scenes", datetime(2024, 6, 1, tzinfo=UTC), datetime(2024, 6, 30, tzinfo=UTC)
+    )
+    load_scenes(dsn, [scene_item(s, settings.data_href) for s in scenes])
+    env = {**os.environ, "DATABASE_URL": dsn, "GLACIERFLOW_DATA_DIR": str(data),
+           "GLACIERFLOW_DASK_WORKERS": "1"}  # fmt: skip
+    env.pop("GLACIERFLOW_DASK_SCHEDULER", None)
+    command = [sys.executable, "-m", "glacierflow.cli", "run", "--max-pairs", "3",
+               "--max-speed", "3000"]  # fmt: skip
+    first = subprocess.run(command, env=env, capture_output=True, text=True, timeout=900)
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert "pairs: 3, 0 done before, 3 to track" in first.stderr
+    assert first.stdout.startswith("pairs") and "  tracked       3" in first.stdout
+    with psycopg.connect(dsn) as conn:
+        counts = dict(conn.execute("SELECT collection, count(*) FROM pgstac.items GROUP BY 1"))
+    assert counts["granules"] == 3 and counts["cubes"] >= 1 and counts["mosaics"] >= 2
+    again = subprocess.run(command, env=env, capture_output=True, text=True, timeout=900)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "pairs: 3, 3 done before, 0 to track" in again.stderr
