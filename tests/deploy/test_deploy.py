@@ -301,9 +301,10 @@ def test_k8s_probes_ports_and_services_agree() -> None:
         assert {p["targetPort"] for p in service["spec"]["ports"]} <= named, name
     config = by_kind(objects, "ConfigMap")["glacierflow-config"]["data"]
     assert config["GLACIERFLOW_DASK_SCHEDULER"] == SCHEDULER
+    database = by_kind(objects, "ConfigMap")["glacierflow-database"]["data"]
     scheduler = by_kind(objects, "Service")["dask-scheduler"]["spec"]["ports"]
     assert {"name": "scheduler", "port": 8786, "targetPort": "scheduler"} in scheduler
-    assert config["PGHOST"] in by_kind(objects, "Service")  # the in-cluster database
+    assert database["PGHOST"] in by_kind(objects, "Service")  # the in-cluster database
     assert set(deployments) >= set(API_PARTS)
 
 
@@ -462,6 +463,28 @@ def test_secrets_reach_the_containers_only_as_files_or_secret_references() -> No
                     volume["secret"]["defaultMode"] == 0o440
                     and "fsGroup" in spec["securityContext"]
                 )
+
+
+def test_the_database_password_reaches_exactly_the_containers_that_connect() -> None:
+    """Those given the catalog's address get the password file where PGPASSWORD_FILE says;
+    the others (the Dask workers) get neither."""
+    objects = kustomize()
+    password_file = by_kind(objects, "ConfigMap")["glacierflow-database"]["data"]["PGPASSWORD_FILE"]
+    for manifest, container in workloads(objects):
+        if manifest["metadata"]["name"] == "postgres":
+            continue
+        sources = {s["configMapRef"]["name"] for s in container.get("envFrom", [])}
+        mounts = {m["mountPath"] for m in container.get("volumeMounts", [])}
+        connects = "glacierflow-database" in sources
+        assert connects == (str(Path(password_file).parent) in mounts), manifest["metadata"]
+        assert connects == (container["command"][0] == "glacierflow"), manifest["metadata"]
+    for name, service in compose()["services"].items():
+        environment = service.get("environment", {})
+        if name != "db":
+            given = "db_password" in service.get("secrets", [])
+            assert given == ("PGPASSWORD_FILE" in environment), name
+            assert given == (environment.get("PGPASSWORD_FILE") == "/run/secrets/db_password")
+            assert given == (service["command"][0] == "glacierflow"), name
 
 
 def test_the_dockerfile_builds_from_the_repository_as_a_non_root_user() -> None:
