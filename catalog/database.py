@@ -15,13 +15,15 @@ import signal
 import socket
 import subprocess
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit, urlunsplit
 
 import psycopg
+
+from glacierflow.settings import SettingsError, read_secret_file
 
 INSTALL_HINT = (
     "install PostgreSQL with PostGIS (Debian/Ubuntu: apt-get install postgresql-15 "
@@ -34,18 +36,48 @@ class DatabaseError(RuntimeError):
 
 
 def external_dsn(environ: dict[str, str] | None = None) -> str | None:
-    """The DSN of an external server from DATABASE_URL or PGHOST/PGPORT/..., if any."""
+    """The DSN of an external server from DATABASE_URL or PGHOST/PGPORT/..., if any.
+
+    The password may come from a file (a Docker or Kubernetes secret) named by
+    PGPASSWORD_FILE, so that it is in no variable, image or repository; it joins a
+    DATABASE_URL that has none, or the PG* variables in place of PGPASSWORD.
+    """
     env = os.environ if environ is None else environ
+    secret = _password_from_file(env)
     if env.get("DATABASE_URL"):
-        return env["DATABASE_URL"]
+        url = env["DATABASE_URL"]
+        if secret is None:
+            return url
+        parts = urlsplit(url)
+        if parts.password is not None:
+            raise DatabaseError("DATABASE_URL has a password and PGPASSWORD_FILE another: keep one")
+        user, _, host = parts.netloc.rpartition("@")  # the user as written (percent-encoded)
+        netloc = f"{user or 'postgres'}:{quote(secret, safe='')}@{host}"
+        return urlunsplit(parts._replace(netloc=netloc))
     if env.get("PGHOST"):
         user = quote(env.get("PGUSER", "postgres"), safe="")
-        password = f":{quote(env['PGPASSWORD'], safe='')}" if env.get("PGPASSWORD") else ""
+        if secret is None:
+            secret = env.get("PGPASSWORD") or None
+        password = f":{quote(secret, safe='')}" if secret else ""
         host = quote(env["PGHOST"], safe="")  # a socket folder becomes %2Fvar%2Frun...
         port = env.get("PGPORT", "5432")
         name = quote(env.get("PGDATABASE", "postgres"), safe="")
         return f"postgresql://{user}{password}@{host}:{port}/{name}"
     return None
+
+
+def _password_from_file(env: Mapping[str, str]) -> str | None:
+    """The database password in the file PGPASSWORD_FILE names, if set; a DatabaseError
+    naming the variable (never the password) when it cannot be used."""
+    path = env.get("PGPASSWORD_FILE")
+    if not path:
+        return None
+    if env.get("PGPASSWORD"):
+        raise DatabaseError("set PGPASSWORD or PGPASSWORD_FILE, not both")
+    try:
+        return read_secret_file(Path(path), f"PGPASSWORD_FILE ({path})")
+    except SettingsError as err:
+        raise DatabaseError(str(err)) from None
 
 
 def environment_dsn(what: str) -> str:

@@ -63,7 +63,13 @@ def init_catalog(dsn: str, collection_ids: dict[str, str]) -> list[str]:
 
     Processes starting together on one database (the parts of a deployment, each running
     this at start) take turns under an advisory lock: concurrent migrations collide."""
-    with psycopg.connect(dsn, autocommit=True) as turn:
+    from glacierflow.catalog.database import DatabaseError
+
+    try:  # a wrong password or an absent server: said plainly (a deployment's first error)
+        turn = psycopg.connect(dsn, autocommit=True, connect_timeout=10)
+    except psycopg.OperationalError as err:
+        raise DatabaseError(f"cannot connect to the catalog database: {err}") from err
+    with turn:
         turn.execute("SELECT pg_advisory_lock(%s)", (_INIT_LOCK,))
         return _init_catalog(dsn, collection_ids)  # the lock goes with the connection
 

@@ -7,7 +7,14 @@ from pathlib import Path
 from typing import Annotated
 from urllib.parse import quote
 
-from pydantic import AnyUrl, Field, UrlConstraints, ValidationError, field_validator
+from pydantic import (
+    AnyUrl,
+    Field,
+    SecretStr,
+    UrlConstraints,
+    ValidationError,
+    field_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from pydantic_settings import SettingsError as PydanticSettingsError
 
@@ -49,10 +56,15 @@ class Settings(BaseSettings):
         "changed id moves the collection's items",
     )
     cors_origins: list[str] = Field(["*"], description="origins allowed to call the HTTP API")
-    stac_transactions_api_key: str | None = Field(
+    stac_transactions_api_key: SecretStr | None = Field(
         None,
         description="enables STAC transactions, for requests carrying this X-API-Key "
-        f"(at least {MIN_API_KEY_LENGTH} printable ASCII characters)",
+        f"(at least {MIN_API_KEY_LENGTH} printable ASCII characters); off by default",
+    )
+    stac_transactions_api_key_file: Path | None = Field(
+        None,
+        description="a file holding that key (a Docker or Kubernetes secret), read at "
+        "start-up instead of GLACIERFLOW_STAC_TRANSACTIONS_API_KEY",
     )
     stac_filter_max_length: int = Field(
         20_000,
@@ -146,20 +158,27 @@ class Settings(BaseSettings):
         """The key that guards STAC writes, or None when writes are off.
 
         A set but empty (or short) key would open writes to anyone who guesses it: refused.
+        Errors name the variable (or the file) the key came from, never the key.
         """
-        key = self.stac_transactions_api_key
-        if key is None:
+        name = "GLACIERFLOW_STAC_TRANSACTIONS_API_KEY"
+        path = self.stac_transactions_api_key_file
+        if path is not None and self.stac_transactions_api_key is not None:
+            raise SettingsError(f"set {name} or {name}_FILE, not both")
+        if path is not None:
+            name = f"{name}_FILE ({path})"
+            key = read_secret_file(path, name)
+        elif self.stac_transactions_api_key is not None:
+            key = self.stac_transactions_api_key.get_secret_value()
+        else:
             return None
         if len(key) < MIN_API_KEY_LENGTH or not (key.isascii() and key.isprintable()):
             raise SettingsError(
-                f"GLACIERFLOW_STAC_TRANSACTIONS_API_KEY must be at least {MIN_API_KEY_LENGTH} "
-                "printable ASCII characters (it has "
-                f"{len(key)}); unset it to keep transactions off"
+                f"{name} must be at least {MIN_API_KEY_LENGTH} printable ASCII characters "
+                f"(it has {len(key)}); unset it to keep transactions off"
             )
         if key != key.strip():
             raise SettingsError(
-                "GLACIERFLOW_STAC_TRANSACTIONS_API_KEY starts or ends with spaces, which an "
-                "X-API-Key header cannot carry"
+                f"{name} starts or ends with spaces, which an X-API-Key header cannot carry"
             )
         return key
 
@@ -191,6 +210,20 @@ class Settings(BaseSettings):
     def fftw_wisdom(self) -> Path:
         """FFTW plans measured once per machine and reused by every run."""
         return self.data_dir / "cache" / "fftw_wisdom.json"
+
+
+def read_secret_file(path: Path, name: str) -> str:
+    """A secret mounted as a file (Docker's /run/secrets, a Kubernetes secret volume): its
+    text without the final line break editors add. SettingsError naming `name` when the
+    file cannot be read or is empty: an empty secret would silently mean no secret."""
+    try:
+        text = Path(path).read_text(encoding="utf-8").rstrip("\r\n")
+    except (OSError, UnicodeDecodeError) as err:
+        reason = err.strerror if isinstance(err, OSError) else "not UTF-8 text"
+        raise SettingsError(f"{name}: cannot read the secret file: {reason}") from None
+    if not text:
+        raise SettingsError(f"{name}: the secret file is empty")
+    return text
 
 
 @lru_cache

@@ -27,7 +27,15 @@ log = logging.getLogger(__name__)
 
 
 def health_router(settings: Settings, dsn: str) -> APIRouter:
+    """/livez for liveness probes, /healthz for readiness: a process whose database is away
+    answers 503 on /healthz and recovers by itself once it is back, so only /livez, which
+    needs no database, may decide to restart it."""
     router = APIRouter(tags=["health"])
+
+    @router.get("/livez")
+    async def livez() -> dict[str, str]:
+        """The process serves requests (the database is not asked: see /healthz)."""
+        return {"status": "up"}
 
     @router.get("/healthz")
     async def healthz() -> JSONResponse:
@@ -130,7 +138,14 @@ def create_timeseries_part(settings: Settings, dsn: str) -> FastAPI:
     return app
 
 
-PARTS = {"stac": create_stac_part, "timeseries": create_timeseries_part, "tiles": create_tiles_app}
+def create_tiles_part(settings: Settings, dsn: str) -> FastAPI:
+    """The tile server at the root, with /livez and /healthz for its probes."""
+    app = create_tiles_app(settings, dsn)
+    app.include_router(health_router(settings, dsn))
+    return app
+
+
+PARTS = {"stac": create_stac_part, "timeseries": create_timeseries_part, "tiles": create_tiles_part}
 
 
 # What any route may answer besides its own 2xx, always as a JSON error body: stac-fastapi's

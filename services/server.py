@@ -38,7 +38,7 @@ _PR_SET_PDEATHSIG = 1
 _PART_ROUTES = {
     "stac": "STAC API: /, health: /healthz",
     "timeseries": "time series: /timeseries, profiles: /profile, health: /healthz",
-    "tiles": "legend: /legend/speed",
+    "tiles": "legend: /legend/speed, health: /healthz",
 }
 
 

@@ -570,9 +570,10 @@ async def tiles_database(app: FastAPI, settings: Settings, dsn: str) -> AsyncIte
 
 
 def create_tiles_app_from_environment() -> FastAPI:
-    """The tile server alone, for uvicorn (`--factory`): the database from DATABASE_URL (or
-    PG*), the rest from GLACIERFLOW_* settings."""
+    """The tile server alone with its health routes, for uvicorn (`--factory`): the database
+    from DATABASE_URL (or PG*), the rest from GLACIERFLOW_* settings."""
     from glacierflow.catalog.database import environment_dsn
+    from glacierflow.services.app import create_tiles_part  # the app module imports this one
 
     dsn = environment_dsn("the tiles")
-    return create_tiles_app(Settings(), dsn)
+    return create_tiles_part(Settings(), dsn)

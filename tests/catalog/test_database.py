@@ -217,3 +217,61 @@ def test_private_cluster_started_here_stays_up_for_another_process(
         assert not _accepts_connections(int(conninfo_to_dict(dsn)["port"]))
     finally:
         other.kill()
+
+
+# -- the password from a file (a Docker or Kubernetes secret) ---------------------------------
+
+
+def _password_file(tmp_path: Path, password: str) -> str:
+    path = tmp_path / "db_password"
+    path.write_text(password + "\n")
+    return str(path)
+
+
+def test_pgpassword_file_joins_the_pg_variables(tmp_path: Path) -> None:
+    env = {
+        "PGHOST": "db",
+        "PGUSER": "alice",
+        "PGPASSWORD_FILE": _password_file(tmp_path, "p@ss/wd"),
+    }
+    parsed = conninfo_to_dict(external_dsn(env))
+    assert (parsed["host"], parsed["user"], parsed["password"]) == ("db", "alice", "p@ss/wd")
+
+
+def test_pgpassword_file_joins_a_database_url_without_a_password(tmp_path: Path) -> None:
+    env = {
+        "DATABASE_URL": "postgresql://al%40ice@db.example:6543/stac?sslmode=require",
+        "PGPASSWORD_FILE": _password_file(tmp_path, "s3cret:@/"),
+    }
+    dsn = external_dsn(env)
+    assert conninfo_to_dict(dsn) == {
+        "user": "al@ice",
+        "password": "s3cret:@/",
+        "host": "db.example",
+        "port": "6543",
+        "dbname": "stac",
+        "sslmode": "require",
+    }
+    assert dsn.startswith("postgresql://")  # still a URL: stac-fastapi and titiler parse it
+
+
+@pytest.mark.parametrize(
+    "env",
+    [
+        {"DATABASE_URL": "postgresql://alice:Pw-In-Url@db/stac"},
+        {"PGHOST": "db", "PGPASSWORD": "Pw-In-Url"},
+    ],
+)
+def test_a_password_given_twice_is_refused(tmp_path: Path, env: dict[str, str]) -> None:
+    env["PGPASSWORD_FILE"] = _password_file(tmp_path, "from-the-file")
+    with pytest.raises(DatabaseError, match="PGPASSWORD") as caught:
+        external_dsn(env)
+    assert "from-the-file" not in str(caught.value) and "Pw-In-Url" not in str(caught.value)
+
+
+def test_an_unusable_password_file_is_an_error_naming_the_variable(tmp_path: Path) -> None:
+    with pytest.raises(DatabaseError, match=r"PGPASSWORD_FILE .*No such file"):
+        external_dsn({"PGHOST": "db", "PGPASSWORD_FILE": str(tmp_path / "missing")})
+    (tmp_path / "empty").write_text("")
+    with pytest.raises(DatabaseError, match=r"PGPASSWORD_FILE .*is empty"):
+        external_dsn({"PGHOST": "db", "PGPASSWORD_FILE": str(tmp_path / "empty")})
