@@ -61,10 +61,7 @@ def shared_catalog(served_region: ServedRegion, tmp_path_factory) -> Iterator[tu
                    settings.data_href)  # fmt: skip
         load_granules(dsn, sorted((data / "granules").glob("*.nc")), "granules",
                       settings.data_href, True)  # fmt: skip
-        x, y = GRANULE_PAIRS["july"][2]
-        _write_speed_cog(
-            data / SPEED_COG, *Transformer.from_crs(3413, 4326, always_xy=True).transform(x, y)
-        )
+        _write_speed_cog(data / SPEED_COG, *GRANULE_PAIRS["july"][2])
         yield dsn, data
     finally:
         with psycopg.connect(f"{MACHINE_SERVER}/postgres", autocommit=True) as conn:
