@@ -14,8 +14,9 @@ import math
 import signal
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -24,6 +25,7 @@ import click
 
 if TYPE_CHECKING:
     from glacierflow.processing.mosaics import MosaicProducts
+    from glacierflow.processing.pipeline import TrackRequest
     from glacierflow.settings import Settings
 
 
@@ -133,6 +135,56 @@ def _writable_output(ctx: click.Context, param: click.Parameter, value: Path) ->
     return value
 
 
+# the tracker's grid, chips and search: `track`, `run` and `watch`
+_GRID_OPTIONS = [
+    click.option(
+        "--spacing",
+        type=_Number(0, 100_000, min_open=True),
+        default=120.0,
+        show_default=True,
+        help="Grid posting, metres (at least one pixel).",
+    ),
+    click.option(
+        "--chip-min",
+        type=_Number(0, 100_000, min_open=True),
+        default=240.0,
+        show_default=True,
+        callback=_chips_in_order,
+        help="Smallest chip, metres.",
+    ),
+    click.option(
+        "--chip-max",
+        type=_Number(0, 100_000, min_open=True),
+        default=960.0,
+        show_default=True,
+        callback=_chips_in_order,
+        help="Largest chip of the ladder (doubling from --chip-min), metres.",
+    ),
+    click.option(
+        "--max-speed",
+        type=_Number(0, 1_000_000, min_open=True),
+        default=10_000.0,
+        show_default=True,
+        help="Fastest expected motion, m/yr: sets the search window (clipped to the image and "
+        "to GLACIERFLOW_TRACK_MEMORY_BUDGET_MB, with a warning).",
+    ),
+]
+
+
+def _options(options: list) -> Callable:
+    """A decorator adding `options` to a command, in their order in --help."""
+
+    def add(command: Callable) -> Callable:
+        for option in reversed(options):
+            command = option(command)
+        return command
+
+    return add
+
+
+_grid_options = _options(_GRID_OPTIONS)
+
+
 _PORT = click.IntRange(1, 65535)
 
 
@@ -163,37 +215,7 @@ def _interrupt(signum: int, frame: object) -> None:
 )
 @click.option("--ref-time", help="Acquisition time of REF (ISO 8601); default: its TIFF tags.")
 @click.option("--sec-time", help="Acquisition time of SEC (ISO 8601); default: its TIFF tags.")
-@click.option(
-    "--spacing",
-    type=_Number(0, 100_000, min_open=True),
-    default=120.0,
-    show_default=True,
-    help="Grid posting, metres (at least one pixel).",
-)
-@click.option(
-    "--chip-min",
-    type=_Number(0, 100_000, min_open=True),
-    default=240.0,
-    show_default=True,
-    callback=_chips_in_order,
-    help="Smallest chip, metres.",
-)
-@click.option(
-    "--chip-max",
-    type=_Number(0, 100_000, min_open=True),
-    default=960.0,
-    show_default=True,
-    callback=_chips_in_order,
-    help="Largest chip of the ladder (doubling from --chip-min), metres.",
-)
-@click.option(
-    "--max-speed",
-    type=_Number(0, 1_000_000, min_open=True),
-    default=10_000.0,
-    show_default=True,
-    help="Fastest expected motion, m/yr: sets the search window (clipped to the image and "
-    "to GLACIERFLOW_TRACK_MEMORY_BUDGET_MB, with a warning).",
-)
+@_grid_options
 @click.option(
     "--filter",
     "image_filter",
@@ -972,6 +994,145 @@ def _register_mosaics(products: list[MosaicProducts], composites: list[Path]) ->
         f"catalog: {len(mosaics)} mosaic item(s) and {len(made)} composite item(s) updated in "
         f"collection '{collection}'"
     )
+
+
+# what `run` and `watch` share: which scenes, where the work runs, the tracker's grid
+_PIPELINE_OPTIONS = [
+    click.option(
+        "--bbox",
+        nargs=4,
+        type=_Number(-180, 180),
+        metavar="W S E N",
+        help="Longitude/latitude box: the catalog's scenes that touch it [default: all].",
+    ),
+    click.option("--start", type=click.DateTime(), help="Scenes acquired from (ISO 8601 date)."),
+    click.option("--end", type=click.DateTime(), help="Scenes acquired until (ISO 8601 date)."),
+    click.option(
+        "--max-pairs",
+        type=click.IntRange(1),
+        help="Process at most this many pairs (the first ones found).",
+    ),
+    click.option(
+        "--region",
+        default="custom",
+        show_default=True,
+        help="Name of the region in the mosaics' file names and items.",
+    ),
+    click.option(
+        "--scheduler",
+        help="tcp://host:port of a running Dask scheduler [default: GLACIERFLOW_DASK_SCHEDULER, "
+        "else a local cluster].",
+    ),
+    click.option(
+        "--workers",
+        type=click.IntRange(1, 256),
+        help="Processes of the local cluster [default: GLACIERFLOW_DASK_WORKERS or one per core].",
+    ),
+    *_GRID_OPTIONS,
+]
+
+
+_pipeline_options = _options(_PIPELINE_OPTIONS)
+
+
+def _pipeline_job(
+    scheduler: str | None,
+    workers: int | None,
+    spacing: float,
+    chip_min: float,
+    chip_max: float,
+    max_speed: float,
+    **scenes: object,
+) -> tuple[Settings, TrackRequest, dict[str, object]]:
+    """The settings with --scheduler/--workers, the tracking template, and the scene
+    selection (bbox, start, end as UTC, max_pairs, region) of `run` and `watch`."""
+    from dataclasses import replace
+
+    from glacierflow.run import TRACK_DEFAULTS
+
+    overrides = {"dask_scheduler": scheduler, "dask_workers": workers}
+    settings = _settings().model_copy(update={k: v for k, v in overrides.items() if v})
+    template = replace(
+        TRACK_DEFAULTS,
+        spacing_m=spacing,
+        chip_min_m=chip_min,
+        chip_max_m=chip_max,
+        max_speed_m_per_yr=max_speed,
+    )
+    for key in ("start", "end"):
+        if isinstance(when := scenes[key], datetime):
+            scenes[key] = when.replace(tzinfo=UTC)
+    return settings, template, scenes
+
+
+@main.command("run")
+@_pipeline_options
+def run_command(**options: object) -> None:
+    """The whole pipeline on Dask: the catalog's scenes -> pairs -> granules -> cubes ->
+    composites -> mosaics, each catalogued as it is made.
+
+    Resumable and idempotent: what is done is known by its files (a pair's granule, a
+    cube's layers, a composite newer than its cube), so a run killed anywhere is finished
+    by running it again, which duplicates nothing. A pair that fails is retried once, then
+    named with its reason in the summary; the others go on. Progress bars per stage go to
+    stderr, the summary table to stdout. Files under GLACIERFLOW_DATA_DIR (granules/,
+    cubes/, composites/, mosaics/), which every worker must reach.
+
+    Exit status: 0 when everything was done, 1 when a pair or a stage failed (the rest is
+    done and a re-run retries what failed), 2 for bad input.
+    """
+    from glacierflow.catalog.database import catalog_database
+    from glacierflow.catalog.loader import init_catalog
+    from glacierflow.run import run_pipeline
+
+    settings, template, scenes = _pipeline_job(**options)
+    with _exit_on_input_errors(), catalog_database(settings.data_dir) as dsn:
+        init_catalog(dsn, settings.collection_ids)
+        report = run_pipeline(settings, dsn, template=template, say=_say, **scenes)
+    click.echo(report.table())
+    if not report.ok:
+        sys.exit(1)
+
+
+@main.command("watch")
+@_pipeline_options
+@click.option(
+    "--interval",
+    type=_Number(1, 86_400),
+    default=60.0,
+    show_default=True,
+    help="Seconds between two looks at the catalog's scenes.",
+)
+def watch_command(interval: float, **options: object) -> None:
+    """`run`, kept up to date: polls the catalog's scenes and processes only what is new.
+
+    New scene items (from `glacierflow scenes import`, or POSTed to the STAC API's
+    /stac/collections/scenes/items with GLACIERFLOW_STAC_TRANSACTIONS_API_KEY) are paired;
+    new pairs are tracked, their layers appended to the cubes (readers see them at once),
+    the composites and mosaics of the cubes they changed refreshed, and all of it
+    catalogued. Runs until Ctrl-C or SIGTERM.
+    """
+    from glacierflow.catalog.database import catalog_database
+    from glacierflow.catalog.loader import init_catalog
+    from glacierflow.run import catalog_pairs
+    from glacierflow.watch import watch
+
+    settings, template, scenes = _pipeline_job(**options)
+    region = str(scenes.pop("region"))
+    with _exit_on_input_errors(), catalog_database(settings.data_dir) as dsn:
+        init_catalog(dsn, settings.collection_ids)
+        try:
+            watch(
+                settings,
+                dsn,
+                lambda: catalog_pairs(dsn, **scenes),
+                interval_s=interval,
+                template=template,
+                region=region,
+                say=_say,
+            )
+        except KeyboardInterrupt:
+            _say("watch: stopped")
 
 
 @main.command()

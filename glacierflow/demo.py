@@ -19,7 +19,6 @@ from pathlib import Path
 from urllib.parse import urlencode
 
 import numpy as np
-import rasterio
 import xarray as xr
 from pyproj import Transformer
 
@@ -40,8 +39,8 @@ from glacierflow.processing.cubes.ingest import ingest
 from glacierflow.processing.mosaics import MosaicProducts
 from glacierflow.processing.mosaics.build import (
     composite_path,
+    existing_mosaic,
     mosaic_from_composites,
-    mosaic_stem,
 )
 from glacierflow.processing.mosaics.merge import SUMMARY_YEAR
 from glacierflow.processing.pipeline import TrackRequest, track_pair
@@ -228,7 +227,7 @@ def demo_mosaics(
         years = sorted({int(y) for y in composite["time"].dt.year.values})
     years.append(SUMMARY_YEAR)
     newest = max(path.stat().st_mtime for path in composites)
-    existing = [_existing_mosaic(folder, year, newest) for year in years]
+    existing = [existing_mosaic(folder, DEMO_REGION, year, newest) for year in years]
     if all(existing):
         say(f"mosaics: reusing {len(existing)} in {folder}")
         return existing
@@ -238,23 +237,6 @@ def demo_mosaics(
         "and the summary 0000), each a NetCDF, a COG per variable and a Web-Mercator COG of v"
     )
     return products
-
-
-def _existing_mosaic(folder: Path, year: int, newer_than: float) -> MosaicProducts | None:
-    """A mosaic already in `folder` whose files are all newer than `newer_than`."""
-    stem = mosaic_stem(DEMO_REGION, year)
-    netcdf, web_mercator = folder / f"{stem}.nc", folder / f"{stem}_v_3857.tif"
-    cogs = {
-        path.name.removeprefix(f"{stem}_").removesuffix(".tif"): path
-        for path in folder.glob(f"{stem}_*.tif")
-        if path != web_mercator
-    }
-    files = [netcdf, web_mercator, *cogs.values()]
-    if "v" not in cogs or not all(f.exists() and f.stat().st_mtime >= newer_than for f in files):
-        return None
-    with rasterio.open(cogs["v"]) as src:
-        epsg = src.crs.to_epsg()
-    return MosaicProducts(DEMO_REGION, year, epsg, netcdf, cogs, web_mercator)
 
 
 def map_urls(base: str, collection: str, mosaics: list[MosaicProducts]) -> list[str]:

@@ -37,6 +37,12 @@ class Settings(BaseSettings):
         description="memory one tracking job may use; its search window is clipped to fit",
     )
     dask_scheduler: str | None = Field(None, description="tcp://host:port of a Dask scheduler")
+    dask_workers: int | None = Field(
+        None,
+        ge=1,
+        description="processes of the local Dask cluster when no scheduler is set "
+        "(default: one per core)",
+    )
     collection_ids: dict[str, str] = Field(
         default_factory=dict,
         description='collection ids by kind, e.g. {"cubes": "itslive-cubes"} (JSON); a '

@@ -72,6 +72,26 @@ def mosaic_stem(region: str, year: int, cell: float = 120.0) -> str:
     return f"ITS_LIVE_velocity_{round(cell):03d}m_{region}_{year:04d}_{VERSION}"
 
 
+def existing_mosaic(
+    folder: Path, region: str, year: int, newer_than: float
+) -> MosaicProducts | None:
+    """A mosaic already in `folder` whose files are all newer than `newer_than` (seconds,
+    the newest of its composites): one that need not be built again."""
+    stem = mosaic_stem(region, year)
+    netcdf, web_mercator = folder / f"{stem}.nc", folder / f"{stem}_v_3857.tif"
+    cogs = {
+        path.name.removeprefix(f"{stem}_").removesuffix(".tif"): path
+        for path in folder.glob(f"{stem}_*.tif")
+        if path != web_mercator
+    }
+    files = [netcdf, web_mercator, *cogs.values()]
+    if "v" not in cogs or not all(f.exists() and f.stat().st_mtime >= newer_than for f in files):
+        return None
+    with rasterio.open(cogs["v"]) as src:
+        epsg = src.crs.to_epsg()
+    return MosaicProducts(region, year, epsg, netcdf, cogs, web_mercator)
+
+
 def composite_path(cube: Path, folder: Path) -> Path:
     """Where a cube's composite lives: <folder>/<cube name>_composite.nc."""
     return Path(folder) / Path(cube).name.replace(".zarr", COMPOSITE_SUFFIX)
@@ -107,7 +127,10 @@ def _is_current(composite: Path, cube: Path, options: Options) -> bool:
 def _composite_task(cube: Path, out: Path, options: Options) -> str | None:
     """Build and write one cube's composite; the reason when it cannot be."""
     try:
-        data, _ = build_composite(open_cube(cube), options, workers=1)
+        # the cube's blocks read here, not as tasks sent back to the cluster: on a worker
+        # whose threads are all busy (this task holds one) those would wait forever
+        with dask.config.set(scheduler="synchronous"):
+            data, _ = build_composite(open_cube(cube), options, workers=1)
     except (CompositeError, OSError) as err:
         reason = str(err)
         return reason if reason.startswith(cube.name) else f"{cube.name}: {reason}"

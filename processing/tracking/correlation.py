@@ -11,6 +11,7 @@ for the chips that hold masked or nodata pixels.
 from __future__ import annotations
 
 import json
+import os
 import sys
 import threading
 from dataclasses import dataclass
@@ -57,9 +58,10 @@ def load_wisdom(path: Path) -> None:
 
 
 def save_wisdom(path: Path) -> None:
-    """Persist FFTW wisdom (written to a temporary name, then renamed)."""
+    """Persist FFTW wisdom (written to a temporary name of this process and thread, then
+    renamed: concurrent tracking jobs each replace the file whole)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     tmp.write_text(json.dumps([w.decode() for w in pyfftw.export_wisdom()]))
     tmp.replace(path)
 
