@@ -55,12 +55,34 @@ def write_netcdf(mosaic: xr.Dataset, path: Path) -> None:
 def write_cog(
     values: np.ndarray, name: str, crs: str, transform: rasterio.Affine, path: Path
 ) -> None:
-    """One variable as a COG: 512 px internal tiles, overviews down to one tile, deflate
-    with the predictor for its type, nodata NaN (floats) or ITS_LIVE's value (integers)."""
+    """One variable as a COG: nodata NaN (floats) or ITS_LIVE's value (integers), counts and
+    flags' overviews by picking, the rest averaged."""
     integer = values.dtype.kind in "ui"
-    nodata = INTEGER_NODATA.get(name, 0) if integer else np.nan
+    write_band_cog(
+        values,
+        crs,
+        transform,
+        path,
+        nodata=INTEGER_NODATA.get(name, 0) if integer else np.nan,
+        overview_resampling="nearest" if name in NEAREST_OVERVIEWS else "average",
+        description=name,
+    )
+
+
+def write_band_cog(
+    values: np.ndarray,
+    crs: str,
+    transform: rasterio.Affine,
+    path: Path,
+    nodata: float | None,
+    overview_resampling: str,
+    description: str | None = None,
+    tags: dict[str, str] | None = None,
+) -> None:
+    """A single-band COG, written whole or not at all: 512 px internal tiles, overviews
+    down to one tile, deflate with the predictor for its type, `tags` in its metadata."""
     profile = dict(cog_profiles.get("deflate"), blockxsize=BLOCK_PX, blockysize=BLOCK_PX)
-    profile["predictor"] = 2 if integer else 3
+    profile["predictor"] = 2 if values.dtype.kind in "ui" else 3
     height, width = values.shape
     with MemoryFile() as memory:
         with memory.open(
@@ -74,7 +96,10 @@ def write_cog(
             nodata=nodata,
         ) as dataset:
             dataset.write(values, 1)
-            dataset.set_band_description(1, name)
+            if description:
+                dataset.set_band_description(1, description)
+            if tags:
+                dataset.update_tags(**tags)
         with memory.open() as source, staged(path) as temporary:
             cog_translate(
                 source,
@@ -82,7 +107,8 @@ def write_cog(
                 profile,
                 nodata=nodata,
                 overview_level=overview_levels(width, height),
-                overview_resampling="nearest" if name in NEAREST_OVERVIEWS else "average",
+                overview_resampling=overview_resampling,
+                additional_cog_metadata=tags,
                 in_memory=True,
                 quiet=True,
             )
