@@ -146,33 +146,22 @@ def reference_effect(
     output: Path,
     template: TrackRequest | None = None,
 ) -> list[ReferenceFigures]:
-    """Track each pair of the region's scenes without and with `reference` as its prior
-    (everything else as `template` has it: the run's defaults; the scenes' cloud masks
-    given) into `output`, and compare each granule with the region's truth."""
+    """Track each pair of the region's scenes without and with `reference` as its prior,
+    as `run` does (`track_task`: everything else as `template` has it, the run's defaults;
+    the scenes' cloud masks given) into `output`, and compare each granule with the
+    region's truth. A pair whose granule `output` holds is not tracked again (its time is
+    then ~0): give a fresh folder to time it."""
     import xarray as xr
 
-    from glacierflow.processing.pipeline import pair_masks, track_pair
-    from glacierflow.run import TRACK_DEFAULTS
+    from glacierflow.run import TRACK_DEFAULTS, track_task
 
     template = template or TRACK_DEFAULTS
     rows = []
     for pair in pairs:
         for used in (False, True):
-            folder = Path(output) / ("with" if used else "without") / pair.id
-            folder.mkdir(parents=True, exist_ok=True)
-            request = replace(
-                with_reference(template, reference if used else None),
-                ref=pair.ref.href,
-                sec=pair.sec.href,
-                ref_time=pair.ref.datetime.isoformat(),
-                sec_time=pair.sec.datetime.isoformat(),
-                ref_id=pair.ref.id,
-                sec_id=pair.sec.id,
-                output=folder,
-                **pair_masks(pair),
-            )
+            request = with_reference(template, reference if used else None)
             clock = time.perf_counter()
-            path = track_pair(request).path
+            path = track_task(pair, Path(output) / ("with" if used else "without"), request)
             seconds = time.perf_counter() - clock
             with xr.open_dataset(path) as granule:
                 figures = region.granule_figures(granule, pair.ref.datetime, pair.sec.datetime)
