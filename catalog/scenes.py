@@ -26,6 +26,9 @@ from glacierflow.processing.scenes import Scene
 
 BAND_PROPERTY = "glacierflow:band"  # asset key of the band to track
 MASK_PROPERTY = "glacierflow:mask"  # asset key of the QA band (SCL, QA_PIXEL), optional
+MASK_ASSET = "cloud"  # the demo region's cloud masks (non-zero: cloud)
+# how each mask asset reads (a `MaskKind`), by its key as the sources name it
+MASK_KINDS = {"scl": "scl", "qa_pixel": "qa_pixel", MASK_ASSET: "nonzero"}
 
 
 class NotASceneError(ValueError):
@@ -69,6 +72,7 @@ def scene_from_item(item: dict[str, Any]) -> Scene:
         cloud_cover=properties.get("eo:cloud_cover"),
         mask_href=assets[mask]["href"] if mask in assets else None,
         collection=item.get("collection"),
+        extra={"mask_kind": kind} if (kind := MASK_KINDS.get(str(mask).lower())) else {},
     )
 
 
@@ -77,7 +81,6 @@ EO_SCHEMA = "https://stac-extensions.github.io/eo/v2.0.0/schema.json"
 GRID_SCHEMA = "https://stac-extensions.github.io/grid/v1.1.0/schema.json"
 VIEW_SCHEMA = "https://stac-extensions.github.io/view/v1.0.0/schema.json"
 LANDSAT_SCHEMA = "https://stac-extensions.github.io/landsat/v2.0.0/schema.json"
-MASK_ASSET = "cloud"
 _CONSTELLATIONS = {"landsat": "landsat", "sentinel-2": "sentinel-2"}
 
 

@@ -1019,6 +1019,14 @@ _PIPELINE_OPTIONS = [
         help="Name of the region in the mosaics' file names and items.",
     ),
     click.option(
+        "--references/--no-references",
+        default=True,
+        show_default=True,
+        help="Track new pairs with the region's newest summary mosaic (vx, vy) as their "
+        "prior: it centres the search, and its slowest 25 % are the stable ground. "
+        "--no-references tracks without one, to measure what it changes.",
+    ),
+    click.option(
         "--scheduler",
         help="tcp://host:port of a running Dask scheduler [default: GLACIERFLOW_DASK_SCHEDULER, "
         "else a local cluster].",
@@ -1045,7 +1053,7 @@ def _pipeline_job(
     **scenes: object,
 ) -> tuple[Settings, TrackRequest, dict[str, object]]:
     """The settings with --scheduler/--workers, the tracking template, and the scene
-    selection (bbox, start, end as UTC, max_pairs, region) of `run` and `watch`."""
+    selection (bbox, start, end as UTC, max_pairs, region, references) of `run` and `watch`."""
     from dataclasses import replace
 
     from glacierflow.run import TRACK_DEFAULTS
@@ -1119,6 +1127,7 @@ def watch_command(interval: float, **options: object) -> None:
 
     settings, template, scenes = _pipeline_job(**options)
     region = str(scenes.pop("region"))
+    references = bool(scenes.pop("references"))
     with _exit_on_input_errors(), catalog_database(settings.data_dir) as dsn:
         init_catalog(dsn, settings.collection_ids)
         try:
@@ -1129,6 +1138,7 @@ def watch_command(interval: float, **options: object) -> None:
                 interval_s=interval,
                 template=template,
                 region=region,
+                references=references,
                 say=_say,
             )
         except KeyboardInterrupt:

@@ -41,8 +41,9 @@ from glacierflow.processing.mosaics.build import (
     mosaic_from_composites,
 )
 from glacierflow.processing.mosaics.merge import SUMMARY_YEAR, composite_years
-from glacierflow.processing.pipeline import TrackRequest, track_pair
+from glacierflow.processing.pipeline import TrackRequest, pair_masks, track_pair
 from glacierflow.processing.scenes import Pair
+from glacierflow.references import ReferenceMosaic, choose_reference, with_reference
 from glacierflow.settings import Settings
 
 if TYPE_CHECKING:
@@ -69,6 +70,8 @@ class RunReport:
     composites: list[Path] = field(default_factory=list)
     mosaics: list[MosaicProducts] = field(default_factory=list)
     mosaics_reused: bool = False
+    referenced: dict[str, str] = field(default_factory=dict)  # pair id -> reference mosaic
+    references: str = "on"  # "on", "off" (--no-references) or why none could be looked up
     problems: list[str] = field(default_factory=list)  # a stage that could not be done
     seconds: dict[str, float] = field(default_factory=dict)
 
@@ -83,6 +86,7 @@ class RunReport:
             ("  done before", str(len(self.done_before)), "granule there, not tracked again"),
             ("  tracked", str(len(self.tracked)), self._time("track")),
             ("  failed", str(len(self.failed)), "after one retry" if self.failed else ""),
+            ("  with reference", str(len(self.referenced)), self._references()),
             *(("", "", f"{pair}: {reason}") for pair, reason in sorted(self.failed.items())),
             ("granules", str(len(self.granules)), self._catalogued("granules")),
             (
@@ -107,6 +111,12 @@ class RunReport:
             f"{name:<{width}}  {number:>{count}}  {detail}".rstrip()
             for name, number, detail in rows
         )
+
+    def _references(self) -> str:
+        if self.references != "on":
+            return f"references {self.references}"
+        names = sorted(set(self.referenced.values()))
+        return f"prior: {', '.join(names)}" if names else "no summary mosaic covers them yet"
 
     def _time(self, stage: str, sep: str = "") -> str:
         return f"{sep}{self.seconds[stage]:.1f} s" if stage in self.seconds else ""
@@ -150,6 +160,7 @@ def track_task(pair: Pair, granules: Path, template: TrackRequest) -> Path:
         ref_time=pair.ref.datetime.isoformat(),
         sec_time=pair.sec.datetime.isoformat(),
         output=folder,
+        **pair_masks(pair),  # the scenes' QA bands or cloud masks
     )
     try:
         return track_pair(request).path
@@ -232,10 +243,13 @@ def run_pairs(
     template: TrackRequest = TRACK_DEFAULTS,
     region: str = DEFAULT_REGION,
     consolidate: bool = True,
+    references: bool = True,
     client: Client | None = None,
     say: Say = print,
 ) -> RunReport:
-    """Run the pipeline on `pairs`: track what is not done, catalog the granules (when
+    """Run the pipeline on `pairs`: track what is not done (with `references`, each pair
+    whose footprint a summary mosaic of the catalog covers has its velocities as a prior:
+    `glacierflow.references`), catalog the granules (when
     `dsn` names a catalog), ingest them into the cubes (`consolidate`: folded into each
     cube's history at the end, else left as recent segments until the cube has
     GLACIERFLOW_CUBE_CONSOLIDATE_AFTER of them), refresh the cubes' composites and the
@@ -250,6 +264,7 @@ def run_pairs(
                 template=template,
                 region=region,
                 consolidate=consolidate,
+                references=references,
                 client=own,
                 say=say,
             )
@@ -270,12 +285,19 @@ def run_pairs(
             report.done_before.append(pair.id)
             report.granules.append(done)
     say(f"pairs: {len(pairs)}, {len(report.done_before)} done before, {len(todo)} to track")
-    futures = {
-        client.submit(
-            track_task, pair, granules_dir, template, key=f"track-{pair.id}", retries=1
-        ): pair.id
-        for pair in todo
-    }
+    candidates = _references(settings, dsn, report) if references and todo else []
+    if not references:
+        report.references = "off"
+    futures = {}
+    for pair in todo:
+        reference = choose_reference(candidates, pair.ref.footprint)
+        if reference is not None:
+            report.referenced[pair.id] = reference.id
+        request = with_reference(template, reference)
+        future = client.submit(
+            track_task, pair, granules_dir, request, key=f"track-{pair.id}", retries=1
+        )
+        futures[future] = pair.id
     tracked, report.failed = gather_results(futures, "track", "pair", say)
     report.tracked = sorted(tracked)
     report.granules += [Path(p) for p in tracked.values()]
@@ -291,6 +313,22 @@ def run_pairs(
     if dsn and report.composites:
         _catalog(report, "mosaics", lambda: _load_mosaics(dsn, settings, report))
     return report
+
+
+def _references(settings: Settings, dsn: str | None, report: RunReport) -> list[ReferenceMosaic]:
+    """The catalog's summary mosaics, the candidate priors (none without a catalog)."""
+    if not dsn:
+        report.references = "off (no catalog)"
+        return []
+    import psycopg
+
+    from glacierflow.references import summary_mosaics
+
+    try:
+        return summary_mosaics(dsn, settings.collection_id("mosaics"), settings.data_dir)
+    except (psycopg.Error, OSError) as err:
+        report.problems.append(f"references: {_reason(err)}")
+        return []
 
 
 def _ingest(
@@ -422,8 +460,11 @@ def run_pipeline(
     max_pairs: int | None = None,
     template: TrackRequest = TRACK_DEFAULTS,
     region: str = DEFAULT_REGION,
+    references: bool = True,
     say: Say = print,
 ) -> RunReport:
     """The whole pipeline from the catalog's scenes: their pairs, then `run_pairs`."""
     pairs = catalog_pairs(dsn, bbox, start, end, max_pairs)
-    return run_pairs(settings, pairs, dsn, template=template, region=region, say=say)
+    return run_pairs(
+        settings, pairs, dsn, template=template, region=region, references=references, say=say
+    )

@@ -30,12 +30,14 @@ def watch(
     stop: threading.Event | None = None,
     template: TrackRequest = TRACK_DEFAULTS,
     region: str = DEFAULT_REGION,
+    references: bool = True,
     on_round: Callable[[RunReport], None] | None = None,
     say: Say = print,
 ) -> int:
     """Poll `pairs_now` until `stop` is set; run the pipeline on every poll that finds a
-    pair not seen before (`on_round` gets each such round's report). Returns the number of
-    such rounds."""
+    pair not seen before (`on_round` gets each such round's report; with `references`, a
+    round's new pairs get the summary mosaic the rounds before built as their prior).
+    Returns the number of such rounds."""
     stop = stop or threading.Event()
     seen: set[str] = set()
     rounds = 0
@@ -52,6 +54,7 @@ def watch(
                     template=template,
                     region=region,
                     consolidate=False,
+                    references=references,
                     client=client,
                     say=say,
                 )

@@ -11,14 +11,16 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import rasterio
-from pyproj import CRS
+from pyproj import CRS, Transformer
 from rasterio.enums import Resampling
 from rasterio.errors import CRSError, RasterioError
 from rasterio.vrt import WarpedVRT
 
+from glacierflow.processing.cubes.reproject import jacobian, transform_vectors
 from glacierflow.processing.io.granule import (
     GranuleInputs,
     granule_dataset,
@@ -33,7 +35,7 @@ from glacierflow.processing.io.scenes import (
     qa_mask_kind,
     remote_reading,
 )
-from glacierflow.processing.scenes import Pair
+from glacierflow.processing.scenes import Pair, Scene
 from glacierflow.processing.tracking.correlation import load_wisdom, save_wisdom
 from glacierflow.processing.tracking.grid import NodeGrid, node_grid
 from glacierflow.processing.tracking.preprocess import ImageFilter
@@ -78,14 +80,36 @@ class TrackRequest:
     sec_id: str | None = None  # (a STAC asset's "B08.tif"): they name the granule
 
 
+def scene_mask_kind(scene: Scene) -> MaskKind | None:
+    """How a scene's mask reads (None: it has none): as its item says (`mask_kind` in
+    `extra`: the catalog records it from the mask asset), else its platform's QA band."""
+    if not scene.mask_href:
+        return None
+    if kind := scene.extra.get("mask_kind"):
+        return MaskKind(kind)
+    return qa_mask_kind(scene.platform)
+
+
+def pair_masks(pair: Pair) -> dict[str, Any]:
+    """The TrackRequest fields that make a pair's masks of its scenes' QA bands or cloud
+    masks: both, when they read alike; the reference's alone when they do not (a
+    Landsat x Sentinel-2 pair: a request reads its two masks one way)."""
+    ref_kind, sec_kind = scene_mask_kind(pair.ref), scene_mask_kind(pair.sec)
+    if ref_kind is None:
+        return {"ref_mask": None, "sec_mask": None, "mask_kind": sec_kind or MaskKind.NONZERO}
+    return {
+        "ref_mask": pair.ref.mask_href,
+        "sec_mask": pair.sec.mask_href if sec_kind is ref_kind else None,
+        "mask_kind": ref_kind,
+    }
+
+
 def pair_request(pair: Pair, output: Path, **options: object) -> TrackRequest:
     """The request that tracks a pair of scenes (from the catalog or a generator): their
     hrefs, times and ids, their QA bands as masks (Sentinel-2 SCL, Landsat QA_PIXEL: clouds
     and shadows take no part), and the preset their sensor wants (radar: amplitude in dB
     and larger chips); `options` set any other field, or override these."""
     preset = PRESETS[preset_for(pair.ref.platform, pair.ref.instrument)]
-    kind = qa_mask_kind(pair.ref.platform)
-    masks = (pair.ref.mask_href, pair.sec.mask_href) if kind else (None, None)
     request = TrackRequest(
         ref=pair.ref.href,
         sec=pair.sec.href,
@@ -97,9 +121,7 @@ def pair_request(pair: Pair, output: Path, **options: object) -> TrackRequest:
         amplitude_db=preset.amplitude_db,
         ref_id=pair.ref.id,
         sec_id=pair.sec.id,
-        ref_mask=masks[0],
-        sec_mask=masks[1],
-        mask_kind=kind or MaskKind.NONZERO,
+        **pair_masks(pair),
     )
     return replace(request, **options)
 
@@ -156,6 +178,27 @@ def _sample_on_grid(path: str, crs: CRS, grid: NodeGrid, resampling: Resampling)
             return vrt.read(1)
     except (RasterioError, CRSError) as err:
         raise SceneError(f"{path}: cannot read it as a georeferenced raster ({err})") from err
+
+
+def _prior_on_grid(
+    vx_path: str, vy_path: str, crs: CRS, grid: NodeGrid
+) -> tuple[np.ndarray, np.ndarray]:
+    """A reference velocity on the node grid, its vectors along the grid's axes: a
+    mosaic in another projection (ITS_LIVE's polar stereographic) has them along its
+    own, turned by the grid convergence between the two."""
+    vx = _sample_on_grid(vx_path, crs, grid, Resampling.bilinear)
+    vy = _sample_on_grid(vy_path, crs, grid, Resampling.bilinear)
+    try:
+        with rasterio.open(vx_path) as src:
+            source = CRS.from_wkt(src.crs.to_wkt())
+    except (RasterioError, CRSError) as err:
+        raise SceneError(f"{vx_path}: cannot read its projection ({err})") from err
+    if source == crs:
+        return vx, vy
+    xs, ys = np.meshgrid(grid.x, grid.y)
+    sx, sy = Transformer.from_crs(crs, source, always_xy=True).transform(xs, ys)
+    jac = jacobian(Transformer.from_crs(source, crs, always_xy=True), sx, sy)
+    return transform_vectors(vx, vy, jac)
 
 
 def track_pair(
@@ -228,8 +271,7 @@ def _track_pair(req: TrackRequest, progress: Callable[[str], None]) -> GranuleRe
         prior = reference_speed = None
         if req.prior_vx and req.prior_vy:
             years = dt_days / DAYS_PER_YEAR
-            vx = _sample_on_grid(req.prior_vx, crs, grid, Resampling.bilinear)
-            vy = _sample_on_grid(req.prior_vy, crs, grid, Resampling.bilinear)
+            vx, vy = _prior_on_grid(req.prior_vx, req.prior_vy, crs, grid)
             prior = np.stack([-vy * years / pixel[1], vx * years / pixel[0]], axis=2)
             reference_speed = np.hypot(vx, vy)
         stable = None
@@ -278,6 +320,10 @@ def _track_pair(req: TrackRequest, progress: Callable[[str], None]) -> GranuleRe
             )
             or "none",
             "mask_kind": str(req.mask_kind),
+            # the prior's file: a pair tracked with a reference velocity says which
+            "reference_velocity": (
+                Path(req.prior_vx).name if req.prior_vx and req.prior_vy else "none"
+            ),
         },
     )
     ds = granule_dataset(vel, inputs)

@@ -565,6 +565,7 @@ class Acquisition:
             cloud_cover=cloud_cover,
             mask_href=str(mask_path),
             extra={
+                "mask_kind": "nonzero",  # a cloud mask made for the purpose
                 "band": self.band,
                 "gsd": self.sensor.pixel_m,
                 "sun_elevation": round(sun_elevation(centre_lat, self.when, centre_lon), 2),

@@ -385,3 +385,41 @@ def test_bad_mask_files_are_named(clouded, tmp_path: Path, flag: str) -> None:
     with pytest.raises(SceneError, match="do not overlap"):
         _track(ref, sec, tmp_path / "out", **{flag: str(elsewhere)})
     assert not (tmp_path / "out").exists()
+
+
+def test_a_prior_in_another_projection_is_turned_onto_the_grid_s_axes(tmp_path: Path) -> None:
+    """A summary mosaic in polar stereographic (EPSG:3413) lends its vectors to a UTM 7N
+    pair: there, its axes are turned by about 96 degrees from UTM's."""
+    from pyproj import CRS, Transformer
+
+    from glacierflow.processing.cubes.reproject import jacobian, transform_vectors
+    from glacierflow.processing.pipeline import _prior_on_grid
+    from glacierflow.processing.tracking.grid import node_grid
+
+    utm, polar = CRS.from_epsg(32607), CRS.from_epsg(3413)
+    truth = (300.0, -400.0)  # m/yr along UTM's axes, everywhere
+    # the 3413 raster: a 120 m grid over the UTM box, the vectors along its own axes
+    to_polar = Transformer.from_crs(utm, polar, always_xy=True)
+    xs, ys = to_polar.transform(
+        [516_000, 522_000, 516_000, 522_000], [6_660_000] * 2 + [6_666_000] * 2
+    )
+    left, top = min(xs) - 1_200, max(ys) + 1_200
+    width, height = [int((max(v) - min(v) + 2_400) // 120) for v in (xs, ys)]
+    px, py = np.meshgrid(left + 60 + 120 * np.arange(width), top - 60 - 120 * np.arange(height))
+    ux, uy = Transformer.from_crs(polar, utm, always_xy=True).transform(px, py)
+    jac = jacobian(to_polar, ux, uy)
+    vectors = transform_vectors(np.full(px.shape, truth[0]), np.full(px.shape, truth[1]), jac)
+    paths = []
+    for name, values in zip(("vx", "vy"), vectors, strict=True):
+        paths.append(str(tmp_path / f"{name}.tif"))
+        with rasterio.open(
+            paths[-1], "w", driver="GTiff", width=width, height=height, count=1,
+            dtype="float32", crs=polar, transform=rasterio.Affine(120, 0, left, 0, -120, top),
+        ) as dst:  # fmt: skip
+            dst.write(values.astype(np.float32), 1)
+    grid = node_grid(rasterio.Affine(15, 0, 516_000, 0, -15, 6_666_000), (400, 400), 120.0)
+    vx, vy = _prior_on_grid(paths[0], paths[1], utm, grid)
+    np.testing.assert_allclose(vx, truth[0], atol=1.0)
+    np.testing.assert_allclose(vy, truth[1], atol=1.0)
+    assert np.hypot(*vectors).min() > 490  # the lengths agree, the components do not:
+    assert np.abs(vectors[0] - truth[0]).min() > 100  # read as they are, they would be wrong
