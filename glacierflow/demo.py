@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -34,6 +34,12 @@ from glacierflow.processing.mosaics.merge import SUMMARY_YEAR
 from glacierflow.processing.scenes import Scene
 from glacierflow.processing.scenes.pairing import PairRules, find_pairs
 from glacierflow.processing.scenes.region import Acquisition, Region
+from glacierflow.references import (
+    ReferenceFigures,
+    effect_table,
+    mosaic_reference,
+    reference_effect,
+)
 from glacierflow.run import TRACK_DEFAULTS, RunReport, dask_client, gather_results, run_pairs
 from glacierflow.services.server import run
 from glacierflow.settings import Settings
@@ -70,6 +76,10 @@ QUICK = DemoSize(
 )
 # the surge's fastest ice is ~2,500 m/yr: the search reaches a little beyond it
 TRACK = replace(TRACK_DEFAULTS, max_speed_m_per_yr=3_000.0)
+# a search sized for the glacier outside the surge, and the surge's long Landsat pairs it
+# misses without a prior: what references add
+REFERENCE_SEARCH = 1_200.0
+REFERENCE_PAIRS = PairRules(dt_days={("oli", "oli"): (40.0, 70.0)}, max_pairs_per_scene=1)
 # places of the validation table, as fractions of the region's width and height from its
 # upper-left corner
 PLACES = {
@@ -117,6 +127,7 @@ VALIDATION_HEADER = (
 class DemoOutcome:
     report: RunReport
     checks: list[PlaceCheck]
+    references: list[ReferenceFigures]
     point: tuple[float, float]  # (lon, lat) on the valley's fast ice
     seconds: float
 
@@ -148,6 +159,9 @@ def run_demo(
             )
         say(report.table())
         checks = validate(region, settings.cube_store, say)
+        references = reference_check(
+            region, found, report, settings.data_dir / "reference-check", say
+        )
         point = (checks[0].lon, checks[0].lat)
         seconds = time.perf_counter() - clock
         say(f"demo built in {seconds / 60:.1f} min")
@@ -160,7 +174,7 @@ def run_demo(
         say(f"the dashboard: {base}/  (click the glacier; STAC Browser: {base}/browser/)")
         if serve:
             run(settings, dsn, host, port, say=say)
-    return DemoOutcome(report, checks, point, seconds)
+    return DemoOutcome(report, checks, references, point, seconds)
 
 
 def write_scenes(region: Region, size: DemoSize, folder: Path, client, say: Say) -> list[Scene]:
@@ -198,6 +212,28 @@ def validate(region: Region, store: Path, say: Say) -> list[PlaceCheck]:
     for check in checks:
         say(check.row())
     return checks
+
+
+def reference_check(
+    region: Region, scenes: Sequence[Scene], report: RunReport, folder: Path, say: Say
+) -> list[ReferenceFigures]:
+    """Long Landsat pairs in the surge tracked without and with the region's summary
+    mosaic as their prior, with a search sized for the glacier's usual speeds
+    (REFERENCE_SEARCH): the prior, which centres each search on the expected
+    displacement, keeps the surge in reach."""
+    summary = next((m for m in report.mosaics if m.year == SUMMARY_YEAR), None)
+    start, end = region.surge
+    in_surge = [s for s in scenes if start <= s.datetime <= end]
+    pairs = sorted(find_pairs(in_surge, REFERENCE_PAIRS), key=lambda p: (-p.dt_days, p.id))[:2]
+    if summary is None or not pairs:
+        say("reference velocities: no summary mosaic or no long pair in the surge to compare")
+        return []
+    template = replace(TRACK, max_speed_m_per_yr=REFERENCE_SEARCH)
+    rows = reference_effect(region, pairs, mosaic_reference(summary), folder, template)
+    say("long pairs in the surge without and with the summary mosaic as their prior (search "
+        f"sized for {REFERENCE_SEARCH:,.0f} m/yr; errors against the truth, m/yr):")  # fmt: skip
+    say(effect_table(rows))
+    return rows
 
 
 def _check_place(region: Region, store: Path, name: str, lon: float, lat: float) -> PlaceCheck:

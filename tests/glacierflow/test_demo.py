@@ -64,6 +64,7 @@ def test_the_quick_demo_builds_validates_reuses_and_serves(tmp_path: Path) -> No
         f"ITS_LIVE_velocity_120m_DEMO_{year}_v02.nc" for year in ("0000", "2024", "2025")
     ]
     _the_validation_holds(printed)
+    _a_reference_velocity_brings_the_surge_back(printed)
 
     granules = {p: p.stat().st_mtime_ns for p in (data / "granules").rglob("*.nc")}
     mosaics = {p: p.stat().st_mtime_ns for p in (data / "mosaics").iterdir()}
@@ -94,6 +95,16 @@ def _the_validation_holds(printed: str) -> None:
         assert int(true_surge) > 50 and abs(int(surge) - int(true_surge)) <= 10, rows[name]
     _, _, speed, median, p90, *_ = rows["rock"]
     assert int(speed) == 0 and float(median) < 10 and float(p90) < 25, rows["rock"]
+
+
+def _a_reference_velocity_brings_the_surge_back(printed: str) -> None:
+    """With a search sized for the usual speeds, a long pair in the surge is lost without a
+    prior and found with the summary mosaic's (the first pair's ice median error)."""
+    rows = re.findall(r"^\| (\S+_X_\S+) \| \d+ \| 1,200 \| (no|yes) \| [\d.]+ \| (\d+) / \d+ ",
+                      printed, re.M)  # fmt: skip
+    assert len(rows) == 4, printed[-3000:]
+    (pair, _, without), (same, _, with_prior) = rows[0], rows[1]
+    assert pair == same and int(without) > 500 and int(with_prior) < 60, rows
 
 
 def _served_as_printed(tmp_path: Path) -> None:
