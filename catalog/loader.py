@@ -57,7 +57,19 @@ def init_catalog(dsn: str, collection_ids: dict[str, str]) -> list[str]:
     """The pgstac schema (migrated), the four collections and the queryables; safe to
     run again (extents are recomputed from the items, not reset). A collection whose id
     changed (GLACIERFLOW_COLLECTION_IDS) takes its items along: they move to the new id and
-    the old collection goes."""
+    the old collection goes.
+
+    Processes starting together on one database (the parts of a deployment, each running
+    this at start) take turns under an advisory lock: concurrent migrations collide."""
+    with psycopg.connect(dsn, autocommit=True) as turn:
+        turn.execute("SELECT pg_advisory_lock(%s)", (_INIT_LOCK,))
+        return _init_catalog(dsn, collection_ids)  # the lock goes with the connection
+
+
+_INIT_LOCK = 0x676C6163  # "glac": glacierflow's advisory lock key for catalog set-up
+
+
+def _init_catalog(dsn: str, collection_ids: dict[str, str]) -> list[str]:
     from glacierflow.catalog.database import migrate
 
     migrate(dsn)

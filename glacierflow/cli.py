@@ -371,6 +371,55 @@ def catalog_load(paths: tuple[Path, ...], keep_empty: bool) -> None:
         sys.exit(1)
 
 
+@catalog.command("export")
+@click.option(
+    "--geoparquet",
+    "out",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write the items as one stac-geoparquet file (*.parquet), for DuckDB, GeoPandas or "
+    "rustac.",
+)
+@click.option(
+    "--collection",
+    "collections",
+    multiple=True,
+    help="Only this collection's items (repeatable); all collections by default.",
+)
+@click.option(
+    "--base-url",
+    help="Where the data directory is published (e.g. https://HOST/data), so that asset "
+    "hrefs in the file are URLs; default GLACIERFLOW_PUBLIC_DATA_URL, else they stay "
+    "relative to the data directory.",
+)
+def catalog_export(out: Path, collections: tuple[str, ...], base_url: str | None) -> None:
+    """Export the catalog as stac-geoparquet (the collections go in the file's metadata).
+
+    Streams any number of items with flat memory; the file appears when complete.
+    """
+    from glacierflow.catalog.database import catalog_database
+    from glacierflow.catalog.export import ExportError, export_geoparquet
+
+    settings = _settings()
+    base = base_url or (str(settings.public_data_url) if settings.public_data_url else None)
+    try:
+        with _exit_on_input_errors(), catalog_database(settings.data_dir) as dsn:
+            report = export_geoparquet(
+                dsn,
+                out,
+                collections=[settings.collection_id(c) for c in collections],
+                base_url=base,
+                progress=lambda n: _say(f"  {n:,} items"),
+            )
+    except ExportError as err:
+        _say(f"error: {err}")
+        sys.exit(2)
+    per = ", ".join(f"{cid} {n:,}" for cid, n in report.collections.items())
+    _say(f"exported {report.items:,} item(s) ({per}) to {report.path}")
+    if base is None:
+        _say("note: data files' hrefs are relative to the data directory (--base-url for URLs)")
+
+
 @main.group()
 def cube() -> None:
     """Datacubes: granules restructured into Zarr cubes on ITS_LIVE's 100 km tile grid."""
@@ -750,10 +799,12 @@ def _register_mosaics(products: list[MosaicProducts], composites: list[Path]) ->
 )
 @click.option(
     "--only",
-    type=click.Choice(["tiles"]),
+    type=click.Choice(["stac", "timeseries", "tiles"]),
     default=None,
-    help="Serve one part alone: `tiles`, the tile server at the root (its routes without "
-    "the /tiles prefix).",
+    help="Serve one part alone, at the root (its routes without their /stac or /tiles "
+    "prefix), so that parts run and scale as separate processes on one database: the STAC "
+    "API, the time series and profiles, or the tile server. Without it, all of them and "
+    "the dashboard.",
 )
 def serve(host: str, port: int, workers: int, only: str | None) -> None:
     """Serve the HTTP API: /stac (STAC API), /timeseries and /profile, /tiles (map tiles,
@@ -772,7 +823,7 @@ def serve(host: str, port: int, workers: int, only: str | None) -> None:
     with _exit_on_input_errors(), catalog_database(settings.data_dir) as dsn:
         init_catalog(dsn, settings.collection_ids)
         try:
-            run(settings, dsn, host, port, say=_say, workers=workers, only_tiles=only == "tiles")
+            run(settings, dsn, host, port, say=_say, workers=workers, only=only)
         except OSError as err:  # the port: in use, or not ours to take
             _say(f"error: {err.strerror}; choose another --port")
             sys.exit(2)

@@ -12,10 +12,13 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.exception_handlers import request_validation_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.middleware.cors import CORSMiddleware
+from starlette.middleware.gzip import GZipMiddleware
 
 from glacierflow.services import stac
 from glacierflow.services.dashboard import add_front_ends
 from glacierflow.services.data import DataFiles, data_router
+from glacierflow.services.middleware import add_limits
 from glacierflow.services.tiles import TILES_PREFIX, create_tiles_app, tiles_database
 from glacierflow.services.timeseries import timeseries_router
 from glacierflow.settings import Settings
@@ -47,14 +50,20 @@ def health_router(settings: Settings, dsn: str) -> APIRouter:
     return router
 
 
+def _serve_data(app: FastAPI, settings: Settings) -> DataFiles:
+    """/data, and the URLs of its files in the app's answers."""
+    files = DataFiles(settings)
+    app.state.data_files = files  # the STAC API's asset hrefs become URLs with it
+    app.include_router(data_router(files))
+    return files
+
+
 def create_app(settings: Settings, dsn: str) -> FastAPI:
     """The composed application; `dsn` is the catalog database."""
     app = stac.create_stac_app(settings, dsn, prefix="/stac")
     add_front_ends(app, settings)
     app.include_router(health_router(settings, dsn))
-    files = DataFiles(settings)
-    app.state.data_files = files  # the STAC API's asset hrefs become URLs with it
-    app.include_router(data_router(files))
+    files = _serve_data(app, settings)
     series, finder = timeseries_router(settings, dsn, files)
     app.include_router(series)
     tiles = create_tiles_app(settings, dsn, own_lifespan=False)
@@ -81,6 +90,47 @@ def create_app(settings: Settings, dsn: str) -> FastAPI:
     app.add_exception_handler(RequestValidationError, invalid)
     declare_error_answers(app)
     return app
+
+
+# -- each part on its own: separate processes (or pods) scaled apart on one database --------
+def create_stac_part(settings: Settings, dsn: str) -> FastAPI:
+    """The STAC API at the root, with /healthz and the /data files its asset URLs name."""
+    app = stac.create_stac_app(settings, dsn)
+    app.include_router(health_router(settings, dsn))
+    _serve_data(app, settings)
+    declare_error_answers(app)
+    return app
+
+
+def create_timeseries_part(settings: Settings, dsn: str) -> FastAPI:
+    """/timeseries and /profile at the root, with /healthz, /docs and the /data files their
+    granule URLs name."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        yield
+        finder.close()
+
+    app = FastAPI(
+        title="glacierflow time series",
+        description="Point time series and line profiles read from the datacubes",
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+    )
+    stac.add_offline_docs(app)
+    app.include_router(health_router(settings, dsn))
+    files = _serve_data(app, settings)
+    series, finder = timeseries_router(settings, dsn, files)
+    app.include_router(series)
+    app.add_middleware(GZipMiddleware, compresslevel=1)  # as the composed app answers
+    app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["*"])
+    add_limits(app, settings.max_body_bytes)
+    declare_error_answers(app)
+    return app
+
+
+PARTS = {"stac": create_stac_part, "timeseries": create_timeseries_part, "tiles": create_tiles_app}
 
 
 # What any route may answer besides its own 2xx, always as a JSON error body: stac-fastapi's
@@ -160,3 +210,11 @@ def create_app_from_environment() -> FastAPI:
 
     dsn = environment_dsn("the app")
     return create_app(Settings(), dsn)
+
+
+def create_timeseries_part_from_environment() -> FastAPI:
+    """The time-series service alone, for uvicorn (`--factory`), configured as above."""
+    from glacierflow.catalog.database import environment_dsn
+
+    dsn = environment_dsn("the time series")
+    return create_timeseries_part(Settings(), dsn)

@@ -26,9 +26,8 @@ from multiprocessing.process import BaseProcess
 
 import uvicorn
 
-from glacierflow.services.app import create_app
+from glacierflow.services.app import PARTS, create_app
 from glacierflow.services.dashboard import missing_builds
-from glacierflow.services.tiles import create_tiles_app
 from glacierflow.settings import Settings
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
@@ -36,6 +35,11 @@ RESTART_WINDOW_S = 60.0
 DEATHS_PER_WORKER = 5  # more than this many deaths per worker in the window: a crash loop
 _GRACE_S = 10.0  # for requests in flight when the workers stop; then they are killed
 _PR_SET_PDEATHSIG = 1
+_PART_ROUTES = {
+    "stac": "STAC API: /, health: /healthz",
+    "timeseries": "time series: /timeseries, profiles: /profile, health: /healthz",
+    "tiles": "legend: /legend/speed",
+}
 
 
 class ServerError(RuntimeError):
@@ -50,15 +54,15 @@ def run(
     port: int,
     say: Callable[[str], None] = print,
     workers: int = 1,
-    only_tiles: bool = False,
+    only: str | None = None,
 ) -> None:
     """Serve with `workers` processes until SIGINT (Ctrl-C), SIGTERM or SIGHUP, then stop
     them and return. A worker that dies is replaced; ServerError when they die faster than
-    DEATHS_PER_WORKER per worker within RESTART_WINDOW_S. `only_tiles`: the tile server
-    alone, at the root."""
+    DEATHS_PER_WORKER per worker within RESTART_WINDOW_S. `only`: one of `PARTS` alone,
+    at the root."""
     _listening_socket(host, port).close()  # a port in use fails here, once, with its name
-    if only_tiles:
-        say(f"serving tiles on http://{host}:{port}/  (legend: /legend/speed, docs: /docs)")
+    if only is not None:
+        say(f"serving {only} on http://{host}:{port}/  ({_PART_ROUTES[only]}, docs: /docs)")
     else:
         say(
             f"serving on http://{host}:{port}/  (dashboard: /, STAC Browser: /browser/, STAC "
@@ -69,7 +73,7 @@ def run(
                 f"note: the front end in {folder} is not built, its page says so; build it with "
                 f"./run demo, or npm --prefix {folder} ci && npm --prefix {folder} run build"
             )
-    factory = create_tiles_app if only_tiles else create_app
+    factory = PARTS[only] if only is not None else create_app
     _Supervisor(settings, dsn, host, port, workers, say, factory).run()
 
 

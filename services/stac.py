@@ -721,9 +721,10 @@ def add_offline_docs(app: FastAPI) -> None:
 
 
 def create_app_from_environment() -> FastAPI:
-    """The STAC API on its own (DATABASE_URL or PG* name the database):
-    `uvicorn --factory glacierflow.services.stac:create_app_from_environment`."""
+    """The STAC API on its own, as `serve --only stac` runs it (DATABASE_URL or PG* name
+    the database): `uvicorn --factory glacierflow.services.stac:create_app_from_environment`."""
     from glacierflow.catalog.database import environment_dsn
+    from glacierflow.services.app import create_stac_part  # which composes this module
 
     dsn = environment_dsn("the STAC API")
-    return create_stac_app(Settings(), dsn)
+    return create_stac_part(Settings(), dsn)

@@ -10,7 +10,6 @@ vx_phase, vy_phase, count0, outlier_percent` on (y, x); `dt_max` and `sensor_fla
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -25,6 +24,7 @@ from glacierflow.processing.composites.fit import (
     composite_block,
     decimal_year,
 )
+from glacierflow.processing.io.staging import staged
 
 # ITS_LIVE's systematic error added to vx/vy_error by stable_shift_flag (m/yr)
 CO_REGISTRATION_ERROR = {0: 100.0, 1: 5.0, 2: 20.0}
@@ -264,23 +264,14 @@ def _dataset(
 
 
 def write_composite(composite: xr.Dataset, path: Path) -> None:
-    """Write NetCDF atomically: a temporary file beside `path` (its folder made if need
-    be), renamed when complete."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Write NetCDF atomically (see `staged`)."""
     encoding = {
         name: {"zlib": True, "complevel": 2, "shuffle": True}
         for name in composite.data_vars
         if composite[name].ndim > 0
     }
-    handle, staged = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(handle)
-    try:
-        composite.to_netcdf(staged, encoding=encoding, engine="netcdf4")
-        os.replace(staged, path)
-    except BaseException:
-        Path(staged).unlink(missing_ok=True)
-        raise
+    with staged(Path(path)) as temporary:
+        composite.to_netcdf(temporary, encoding=encoding, engine="netcdf4")
 
 
 def open_cube(path: Path) -> xr.Dataset:

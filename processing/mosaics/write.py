@@ -5,10 +5,7 @@ final name and renamed when complete, so a killed build leaves no partial file t
 from __future__ import annotations
 
 import math
-import os
-import tempfile
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 
 import morecantile
@@ -19,6 +16,8 @@ from rasterio.io import MemoryFile
 from rio_cogeo.cogeo import cog_translate
 from rio_cogeo.profiles import cog_profiles
 from rio_cogeo.utils import get_web_optimized_params
+
+from glacierflow.processing.io.staging import staged
 
 BLOCK_PX = 512
 FLOAT_FILL = -32767.0  # ITS_LIVE's _FillValue for float mosaics (readers see NaN)
@@ -33,20 +32,6 @@ def overview_levels(width: int, height: int) -> int:
     """Halvings until the longer side fits one tile (rio-cogeo's own count stops when the
     shorter side does, which leaves a long strip of a region without overviews)."""
     return max(0, math.ceil(math.log2(max(width, height) / BLOCK_PX)))
-
-
-@contextmanager
-def staged(path: Path) -> Iterator[Path]:
-    """A temporary path beside `path`, renamed onto it when the block completes and
-    removed when it fails (or is interrupted)."""
-    handle, name = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(handle)
-    temporary = Path(name)
-    try:
-        yield temporary
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
 
 
 def write_netcdf(mosaic: xr.Dataset, path: Path) -> None:

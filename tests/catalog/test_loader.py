@@ -8,7 +8,10 @@ Each test module works on catalog databases of its own in the session's private 
 from __future__ import annotations
 
 import copy
+import os
 import re
+import subprocess
+import sys
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -276,3 +279,27 @@ def test_collection_ids_that_would_lose_or_mix_items_are_refused(
 
     with pytest.raises(ValidationError, match=re.escape(words)):
         Settings(collection_ids=ids)
+
+
+def test_processes_setting_up_one_new_catalog_at_once_take_turns(
+    pgstac_dsn: str, tmp_path: Path
+) -> None:
+    """The parts of a deployment start together, each setting up the catalog: on a new
+    database their migrations would collide (duplicate schema objects) without turns."""
+    with psycopg.connect(pgstac_dsn, autocommit=True) as conn:
+        conn.execute("DROP DATABASE IF EXISTS init_race WITH (FORCE)")
+        conn.execute("CREATE DATABASE init_race")
+    env = {
+        **os.environ,
+        "DATABASE_URL": f"{pgstac_dsn.rsplit('/', 1)[0]}/init_race",
+        "GLACIERFLOW_DATA_DIR": str(tmp_path),
+    }
+    command = [sys.executable, "-m", "glacierflow.cli", "catalog", "init"]
+    starts = [
+        subprocess.Popen(command, env=env, stderr=subprocess.PIPE, text=True) for _ in range(3)
+    ]
+    for process in starts:
+        _, errors = process.communicate(timeout=300)
+        assert process.returncode == 0, errors
+    with psycopg.connect(env["DATABASE_URL"]) as conn:
+        assert conn.execute("SELECT count(*) FROM pgstac.collections").fetchone() == (4,)
