@@ -488,11 +488,16 @@ def connect_options(settings: Settings) -> dict[str, object]:
 
 
 async def _create_pool(postgres: PostgresSettings, settings: Settings) -> asyncpg.Pool:
-    """stac-fastapi's pool (its sizes, codecs and search path), with the timeouts."""
+    """stac-fastapi's pool (its sizes, codecs and search path), with the timeouts; pgstac
+    read-only: it would otherwise record every search (a row written and committed in
+    `pgstac.searches` per request), which the API never reads back: ~5 ms of each
+    10-item search (BENCHMARKS.md "Catalog at scale"). The tile service's searches are
+    registered through its own pool, which still records them."""
     options = connect_options(settings)
     options["server_settings"] = {
         **postgres.server_settings.model_dump(),
         **options["server_settings"],
+        "pgstac.readonly": "true",
     }
     return await asyncpg.create_pool(
         postgres.connection_string,
@@ -615,6 +620,11 @@ def create_stac_app(settings: Settings, dsn: str, prefix: str = "") -> FastAPI:
         prefix_path=prefix,
         openapi_url="/openapi.json",
         docs_url="/docs",
+        # items are hydrated (merged with their collection's base item) here, in Rust
+        # (`hydraters`), not in pgstac's PL/pgSQL: with granule-sized items that merge
+        # took ~2 ms an item in the database, most of a 10-item search's time
+        # (BENCHMARKS.md "Catalog at scale")
+        use_api_hydrate=True,
     )
     # the sort extension as it is (v1.1.0), and as v1.0.0 clients such as pystac-client
     # look for it: the two versions' sortby is the same for GET and POST

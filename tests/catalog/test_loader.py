@@ -22,7 +22,7 @@ import xarray as xr
 from conftest import serving
 
 from glacierflow.catalog.items import granule_item
-from glacierflow.catalog.loader import init_catalog, load_granules, load_items
+from glacierflow.catalog.loader import TOKEN_INDEX, init_catalog, load_granules, load_items
 
 WORLD = [[-180.0, -90.0, 180.0, 90.0]]
 
@@ -303,3 +303,35 @@ def test_processes_setting_up_one_new_catalog_at_once_take_turns(
         assert process.returncode == 0, errors
     with psycopg.connect(env["DATABASE_URL"]) as conn:
         assert conn.execute("SELECT count(*) FROM pgstac.collections").fetchone() == (4,)
+
+
+def test_a_paging_token_finds_its_item_through_an_index(
+    loaded: tuple[str, dict[str, Path]],
+) -> None:
+    """pgstac looks a token's item up by `id = convert_from(...)` ("C" collation), which
+    the primary keys cannot serve: init_catalog's index in "C" does, on every partition."""
+    dsn, _ = loaded
+    with psycopg.connect(dsn, options="-c search_path=pgstac,public") as conn:
+        conn.execute("SET enable_seqscan = off")  # a table this small would be scanned anyway
+        (item_id,) = conn.execute("SELECT id FROM items LIMIT 1").fetchone()
+        plan = "\n".join(
+            row[0]
+            for row in conn.execute(
+                "EXPLAIN SELECT * FROM items "
+                "WHERE collection = convert_from(decode(%s, 'hex'), 'UTF8') "
+                "AND id = convert_from(decode(%s, 'hex'), 'UTF8')",
+                (b"granules".hex(), item_id.encode().hex()),
+            )
+        )
+        declared = conn.execute(
+            "SELECT indexdef FROM pg_indexes WHERE schemaname = 'pgstac' AND indexname = %s",
+            (TOKEN_INDEX,),
+        ).fetchone()
+        partitions = conn.execute(
+            "SELECT count(*) FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+            "WHERE c.relkind = 'r' AND c.relname LIKE '\\_items\\_%%'"
+        ).fetchone()[0]
+    assert partitions > 1  # granules: a partition per year
+    assert "Seq Scan" not in plan, plan
+    assert declared is not None and 'COLLATE "C"' in declared[0]
+    assert plan.count("_id_idx") == partitions, plan  # the index's copy on each partition
