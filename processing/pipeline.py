@@ -20,7 +20,6 @@ from rasterio.enums import Resampling
 from rasterio.errors import CRSError, RasterioError
 from rasterio.vrt import WarpedVRT
 
-from glacierflow.processing.cubes.reproject import jacobian, transform_vectors
 from glacierflow.processing.io.granule import (
     GranuleInputs,
     granule_dataset,
@@ -195,6 +194,9 @@ def _prior_on_grid(
         raise SceneError(f"{vx_path}: cannot read its projection ({err})") from err
     if source == crs:
         return vx, vy
+    # imported here: the cubes package loads zarr, which tracking alone does not need
+    from glacierflow.processing.cubes.reproject import jacobian, transform_vectors
+
     xs, ys = np.meshgrid(grid.x, grid.y)
     sx, sy = Transformer.from_crs(crs, source, always_xy=True).transform(xs, ys)
     jac = jacobian(Transformer.from_crs(source, crs, always_xy=True), sx, sy)
