@@ -620,11 +620,9 @@ def create_stac_app(settings: Settings, dsn: str, prefix: str = "") -> FastAPI:
         prefix_path=prefix,
         openapi_url="/openapi.json",
         docs_url="/docs",
-        # items are hydrated (merged with their collection's base item) here, in Rust
-        # (`hydraters`), not in pgstac's PL/pgSQL: with granule-sized items that merge
-        # took ~2 ms an item in the database, most of a 10-item search's time
-        # (BENCHMARKS.md "Catalog at scale")
-        use_api_hydrate=True,
+        # items stay hydrated by pgstac: the API-side hydration (`use_api_hydrate`, ~2x
+        # faster searches at 1 M items, BENCHMARKS.md "Catalog at scale") drops the fields
+        # extension's default fields (id, geometry, ...) from answers with `fields`
     )
     # the sort extension as it is (v1.1.0), and as v1.0.0 clients such as pystac-client
     # look for it: the two versions' sortby is the same for GET and POST

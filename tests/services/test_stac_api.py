@@ -212,12 +212,6 @@ def test_searches_are_not_recorded_and_items_come_hydrated(
     assert data["roles"] == ["data"]
 
 
-def test_the_api_hydrates_items_itself(tmp_path: Path) -> None:
-    """Not pgstac: its PL/pgSQL merge cost ~2 ms a granule item (BENCHMARKS.md)."""
-    app = create_stac_app(Settings(data_dir=tmp_path), UNREACHABLE)
-    assert app.state.settings.use_api_hydrate is True
-
-
 def test_fields_include_and_exclude(http: httpx.Client) -> None:
     response = http.get("/stac/search", params={"fields": "id,properties.percent_valid_pixels"})
     assert response.status_code == 200
